@@ -1,0 +1,183 @@
+import { isIP } from "net";
+import { z } from "zod";
+import { utils as ssh2utils } from "ssh2";
+import { parseHostKeyPin } from "./hostkey";
+
+// RFC 1123 labels; dots only between labels (one trailing dot allowed, as in DNS).
+const HOSTNAME =
+  /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function hostProblem(host: string): string | undefined {
+  if (isIP(host) !== 0) return undefined;
+  if (/^\[.*\]$/.test(host)) return "write an IPv6 address without brackets";
+  if (/^[0-9.]+$/.test(host)) return `"${host}" is not a valid IPv4 address`;
+  if (!HOSTNAME.test(host)) return `"${host}" is not a hostname or an IP address`;
+  return undefined;
+}
+
+// Zod calls this with the raw issue, which still has the input: say "is required" when absent.
+const typeError = (message: string) => (iss: { input?: unknown }) =>
+  iss.input === undefined ? "is required" : message;
+
+const host = z
+  .string({ error: typeError("must be a string (hostname or IP address)") })
+  .min(1, { error: "must not be empty" })
+  .superRefine((h, ctx) => {
+    if (h === "") return;
+    const problem = hostProblem(h);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+
+const port = z
+  .number({ error: "must be a number 1-65535" })
+  .int({ error: "must be an integer 1-65535" })
+  .min(1, { error: "must be 1-65535" })
+  .max(65535, { error: "must be 1-65535" })
+  .default(22);
+
+const user = z
+  .string({ error: "must be a string" })
+  .min(1, { error: "must not be empty" })
+  .regex(/^[^\s\x00-\x1f\x7f]*$/, { error: "must not contain spaces or control characters" })
+  .default("root");
+
+const secret = (what: string) => z.string({ error: typeError(`must be a string (${what})`) });
+
+const dialErrorLimit = z
+  .number({ error: "must be an integer (-1 for unlimited)" })
+  .int({ error: "must be an integer (-1 for unlimited)" })
+  .min(-1, { error: "must be -1 (unlimited) or more" })
+  .default(10);
+
+const perDialTimeout = z
+  .number({ error: "must be a whole number of seconds (0 for no limit)" })
+  .int({ error: "must be a whole number of seconds (0 for no limit)" })
+  .min(0, { error: "must be 0 (no limit) or more seconds" })
+  .default(15);
+
+const hostKey = z.string({ error: typeError("must be a string") }).superRefine((v, ctx) => {
+  const pin = parseHostKeyPin(v);
+  if (typeof pin === "string") ctx.addIssue({ code: "custom", message: pin });
+});
+
+// Fields shared by the target and the jump host, exactly @pulumi/command 1.2.1's
+// remote.ProxyConnectionArgs; ConnectionArgs adds `proxy` (and natgate adds `sudo`).
+const endpointFields = {
+  host,
+  port,
+  user,
+  password: secret("the password").optional(),
+  privateKey: secret("the private key text").min(1, { error: "must not be empty" }).optional(),
+  privateKeyPassword: secret("the private key's passphrase").optional(),
+  agentSocketPath: z.string({ error: typeError("must be a string (path of the ssh-agent socket)") }).min(1, { error: "must not be empty" }).optional(),
+  dialErrorLimit,
+  perDialTimeout,
+  hostKey: hostKey.optional(),
+};
+
+interface AuthFields {
+  password?: string | undefined;
+  privateKey?: string | undefined;
+  privateKeyPassword?: string | undefined;
+  agentSocketPath?: string | undefined;
+}
+
+function hasAuth(v: AuthFields): boolean {
+  return v.password !== undefined || v.privateKey !== undefined || v.agentSocketPath !== undefined;
+}
+
+// Reported even when other fields are wrong too, so one check shows every problem.
+const hasAuthParams = {
+  message:
+    "give at least one of password, privateKey or agentSocketPath (for your ssh-agent: agentSocketPath: process.env.SSH_AUTH_SOCK)",
+  when: (payload: { value: unknown }) => typeof payload.value === "object" && payload.value !== null,
+};
+
+function checkPrivateKey(v: AuthFields, ctx: z.RefinementCtx): void {
+  if (v.privateKey !== undefined && v.privateKey !== "") {
+    const problem = privateKeyProblem(v.privateKey, v.privateKeyPassword);
+    if (problem) ctx.addIssue({ code: "custom", path: ["privateKey"], message: problem });
+  }
+}
+
+// Messages are ours, not ssh2's, so no part of the key text can leak into them.
+function privateKeyProblem(key: string, passphrase: string | undefined): string | undefined {
+  let parsed: ReturnType<typeof ssh2utils.parseKey>;
+  try {
+    parsed = ssh2utils.parseKey(key, passphrase);
+  } catch {
+    parsed = new Error("unparsable");
+  }
+  if (!(parsed instanceof Error)) {
+    const k = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (k && k.isPrivateKey()) return undefined;
+    return "is a public key: give the private key text (the file without .pub)";
+  }
+  const msg = parsed.message;
+  if (/no passphrase/i.test(msg)) return "is encrypted: set privateKeyPassword";
+  if (/decrypt|passphrase|bad/i.test(msg) && passphrase !== undefined) {
+    return "could not be decrypted with privateKeyPassword";
+  }
+  return "is not a private key ssh can read (OpenSSH or PEM format, the text of the file, not its path)";
+}
+
+const objectError = { error: typeError("must be an object like @pulumi/command's remote.ConnectionArgs") };
+
+export const ProxyConnectionSchema = z
+  .strictObject(endpointFields, objectError)
+  .refine(hasAuth, hasAuthParams)
+  .superRefine(checkPrivateKey);
+
+export const ConnectionSchema = z
+  .strictObject({
+    ...endpointFields,
+    proxy: ProxyConnectionSchema.optional(),
+    sudo: z.boolean({ error: typeError("must be true or false") }).default(false),
+  }, objectError)
+  .refine(hasAuth, hasAuthParams)
+  .superRefine(checkPrivateKey);
+
+export type ConnectionInput = z.input<typeof ConnectionSchema>;
+export type Connection = z.output<typeof ConnectionSchema>;
+export type ProxyConnection = z.output<typeof ProxyConnectionSchema>;
+
+function pathText(prefix: string, path: ReadonlyArray<PropertyKey>): string {
+  let out = prefix;
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else out += (out === "" ? "" : ".") + String(seg);
+  }
+  return out;
+}
+
+/** One `{ property, reason }` per problem, property being the dotted path ("connection.proxy.port"). */
+export function zodFailures(err: z.ZodError, prefix = "connection"): { property: string; reason: string }[] {
+  const out: { property: string; reason: string }[] = [];
+  for (const issue of err.issues) {
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) {
+        out.push({ property: pathText(prefix, [...issue.path, key]), reason: "unknown field (not in @pulumi/command's ConnectionArgs, nor natgate's sudo)" });
+      }
+      continue;
+    }
+    out.push({ property: pathText(prefix, issue.path), reason: issue.message });
+  }
+  return out;
+}
+
+/** Zod issues as lines "connection.port: must be 1-65535". */
+export function formatZodError(err: z.ZodError, prefix = "connection"): string {
+  return zodFailures(err, prefix)
+    .map((f) => `${f.property}: ${f.reason}`)
+    .join("\n");
+}
+
+/** Validate and fill defaults; failures in the shape Pulumi's check() returns. */
+export function checkConnection(
+  input: unknown,
+  prefix = "connection",
+): { connection: Connection; failures: [] } | { connection?: undefined; failures: { property: string; reason: string }[] } {
+  const r = ConnectionSchema.safeParse(input);
+  if (r.success) return { connection: r.data, failures: [] };
+  return { failures: zodFailures(r.error, prefix) };
+}
