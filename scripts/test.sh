@@ -14,4 +14,5 @@ echo "== building (tsc)"
 npx tsc -p tsconfig.json
 node scripts/link-self.js
 echo "== running the suite in a lab"
+[ "$#" -gt 0 ] || set -- "test/**/*.test.ts"
 exec npx tsx test/lab/cli.ts run -- npx mocha "$@"
