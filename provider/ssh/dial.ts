@@ -1,0 +1,357 @@
+import { createHash } from "crypto";
+import type { Duplex } from "stream";
+import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import { NatgateError } from "./errors";
+import { fingerprintOfKeyBlob, hostKeyAlgorithmsFor, keyTypeOfBlob, parseHostKeyPin } from "./hostkey";
+import type { Connection, ProxyConnection } from "./schema";
+
+type Endpoint = Connection | ProxyConnection;
+
+/** Where an expected fingerprint came from; decides the wording of a mismatch. */
+export type ExpectationSource = "hostKey" | "proxy.hostKey" | "state" | "process";
+
+export interface Expectation {
+  fingerprint: string;
+  source: ExpectationSource;
+}
+
+/** A connected, authenticated client (and the jump host client it tunnels through). */
+export interface Dialed {
+  client: Client;
+  proxyClient?: Client;
+  fingerprint: string;
+  proxyFingerprint?: string;
+}
+
+// TOFU memory for this process: the first key seen per route refuses a later change,
+// even for callers that keep no state. Only for the default algorithm offer, because
+// a pinned key line narrows the offer and the server then presents another of its keys.
+const seenFingerprints = new Map<string, string>();
+
+export function endpointName(ep: Endpoint): string {
+  const host = ep.host.includes(":") ? `[${ep.host}]` : ep.host;
+  return `${ep.user}@${host}:${ep.port}`;
+}
+
+/** Human label of the whole route, used in every message: "root@10.0.0.2:22 (via jump host root@vps:22)". */
+export function routeLabel(conn: Connection): string {
+  return endpointName(conn) + (conn.proxy ? ` (via jump host ${endpointName(conn.proxy)})` : "");
+}
+
+/** Key of the TOFU memory: what the client dials, as seen from here. */
+export function routeKey(conn: Connection): string {
+  const target = `${conn.host}:${conn.port}`;
+  return conn.proxy ? `${conn.proxy.host}:${conn.proxy.port}>${target}` : target;
+}
+
+function pinOf(ep: Endpoint): { fingerprint: string; keyType?: string } | undefined {
+  if (ep.hostKey === undefined) return undefined;
+  const pin = parseHostKeyPin(ep.hostKey);
+  if (typeof pin === "string") throw new NatgateError("config", `hostKey: ${pin}`);
+  return pin;
+}
+
+/**
+ * Pool key: everything that makes two connections interchangeable (endpoint, identity,
+ * algorithm offer), hashed so no secret is kept as a map key or shows up in a dump.
+ */
+export function poolKey(conn: Connection): string {
+  const part = (ep: Endpoint) => [
+    ep.host,
+    ep.port,
+    ep.user,
+    ep.password ?? null,
+    ep.privateKey ?? null,
+    ep.privateKeyPassword ?? null,
+    ep.agentSocketPath ?? null,
+    pinOf(ep)?.keyType ?? null,
+  ];
+  const material = JSON.stringify([part(conn), conn.proxy ? part(conn.proxy) : null]);
+  return createHash("sha256").update(material).digest("hex");
+}
+
+/** Fingerprints the target must present, strongest source first; a pin overrides TOFU. */
+export function targetExpectations(conn: Connection, knownFingerprint?: string): Expectation[] {
+  const pin = pinOf(conn);
+  if (pin) return [{ fingerprint: pin.fingerprint, source: "hostKey" }];
+  const out: Expectation[] = [];
+  if (knownFingerprint) out.push({ fingerprint: normalizeFingerprint(knownFingerprint), source: "state" });
+  const seen = seenFingerprints.get(routeKey(conn));
+  if (seen) out.push({ fingerprint: seen, source: "process" });
+  return out;
+}
+
+function proxyExpectations(conn: Connection, knownProxyFingerprint?: string): Expectation[] {
+  const proxy = conn.proxy!;
+  const pin = pinOf(proxy);
+  if (pin) return [{ fingerprint: pin.fingerprint, source: "proxy.hostKey" }];
+  const out: Expectation[] = [];
+  if (knownProxyFingerprint) out.push({ fingerprint: normalizeFingerprint(knownProxyFingerprint), source: "state" });
+  const seen = seenFingerprints.get(`${proxy.host}:${proxy.port}`);
+  if (seen) out.push({ fingerprint: seen, source: "process" });
+  return out;
+}
+
+function normalizeFingerprint(fp: string): string {
+  const pin = parseHostKeyPin(fp);
+  if (typeof pin === "string" || pin.keyType !== undefined) {
+    throw new NatgateError("config", `knownFingerprint must be "SHA256:..." as runScript returned it, got ${JSON.stringify(fp)}`);
+  }
+  return pin.fingerprint;
+}
+
+const SOURCE_TEXT: Record<ExpectationSource, string> = {
+  hostKey: "from connection.hostKey",
+  "proxy.hostKey": "from connection.proxy.hostKey",
+  state: "seen on first use and kept in this resource's state",
+  process: "seen earlier by this process",
+};
+
+export function mismatchError(
+  label: string,
+  expected: Expectation,
+  received: string,
+  receivedType: string | undefined,
+  isProxy: boolean,
+): NatgateError {
+  const field = isProxy ? "connection.proxy.hostKey" : "connection.hostKey";
+  return new NatgateError(
+    "hostkey-mismatch",
+    `host key of ${label} does not match: expected ${expected.fingerprint} (${SOURCE_TEXT[expected.source]}), ` +
+      `received ${received}${receivedType ? ` (${receivedType})` : ""}. Nothing was run on the host. ` +
+      `If the host was legitimately reinstalled, set ${field} to the new fingerprint shown ("${received}"); ` +
+      `otherwise someone may be intercepting the connection: do not proceed.`,
+  );
+}
+
+function recordSeen(key: string, fingerprint: string, narrowedOffer: boolean): void {
+  if (!narrowedOffer && !seenFingerprints.has(key)) seenFingerprints.set(key, fingerprint);
+}
+
+/** Failure of one dial attempt: `fatal` ones (auth, host key, config) are not retried. */
+class AttemptError extends Error {
+  constructor(
+    readonly kind: "timeout" | "unreachable",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const AUTH_NAMES: Record<string, string> = {
+  publickey: "private key",
+  agent: "ssh-agent",
+  password: "password",
+  "keyboard-interactive": "keyboard-interactive (password)",
+};
+
+interface ConnectOptions {
+  ep: Endpoint;
+  label: string;
+  expectations: Expectation[];
+  isProxy: boolean;
+  sock?: Duplex;
+}
+
+/** One SSH handshake + authentication. Resolves with the client once ready. */
+function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: string }> {
+  const { ep, label } = o;
+  const pin = pinOf(ep);
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    client.setMaxListeners(50);
+    let settled = false;
+    let seen: { fingerprint: string; keyType?: string } | undefined;
+    let mismatch: NatgateError | undefined;
+    let inAuth = false;
+    const tried: string[] = [];
+    let serverMethods: string[] | undefined;
+    const notes: string[] = [];
+
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      client.removeAllListeners("ready");
+      client.on("error", () => {});
+      client.end();
+      if (o.sock) o.sock.destroy();
+      reject(e);
+    };
+
+    const methods: string[] = [];
+    if (ep.privateKey !== undefined) methods.push("publickey");
+    if (ep.agentSocketPath !== undefined) methods.push("agent");
+    if (ep.password !== undefined) methods.push("password", "keyboard-interactive");
+
+    const authFailed = () =>
+      new NatgateError(
+        "auth",
+        `authentication as ${label} failed (tried: ${tried.map((m) => AUTH_NAMES[m] ?? m).join(", ") || "nothing the server accepts"}` +
+          `${serverMethods ? `; the server accepts: ${serverMethods.join(", ")}` : ""})` +
+          `${notes.length ? `; ${notes.join("; ")}` : ""}. ` +
+          `Check ${o.isProxy ? "connection.proxy" : "connection"}.user and its credentials, and that the key is in ~${ep.user}/.ssh/authorized_keys on the host. This is not retried.`,
+      );
+
+    const cfg: ConnectConfig = {
+      host: ep.host,
+      port: ep.port,
+      username: ep.user,
+      readyTimeout: ep.perDialTimeout * 1000,
+      keepaliveInterval: 15000,
+      keepaliveCountMax: 4,
+      tryKeyboard: ep.password !== undefined,
+      hostVerifier: (key: Buffer): boolean => {
+        const fingerprint = fingerprintOfKeyBlob(key);
+        const keyType = keyTypeOfBlob(key);
+        seen = { fingerprint, ...(keyType ? { keyType } : {}) };
+        for (const exp of o.expectations) {
+          if (exp.fingerprint !== fingerprint) {
+            mismatch = mismatchError(label, exp, fingerprint, keyType, o.isProxy);
+            return false;
+          }
+        }
+        inAuth = true;
+        return true;
+      },
+      authHandler: ((methodsLeft: string[] | null, _partial: boolean | null, next: (m: string | false) => void) => {
+        if (methodsLeft) serverMethods = methodsLeft;
+        while (methods.length > 0) {
+          const m = methods.shift()!;
+          // keyboard-interactive goes with password; skip methods the server said it does not take.
+          if (methodsLeft && !methodsLeft.includes(m)) continue;
+          tried.push(m);
+          return next(m);
+        }
+        return next(false);
+      }) as unknown as ConnectConfig["authHandler"],
+    };
+    if (ep.password !== undefined) cfg.password = ep.password;
+    if (ep.privateKey !== undefined) cfg.privateKey = ep.privateKey;
+    if (ep.privateKeyPassword !== undefined) cfg.passphrase = ep.privateKeyPassword;
+    if (ep.agentSocketPath !== undefined) cfg.agent = ep.agentSocketPath;
+    if (pin?.keyType) cfg.algorithms = { serverHostKey: hostKeyAlgorithmsFor(pin.keyType) as never };
+    if (o.sock) cfg.sock = o.sock;
+
+    client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) => {
+      finish(prompts.map(() => ep.password ?? ""));
+    });
+    client.on("ready", () => {
+      if (settled) return;
+      settled = true;
+      const fp = seen!.fingerprint;
+      resolve({ client, fingerprint: fp });
+    });
+    client.on("error", (err: Error & { level?: string }) => {
+      if (settled) return;
+      if (mismatch) return fail(mismatch);
+      // ssh2 reports a failing agent or key signature and then moves on to the next method.
+      if (err.level === "agent") {
+        notes.push("the ssh-agent at agentSocketPath could not be used");
+        return;
+      }
+      if (err.level === "client-authentication") {
+        if (/All configured authentication methods failed/.test(err.message)) return fail(authFailed());
+        notes.push("the private key could not sign");
+        return;
+      }
+      if (err.level === "client-timeout") {
+        return fail(new AttemptError("timeout", `no SSH login within ${ep.perDialTimeout} s (${inAuth ? "during authentication" : "connecting or during the handshake"})`));
+      }
+      if (inAuth && /authentication/i.test(err.message)) return fail(authFailed());
+      fail(new AttemptError("unreachable", err.message));
+    });
+    client.on("close", () => {
+      if (settled) return;
+      if (mismatch) return fail(mismatch);
+      fail(new AttemptError("unreachable", "the connection was closed before login completed"));
+    });
+
+    try {
+      client.connect(cfg);
+    } catch (e) {
+      // ssh2 throws synchronously on an unusable private key; its text never holds the key.
+      const field = o.isProxy ? "connection.proxy.privateKey" : "connection.privateKey";
+      fail(new NatgateError("auth", `${field} cannot be used (${(e as Error).message.replace(/:.*$/s, "")}): give the private key text and, if it is encrypted, privateKeyPassword`));
+    }
+  });
+}
+
+function forwardOut(proxy: Client, host: string, port: number, timeoutS: number, label: string): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    const timer =
+      timeoutS > 0
+        ? setTimeout(() => reject(new AttemptError("timeout", `the jump host did not open a tunnel to ${label} within ${timeoutS} s`)), timeoutS * 1000)
+        : undefined;
+    try {
+      proxy.forwardOut("127.0.0.1", 0, host, port, (err, stream) => {
+        if (timer) clearTimeout(timer);
+        if (err) reject(new AttemptError("unreachable", `the jump host could not open a tunnel to ${label}: ${err.message}`));
+        else resolve(stream);
+      });
+    } catch (e) {
+      if (timer) clearTimeout(timer);
+      reject(new AttemptError("unreachable", `the jump host connection dropped: ${(e as Error).message}`));
+    }
+  });
+}
+
+async function dialOnce(conn: Connection, expectations: Expectation[], knownProxyFingerprint?: string): Promise<Dialed> {
+  const label = routeLabel(conn);
+  if (!conn.proxy) {
+    const r = await connectOnce({ ep: conn, label, expectations, isProxy: false });
+    recordTarget(conn, r.fingerprint);
+    return r;
+  }
+  const proxyLabel = `jump host ${endpointName(conn.proxy)}`;
+  const p = await connectOnce({
+    ep: conn.proxy,
+    label: proxyLabel,
+    expectations: proxyExpectations(conn, knownProxyFingerprint),
+    isProxy: true,
+  });
+  recordSeen(`${conn.proxy.host}:${conn.proxy.port}`, p.fingerprint, pinOf(conn.proxy)?.keyType !== undefined);
+  try {
+    const stream = await forwardOut(p.client, conn.host, conn.port, conn.perDialTimeout, endpointName(conn));
+    const r = await connectOnce({ ep: conn, label, expectations, isProxy: false, sock: stream });
+    recordTarget(conn, r.fingerprint);
+    // The tunnel lives as long as the target connection; either closing ends both.
+    r.client.once("close", () => p.client.end());
+    p.client.once("close", () => r.client.end());
+    return { ...r, proxyClient: p.client, proxyFingerprint: p.fingerprint };
+  } catch (e) {
+    p.client.end();
+    throw e;
+  }
+}
+
+function recordTarget(conn: Connection, fingerprint: string): void {
+  recordSeen(routeKey(conn), fingerprint, pinOf(conn)?.keyType !== undefined);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Dial with @pulumi/command's semantics: up to dialErrorLimit attempts (-1: no limit), each
+ * bounded by perDialTimeout seconds (0: no bound). Auth, host key and config failures are final.
+ */
+export async function dial(conn: Connection, expectations: Expectation[], knownProxyFingerprint?: string): Promise<Dialed> {
+  const tries = conn.dialErrorLimit === -1 ? Infinity : Math.max(1, conn.dialErrorLimit);
+  let last: AttemptError | undefined;
+  for (let attempt = 1; attempt <= tries; attempt++) {
+    try {
+      return await dialOnce(conn, expectations, knownProxyFingerprint);
+    } catch (e) {
+      if (!(e instanceof AttemptError)) throw e;
+      last = e;
+      if (attempt < tries) await sleep(Math.min(250 * attempt, 1000));
+    }
+  }
+  const each = conn.perDialTimeout > 0 ? ` of up to ${conn.perDialTimeout} s each` : "";
+  const target = conn.proxy ? "connection.host/port (as reached from the jump host) and connection.proxy.host/port" : "connection.host and connection.port";
+  throw new NatgateError(
+    last!.kind,
+    `cannot reach ${routeLabel(conn)} over SSH after ${tries} ${tries === 1 ? "try" : "tries"}${each}: ${last!.message}. ` +
+      `Check that the host is up and reachable from here, that ${target} are right, that sshd listens there and no firewall drops the port; ` +
+      `on a slow link raise connection.perDialTimeout or connection.dialErrorLimit.`,
+  );
+}
