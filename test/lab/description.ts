@@ -8,7 +8,7 @@ export type SshdHostName = (typeof SSHD_HOSTS)[number];
 
 export interface SshdDescription {
   pid: number;
-  /** sshd's LogLevel VERBOSE log: one "Accepted ..." line per authenticated connection */
+  /** sshd's LogLevel VERBOSE log: one "Accepted <method> for <user> from <addr>" line per login (VERBOSE also logs "Accepted key ..." per key offered) */
   log: string;
   /** public host key line, "ssh-ed25519 AAAA... comment" (what ConnectionArgs.hostKey takes) */
   hostKey: string;

@@ -60,7 +60,7 @@ export interface LabHost {
   hostKeyFingerprint?: string;
   /** PID of the host's sshd, whose mount namespace is the host's file system view */
   sshdPid?: number;
-  /** sshd's VERBOSE log (one "Accepted " line per authenticated connection) */
+  /** sshd's VERBOSE log: count lines matching /^Accepted \S+ for / for logins */
   sshdLog?: string;
 }
 
