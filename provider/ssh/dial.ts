@@ -81,7 +81,7 @@ export function targetExpectations(conn: Connection, knownFingerprint?: string):
   return out;
 }
 
-function proxyExpectations(conn: Connection, knownProxyFingerprint?: string): Expectation[] {
+export function proxyExpectations(conn: Connection, knownProxyFingerprint?: string): Expectation[] {
   const proxy = conn.proxy!;
   const pin = pinOf(proxy);
   if (pin) return [{ fingerprint: pin.fingerprint, source: "proxy.hostKey" }];

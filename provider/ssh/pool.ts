@@ -1,6 +1,16 @@
 import type { Client } from "ssh2";
 import { isNatgateError } from "./errors";
-import { dial, mismatchError, poolKey, routeLabel, targetExpectations, type Dialed, type Expectation } from "./dial";
+import {
+  dial,
+  endpointName,
+  mismatchError,
+  poolKey,
+  proxyExpectations,
+  routeLabel,
+  targetExpectations,
+  type Dialed,
+  type Expectation,
+} from "./dial";
 import type { Connection } from "./schema";
 
 // sshd's MaxSessions defaults to 10 channels per connection; stay under it with room to spare.
@@ -76,10 +86,17 @@ function closeEntry(entry: Entry): void {
   entry.dialed.client.end();
 }
 
-function checkExpectations(entry: Entry, expectations: Expectation[]): void {
+/** A pooled connection was verified against its first caller's expectations; hold it to ours too. */
+function checkExpectations(entry: Entry, conn: Connection, expectations: Expectation[], opts: AcquireOptions): void {
   for (const exp of expectations) {
     if (exp.fingerprint !== entry.dialed.fingerprint) {
       throw mismatchError(entry.label, exp, entry.dialed.fingerprint, undefined, false);
+    }
+  }
+  if (!conn.proxy || !entry.dialed.proxyFingerprint) return;
+  for (const exp of proxyExpectations(conn, opts.knownProxyFingerprint)) {
+    if (exp.fingerprint !== entry.dialed.proxyFingerprint) {
+      throw mismatchError(`jump host ${endpointName(conn.proxy)}`, exp, entry.dialed.proxyFingerprint, undefined, true);
     }
   }
 }
@@ -136,16 +153,7 @@ export async function acquire(conn: Connection, opts: AcquireOptions = {}): Prom
     entry = makeEntry(d, routeLabel(conn), false, () => {});
   } else {
     entry = await pooledEntry(conn, expectations, opts);
-    checkExpectations(entry, expectations);
-    if (opts.knownProxyFingerprint && entry.dialed.proxyFingerprint && opts.knownProxyFingerprint !== entry.dialed.proxyFingerprint) {
-      throw mismatchError(
-        `jump host of ${entry.label}`,
-        { fingerprint: opts.knownProxyFingerprint, source: "state" },
-        entry.dialed.proxyFingerprint,
-        undefined,
-        true,
-      );
-    }
+    checkExpectations(entry, conn, expectations, opts);
   }
 
   if (entry.idleTimer) {

@@ -1,0 +1,336 @@
+// The SSH layer against the lab's real sshd hosts. The test process is the laptop on the LAN:
+// the router is at its LAN address, the VPS is reached through the router and the ISP's CGNAT.
+import { strict as assert } from "assert";
+import { randomBytes } from "crypto";
+import { readFileSync } from "fs";
+import { inspect } from "util";
+import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
+import {
+  closeAll,
+  isNatgateError,
+  NatgateError,
+  poolStats,
+  runScript,
+  SH_PRELUDE,
+  type ConnectionInput,
+  type NatgateErrorCode,
+} from "../../provider/ssh";
+
+const HOSTILE_ARGS = ["", "it's", "$(touch /tmp/natgate-pwned)", "`id`", "a\nb", " two  spaces ", "*", "ünï 🚀", "--", "-n", '"\\'];
+
+function rootConn(h: LabHost, extra: Partial<ConnectionInput> = {}): ConnectionInput {
+  const s = h.ssh!;
+  return { host: s.host, port: s.port, user: s.user, privateKey: s.privateKey, ...extra };
+}
+
+/** Logins so far: sshd logs "Accepted publickey for root from ..." once per authenticated connection. */
+function acceptedCount(h: LabHost): number {
+  return (readFileSync(h.sshdLog!, "utf8").match(/^.*Accepted [\w-]+ for \S+ from /gm) ?? []).length;
+}
+
+async function establishedSsh(h: LabHost): Promise<number> {
+  const out = await h.run(`ss -Htn state established '( sport = :22 )'`);
+  return out.split("\n").filter((l) => l.trim()).length;
+}
+
+/** Every rendering of an error a user or a log could see. */
+function renderings(e: unknown): string {
+  const err = e as Error;
+  return [String(err), err.message, err.stack ?? "", inspect(err, { depth: 5 }), JSON.stringify(err)].join("\n");
+}
+
+async function rejectsWith(p: Promise<unknown>, code: NatgateErrorCode | NatgateErrorCode[], re?: RegExp): Promise<NatgateError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isNatgateError(e), `expected a NatgateError ${code}, got ${inspect(e)}`);
+    assert.ok(([] as NatgateErrorCode[]).concat(code).includes(e.code), `code ${e.code}: ${e.message}`);
+    if (re) assert.match(e.message, re);
+    return e;
+  }
+  assert.fail(`expected NatgateError ${code}, but it succeeded`);
+}
+
+const marker = () => `/tmp/natgate-must-not-exist-${randomBytes(4).toString("hex")}`;
+
+async function assertAbsent(h: LabHost, path: string): Promise<void> {
+  const r = await h.exec(`test -e ${path}`);
+  assert.equal(r.code, 1, `${path} exists on ${h.name}: a command ran although it must not`);
+}
+
+describe("ssh: runScript against lab hosts", function () {
+  let lab: Lab;
+  let vps: LabHost;
+  let router: LabHost;
+  let lan: LabHost;
+
+  before(() => {
+    lab = getLab();
+    vps = lab.hosts.vps;
+    router = lab.hosts.router;
+    lan = lab.hosts.lan;
+  });
+  afterEach(() => closeAll());
+
+  it("runs a script as root on the router (LAN) and the VPS (through both NATs), args intact", async () => {
+    for (const h of [router, vps]) {
+      const script = `printf '%s\\n' "$(id -u)" "$(hostname)"; printf '%s\\0' "$@"`;
+      const r = await runScript(rootConn(h), script, HOSTILE_ARGS);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split("\n");
+      assert.equal(lines[0], "0");
+      assert.equal(lines[1], h.name);
+      assert.deepEqual(lines.slice(2).join("\n").split("\0").slice(0, -1), HOSTILE_ARGS);
+      assert.equal(r.fingerprint, h.hostKeyFingerprint);
+    }
+    assert.equal((await vps.exec("test -e /tmp/natgate-pwned")).code, 1);
+  });
+
+  it("returns a failing script's exit code and output instead of throwing", async () => {
+    const r = await runScript(rootConn(vps), "echo out; echo err >&2; exit 3");
+    assert.deepEqual([r.code, r.stdout, r.stderr], [3, "out\n", "err\n"]);
+  });
+
+  it("runs as root through sudo -n for the non-root ops user with sudo: true", async () => {
+    for (const h of [vps, router]) {
+      const ops = { host: h.addr, user: "ops", privateKey: lab.users.ops.privateKey };
+      const withSudo = await runScript({ ...ops, sudo: true }, "id -un; id -u; echo \"$1\"", ["it's $HOME"]);
+      assert.deepEqual([withSudo.code, withSudo.stdout], [0, "root\n0\nit's $HOME\n"], withSudo.stderr);
+      const without = await runScript(ops, "id -un");
+      assert.equal(without.stdout, "ops\n");
+    }
+  });
+
+  it("says how to fix sudo when it wants a password (pwuser), without the password", async () => {
+    const pw = { host: vps.addr, user: "pwuser", password: lab.users.pw.password };
+    const plain = await runScript(pw, "id -un");
+    assert.equal(plain.stdout, "pwuser\n");
+    const where = marker();
+    const e = await rejectsWith(runScript({ ...pw, sudo: true }, `touch ${where}`), "sudo-password", /NOPASSWD.*or connect as root/);
+    assert.match(e.message, /pwuser/);
+    assert.ok(!renderings(e).includes(lab.users.pw.password));
+    await assertAbsent(vps, where);
+  });
+
+  it("accepts a pinned host key as a key line and as a SHA256 fingerprint", async () => {
+    for (const hostKey of [vps.ssh!.hostKey, vps.hostKeyFingerprint!]) {
+      await closeAll(); // verify on a fresh handshake, not a pooled connection
+      const r = await runScript(rootConn(vps, { hostKey }), "echo ok");
+      assert.equal(r.stdout, "ok\n");
+      assert.equal(r.fingerprint, vps.hostKeyFingerprint);
+    }
+  });
+
+  it("refuses a wrong pinned key before running anything, showing expected and received", async () => {
+    assert.notEqual(router.hostKeyFingerprint, vps.hostKeyFingerprint);
+    const where = marker();
+    for (const hostKey of [router.ssh!.hostKey, router.hostKeyFingerprint!]) {
+      // once on a new handshake, once with a pooled connection open to the VPS
+      for (const pooled of [false, true]) {
+        await closeAll();
+        if (pooled) await runScript(rootConn(vps), "true");
+        const e = await rejectsWith(runScript(rootConn(vps, { hostKey }), `touch ${where}`), "hostkey-mismatch");
+        assert.ok(e.message.includes(`expected ${router.hostKeyFingerprint}`), e.message);
+        assert.ok(e.message.includes(`received ${vps.hostKeyFingerprint}`), e.message);
+        assert.match(e.message, /Nothing was run.*set connection\.hostKey to the new fingerprint shown/);
+      }
+    }
+    await assertAbsent(vps, where);
+  });
+
+  it("trusts on first use: returns the fingerprint, refuses a different known one", async () => {
+    const first = await runScript(rootConn(router), "true");
+    assert.equal(first.fingerprint, router.hostKeyFingerprint);
+    const again = await runScript(rootConn(router), "echo ok", [], { knownFingerprint: first.fingerprint });
+    assert.equal(again.stdout, "ok\n");
+
+    const where = marker();
+    for (const pooled of [true, false]) {
+      if (!pooled) await closeAll();
+      const e = await rejectsWith(
+        runScript(rootConn(router), `touch ${where}`, [], { knownFingerprint: lan.hostKeyFingerprint }),
+        "hostkey-mismatch",
+      );
+      assert.ok(e.message.includes(`expected ${lan.hostKeyFingerprint} (seen on first use and kept in this resource's state)`), e.message);
+      assert.ok(e.message.includes(`received ${router.hostKeyFingerprint}`), e.message);
+    }
+    await assertAbsent(router, where);
+    // a pin wins over state, which is how a user accepts a legitimately new key
+    const pinned = await runScript(rootConn(router, { hostKey: router.hostKeyFingerprint! }), "echo ok", [], {
+      knownFingerprint: lan.hostKeyFingerprint,
+    });
+    assert.equal(pinned.stdout, "ok\n");
+  });
+
+  it("remembers the first key seen per host:port in the process and refuses a change", async () => {
+    // Same address, different host behind it: a forwarder on the laptop first to the router, then to the LAN host.
+    const laptop = lab.hosts.laptop;
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const forward = (to: string) =>
+      laptop.start(`exec socat TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork TCP:${to}:22`, { waitForTcpPort: port });
+    let fwd: LabProcess = await forward(router.addr);
+    try {
+      const conn = rootConn(router, { host: "127.0.0.1", port });
+      const r = await runScript(conn, "hostname");
+      assert.deepEqual([r.stdout, r.fingerprint], ["router\n", router.hostKeyFingerprint]);
+      await closeAll();
+      await fwd.stop();
+      fwd = await forward(lan.addr);
+      const where = marker();
+      const e = await rejectsWith(runScript(conn, `touch ${where}`), "hostkey-mismatch");
+      assert.ok(e.message.includes(`expected ${router.hostKeyFingerprint} (seen earlier by this process)`), e.message);
+      assert.ok(e.message.includes(`received ${lan.hostKeyFingerprint}`), e.message);
+      await assertAbsent(lan, where);
+    } finally {
+      await fwd.stop();
+    }
+  });
+
+  it("fails on an unreachable host within dialErrorLimit x perDialTimeout, saying what to check", async () => {
+    const start = Date.now();
+    const e = await rejectsWith(
+      runScript(rootConn(vps, { host: "198.51.100.200", dialErrorLimit: 2, perDialTimeout: 1 }), "true"),
+      ["timeout", "unreachable"],
+    );
+    const seconds = (Date.now() - start) / 1000;
+    assert.ok(seconds < 2 * 1 + 1.5, `took ${seconds} s`);
+    assert.match(e.message, /cannot reach root@198\.51\.100\.200:22 over SSH after 2 tries of up to 1 s each/);
+    assert.match(e.message, /Check that the host is up/);
+  });
+
+  it("fails fast with 'unreachable' on a closed port, after the configured tries", async () => {
+    const start = Date.now();
+    const e = await rejectsWith(runScript(rootConn(vps, { port: 2, dialErrorLimit: 3, perDialTimeout: 5 }), "true"), "unreachable");
+    assert.match(e.message, /root@198\.51\.100\.1:2 over SSH after 3 tries.*ECONNREFUSED/);
+    assert.ok(Date.now() - start < 3000);
+  });
+
+  it("does not retry a failed login and names the methods tried, never the secrets", async () => {
+    const wrongPassword = "wrong-" + randomBytes(6).toString("hex");
+    const before = readFileSync(vps.sshdLog!, "utf8").length;
+    const start = Date.now();
+    const e1 = await rejectsWith(
+      runScript({ host: vps.addr, user: "pwuser", password: wrongPassword, dialErrorLimit: 10 }, "true"),
+      "auth",
+      /authentication as pwuser@198\.51\.100\.1:22 failed \(tried: password; the server accepts: publickey, password\)/,
+    );
+    assert.ok(Date.now() - start < 5000, "a failed login must not be retried");
+    const newLog = readFileSync(vps.sshdLog!, "utf8").slice(before);
+    assert.equal((newLog.match(/Connection from /g) ?? []).length, 1, newLog);
+    assert.ok(!renderings(e1).includes(wrongPassword));
+
+    // ops's key is not authorized for root
+    const e2 = await rejectsWith(runScript({ host: vps.addr, privateKey: lab.users.ops.privateKey }, "true"), "auth", /tried: private key/);
+    const keyBody = lab.users.ops.privateKey.split("\n").slice(1, -2).join("");
+    for (const chunk of [keyBody.slice(0, 40), keyBody.slice(40, 80), lab.users.ops.privateKey.split("\n")[1]!]) {
+      assert.ok(!renderings(e2).includes(chunk));
+    }
+  });
+
+  it("reuses one pooled connection for sequential and concurrent scripts, then closes it when idle", async () => {
+    await closeAll();
+    const before = acceptedCount(vps);
+    for (let i = 0; i < 5; i++) assert.equal((await runScript(rootConn(vps), `echo ${i}`)).stdout, `${i}\n`);
+    const concurrent = await Promise.all([...Array(5)].map((_, i) => runScript(rootConn(vps), "echo $1", [String(i)])));
+    assert.deepEqual(concurrent.map((r) => r.stdout), ["0\n", "1\n", "2\n", "3\n", "4\n"]);
+    assert.equal(acceptedCount(vps) - before, 1, "one login for ten scripts");
+    assert.equal(await establishedSsh(vps), 1);
+
+    await new Promise((r) => setTimeout(r, 2600));
+    assert.equal(poolStats().open, 0, "idle connection closed after ~2 s");
+    assert.equal(await establishedSsh(vps), 0);
+  });
+
+  it("keeps at most 8 channels open on one connection and queues the rest", async () => {
+    await closeAll();
+    const dir = `/tmp/natgate-q-${randomBytes(4).toString("hex")}`;
+    await vps.run(`mkdir ${dir}`);
+    try {
+      const before = acceptedCount(vps);
+      // each script counts the scripts running at its start
+      const script = `touch "$1/$$"; ls "$1" | wc -l; sleep 0.4; rm "$1/$$"`;
+      const runs = await Promise.all([...Array(20)].map(() => runScript(rootConn(vps), script, [dir])));
+      const peaks = runs.map((r) => Number(r.stdout.trim()));
+      assert.ok(Math.max(...peaks) <= 8, `peak concurrency ${Math.max(...peaks)}`);
+      assert.ok(Math.max(...peaks) >= 4, `scripts did not run concurrently (peak ${Math.max(...peaks)})`);
+      assert.equal(acceptedCount(vps) - before, 1);
+    } finally {
+      await vps.run(`rm -rf ${dir}`);
+    }
+  });
+
+  it("redials when the pooled connection died", async () => {
+    await closeAll();
+    const before = acceptedCount(router);
+    await runScript(rootConn(router), "true");
+    // end the server side of our session (the sshd processes serving our established connection)
+    const pids = (await router.run(`ss -Htnp state established '( sport = :22 )'`)).match(/pid=(\d+)/g)!.map((p) => p.slice(4));
+    assert.ok(pids.length > 0);
+    await router.run(`kill ${[...new Set(pids)].join(" ")}`);
+    const r = await runScript(rootConn(router), "echo back");
+    assert.equal(r.stdout, "back\n");
+    assert.equal(acceptedCount(router) - before, 2);
+  });
+
+  it("with fresh: true logs in anew and does not keep the connection", async () => {
+    await closeAll();
+    const before = acceptedCount(router);
+    await runScript(rootConn(router), "true", [], { fresh: true });
+    await runScript(rootConn(router), "true", [], { fresh: true });
+    assert.equal(acceptedCount(router) - before, 2);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(poolStats().open, 0);
+  });
+
+  it("turns `need` of a missing command into an error naming the package", async () => {
+    const ok = await runScript(rootConn(router), SH_PRELUDE + "need sh dash\necho fine");
+    assert.equal(ok.stdout, "fine\n");
+    await rejectsWith(
+      runScript(rootConn(vps), SH_PRELUDE + "need natgate-no-such-tool natgate-pkg\necho not reached"),
+      "missing-tool",
+      /^natgate-no-such-tool not found on host 198\.51\.100\.1: install package natgate-pkg$/,
+    );
+    await rejectsWith(
+      runScript(rootConn(router, { user: "ops", privateKey: lab.users.ops.privateKey, sudo: true }), SH_PRELUDE + "need natgate-ip iproute2 ip-full"),
+      "missing-tool",
+      /^natgate-ip not found on host 192\.168\.1\.1: install package iproute2 \(on OpenWrt: ip-full\)$/,
+    );
+  });
+
+  it("gives up on a script after timeoutSeconds", async () => {
+    const start = Date.now();
+    await rejectsWith(runScript(rootConn(vps), "sleep 10", [], { timeoutSeconds: 1 }), "timeout", /did not finish within 1 s/);
+    assert.ok(Date.now() - start < 3000);
+  });
+
+  it("reaches a host through a jump host (proxy): router -> LAN host, VPS -> its own loopback", async () => {
+    const viaRouter = await runScript(
+      { ...rootConn(lan), proxy: { host: router.addr, privateKey: router.ssh!.privateKey } },
+      "hostname",
+    );
+    assert.equal(viaRouter.stdout, "lan\n");
+    assert.equal(viaRouter.fingerprint, lan.hostKeyFingerprint);
+    assert.equal(viaRouter.proxyFingerprint, router.hostKeyFingerprint);
+
+    const viaVps = await runScript(
+      { ...rootConn(vps), host: "127.0.0.1", hostKey: vps.ssh!.hostKey, proxy: { host: vps.addr, privateKey: vps.ssh!.privateKey, hostKey: vps.hostKeyFingerprint! } },
+      "hostname",
+    );
+    assert.equal(viaVps.stdout, "vps\n");
+
+    const where = marker();
+    const e = await rejectsWith(
+      runScript({ ...rootConn(lan), proxy: { host: router.addr, privateKey: router.ssh!.privateKey, hostKey: lan.hostKeyFingerprint! } }, `touch ${where}`),
+      "hostkey-mismatch",
+      /jump host root@192\.168\.1\.1:22.*set connection\.proxy\.hostKey/,
+    );
+    assert.ok(e.message.includes(`received ${router.hostKeyFingerprint}`));
+    await assertAbsent(lan, where);
+
+    await rejectsWith(
+      runScript({ ...rootConn(lan), port: 2, dialErrorLimit: 2, proxy: { host: router.addr, privateKey: router.ssh!.privateKey } }, "true"),
+      "unreachable",
+      /root@192\.168\.1\.99:2 \(via jump host root@192\.168\.1\.1:22\) over SSH after 2 tries.*could not open a tunnel/,
+    );
+  });
+});
