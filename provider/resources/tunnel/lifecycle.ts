@@ -1,0 +1,196 @@
+import { NatgateError } from "../../ssh";
+import type { WireGuardBackend } from "../../backends/wireguard";
+import { describeSide, applySide, deleteSide, prepareSide, readSide, type SideRead, type SideTarget } from "./effects";
+import type { Role, SideState } from "./model";
+import { planSide, renderLive } from "./plan";
+import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
+import { parseTunnelArgs, type TunnelInputs } from "./schema";
+
+/** What a Tunnel stores in state: its checked inputs plus what only the hosts know. */
+export interface TunnelOutputs extends TunnelInputs {
+  renderedListener: string[];
+  renderedDialer: string[];
+  listenerPublicKey?: string;
+  dialerPublicKey?: string;
+  listenerFingerprint?: string;
+  dialerFingerprint?: string;
+  listenerBackend?: WireGuardBackend;
+  dialerBackend?: WireGuardBackend;
+}
+
+export const ROLES: readonly Role[] = ["listener", "dialer"];
+
+/** Keys of the state that are derived, not inputs: dropped before inputs are validated again. */
+export const DERIVED_KEYS = [
+  "__provider",
+  "renderedListener",
+  "renderedDialer",
+  "listenerPublicKey",
+  "dialerPublicKey",
+  "listenerFingerprint",
+  "dialerFingerprint",
+  "listenerBackend",
+  "dialerBackend",
+] as const;
+
+/** The checked inputs inside a state object (create's inputs, or old outputs). */
+export function inputsFromProps(props: Record<string, unknown> | undefined): TunnelInputs {
+  const raw: Record<string, unknown> = { ...(props ?? {}) };
+  for (const k of DERIVED_KEYS) delete raw[k];
+  const r = parseTunnelArgs(raw);
+  if (!r.inputs) {
+    const list = r.failures.map((f) => `${f.property}: ${f.reason}`).join("\n");
+    throw new NatgateError("config", `the Tunnel's inputs are not valid${list ? `:\n${list}` : " (some are still unknown)"}`);
+  }
+  return r.inputs;
+}
+
+export function tunnelId(a: TunnelInputs): string {
+  return `${a.listener.connection.host}/${a.listener.interfaceName}~${a.dialer.connection.host}/${a.dialer.interfaceName}`;
+}
+
+function target(a: TunnelInputs, role: Role, knownFingerprint?: string): SideTarget {
+  return { role, connection: a[role].connection, interfaceName: a[role].interfaceName, knownFingerprint };
+}
+
+function fingerprintsOf(olds: Partial<TunnelOutputs> | undefined): Record<Role, string | undefined> {
+  return { listener: olds?.listenerFingerprint, dialer: olds?.dialerFingerprint };
+}
+
+/** Drops undefined members: protobuf Structs refuse them. */
+function clean<T>(v: T): T {
+  return JSON.parse(JSON.stringify(v)) as T;
+}
+
+function reasons(results: PromiseSettledResult<unknown>[]): string {
+  return results
+    .filter((r): r is PromiseRejectedResult => r.status === "rejected")
+    .map((r) => (r.reason instanceof Error ? r.reason.message : String(r.reason)))
+    .join("\n\n");
+}
+
+function firstError(results: PromiseSettledResult<unknown>[]): NatgateError {
+  const rejected = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+  const code = rejected.length === 1 && rejected[0]!.reason instanceof NatgateError ? rejected[0]!.reason.code : "remote";
+  return new NatgateError(code, reasons(results));
+}
+
+function assertWireGuard(t: SideTarget, read: SideRead): void {
+  if (read.live.notWireGuard) {
+    throw new NatgateError(
+      "config",
+      `interface ${t.interfaceName} on ${describeSide(t)} is a ${read.live.notWireGuard} device, not WireGuard: choose another ${t.role}.interfaceName`,
+    );
+  }
+}
+
+export interface ConvergeResult {
+  outputs: TunnelOutputs;
+  /** the commands run on each side; both empty when the hosts were already in sync */
+  plans: Record<Role, string[]>;
+}
+
+/**
+ * Brings both hosts to the inputs' state: key pairs first (each host generates its own),
+ * then each side's plan against its live state, then a read-back that must render exactly
+ * like the desired state. A failed create removes what it made, like wg-quick's `up`.
+ */
+export async function converge(a: TunnelInputs, mode: "create" | "update", olds?: Partial<TunnelOutputs>): Promise<ConvergeResult> {
+  const known = fingerprintsOf(olds);
+  const targets = ROLES.map((r) => target(a, r, known[r]));
+  const prepared = await Promise.allSettled(targets.map((t) => prepareSide(t, mode)));
+  if (prepared.some((p) => p.status === "rejected")) {
+    if (mode === "create") {
+      const undo = targets.filter((_, i) => {
+        const p = prepared[i]!;
+        return p.status === "fulfilled" && p.value.generated;
+      });
+      await rollback(undo);
+    }
+    throw firstError(prepared);
+  }
+  const reads = prepared.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
+  for (const [i, t] of targets.entries()) {
+    t.knownFingerprint = reads[i]!.fingerprint;
+  }
+  try {
+    targets.forEach((t, i) => assertWireGuard(t, reads[i]!));
+    const keys: PublicKeys = { listener: reads[0]!.live.keyFilePublicKey, dialer: reads[1]!.live.keyFilePublicKey };
+    const desired = ROLES.map((r) => desiredSide(a, r, keys));
+    const plans = targets.map((_, i) => planSide(desired[i]!, reads[i]!.live.state));
+    const applied = await Promise.allSettled(targets.map((t, i) => (plans[i]!.length > 0 ? applySide(t, plans[i]!) : Promise.resolve(reads[i]!))));
+    if (applied.some((p) => p.status === "rejected")) throw firstError(applied);
+    const after = applied.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
+    targets.forEach((t, i) => verifyInSync(t, desired[i]!, after[i]!.live.state));
+    const outputs: TunnelOutputs = clean({
+      ...a,
+      ...renderTunnel(a, keys),
+      listenerPublicKey: keys.listener,
+      dialerPublicKey: keys.dialer,
+      listenerFingerprint: after[0]!.fingerprint,
+      dialerFingerprint: after[1]!.fingerprint,
+      listenerBackend: after[0]!.live.backend,
+      dialerBackend: after[1]!.live.backend,
+    });
+    return { outputs, plans: { listener: plans[0]!, dialer: plans[1]! } };
+  } catch (e) {
+    if (mode === "create") await rollback(targets, e);
+    throw e;
+  }
+}
+
+function verifyInSync(t: SideTarget, desired: SideState, live: SideState): void {
+  const want = renderSide(desired);
+  const got = renderLive(live, desired);
+  if (want.join("\n") === got.join("\n")) return;
+  throw new NatgateError(
+    "remote",
+    `the tunnel on ${describeSide(t)} does not match what was applied; something else changed it meanwhile, or a command had no effect.\n` +
+      `expected:\n  ${want.join("\n  ")}\nfound:\n  ${got.join("\n  ")}\nRun the update again; if it persists, look for another tool managing ${t.interfaceName}.`,
+  );
+}
+
+async function rollback(targets: SideTarget[], cause?: unknown): Promise<void> {
+  const undone = await Promise.allSettled(targets.map((t) => deleteSide(t)));
+  const failed = reasons(undone);
+  if (failed && cause instanceof Error) {
+    cause.message += `\n\nRemoving what this create had made also failed (remove it by hand or run the delete again):\n${failed}`;
+  }
+}
+
+/** Live state of both sides in the shape of the outputs (`pulumi refresh`); undefined when both sides are gone. */
+export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelOutputs | undefined> {
+  const a = inputsFromProps(props as Record<string, unknown>);
+  const known = fingerprintsOf(props);
+  const targets = ROLES.map((r) => target(a, r, known[r]));
+  const settled = await Promise.allSettled(targets.map((t) => readSide(t)));
+  if (settled.some((p) => p.status === "rejected")) throw firstError(settled);
+  const reads = settled.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
+  if (reads.every((r) => !r.live.state.link && !r.live.state.keyFile)) return undefined;
+  const keys: PublicKeys = { listener: reads[0]!.live.keyFilePublicKey, dialer: reads[1]!.live.keyFilePublicKey };
+  const rendered = ROLES.map((r, i) => renderLive(reads[i]!.live.state, desiredSide(a, r, keys)));
+  return clean({
+    ...a,
+    renderedListener: rendered[0]!,
+    renderedDialer: rendered[1]!,
+    listenerPublicKey: keys.listener,
+    dialerPublicKey: keys.dialer,
+    listenerFingerprint: reads[0]!.fingerprint,
+    dialerFingerprint: reads[1]!.fingerprint,
+    listenerBackend: reads[0]!.live.backend,
+    dialerBackend: reads[1]!.live.backend,
+  });
+}
+
+/** Removes both sides; each side's absence is success. Both are attempted even if one fails. */
+export async function deleteTunnel(props: Partial<TunnelOutputs>): Promise<void> {
+  const a = inputsFromProps(props as Record<string, unknown>);
+  const known = fingerprintsOf(props);
+  const settled = await Promise.allSettled(ROLES.map((r) => deleteSide(target(a, r, known[r]))));
+  if (settled.some((p) => p.status === "rejected")) throw firstError(settled);
+}
+
+/** What the host state should render as, given old outputs' keys; used by diff to see drift. */
+export function expectedRendering(a: TunnelInputs, olds: Partial<TunnelOutputs>): { renderedListener: string[]; renderedDialer: string[] } {
+  return renderTunnel(a, { listener: olds.listenerPublicKey, dialer: olds.dialerPublicKey });
+}

@@ -1,0 +1,101 @@
+import { parseIp } from "./addresses";
+import { type LinkState, type PeerState, type SideState } from "./model";
+import { cmd, renderAddressAdd, renderAddressDel, renderInterfaceKeyPort, renderLinkSet, renderPeer, renderPeerRemove, renderSide } from "./render";
+
+/**
+ * Compare a side's desired state with its live state and list the commands that take
+ * the host from one to the other. Pure; an empty plan means nothing is written.
+ */
+
+function splitEndpoint(e: string): { host: string; port: string } | undefined {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(e) ?? /^([^:]+):(\d+)$/.exec(e);
+  return m ? { host: m[1]!, port: m[2]! } : undefined;
+}
+
+/**
+ * wg resolves a host name once, when it is set, and shows the address; so a name matches
+ * any address with the right port, and an address must match exactly.
+ */
+export function endpointMatches(desired: string, live: string | undefined): boolean {
+  if (live === undefined) return false;
+  const d = splitEndpoint(desired), l = splitEndpoint(live);
+  if (!d || !l || d.port !== l.port) return false;
+  const dip = parseIp(d.host);
+  if (!dip) return true;
+  return dip.address === parseIp(l.host)?.address;
+}
+
+/**
+ * The live state with what natgate does not manage taken out, so that rendering it gives
+ * the desired lines exactly when the host is in sync: the dialer's listen port (the kernel
+ * picks it), the listener's view of the dialer's endpoint (it roams behind NAT), and an
+ * endpoint host name that wg shows resolved.
+ */
+export function normalizeLive(live: SideState, desired: SideState): SideState {
+  if (!live.link) return live;
+  const desiredPeers = new Map((desired.link?.peers ?? []).map((p) => [p.publicKey, p]));
+  const link: LinkState = { ...live.link, peers: live.link.peers.map((p) => ({ ...p })) };
+  if (desired.link?.listenPort === undefined) delete link.listenPort;
+  for (const p of link.peers) {
+    const d = desiredPeers.get(p.publicKey);
+    if (d?.endpoint === undefined) delete p.endpoint;
+    else if (endpointMatches(d.endpoint, p.endpoint)) p.endpoint = d.endpoint;
+  }
+  return { ...live, link };
+}
+
+function samePeer(d: PeerState, l: PeerState): boolean {
+  return (
+    d.keepalive === l.keepalive &&
+    (d.endpoint === undefined || d.endpoint === l.endpoint) &&
+    d.allowedIps.join(",") === l.allowedIps.join(",")
+  );
+}
+
+function peerCommand(ifname: string, d: PeerState, l: PeerState | undefined): string {
+  let line = renderPeer(ifname, d);
+  // renderPeer leaves zero/empty values out (they are wg's defaults on a new peer);
+  // an existing peer has to be told to clear them
+  if (l && d.keepalive === 0 && l.keepalive !== 0) line += " " + cmd("persistent-keepalive", "off");
+  if (l && d.allowedIps.length === 0 && l.allowedIps.length > 0) line += " allowed-ips ''";
+  return line;
+}
+
+/** Shell function that creates the interface (kernel or wireguard-go); see backends/wireguard.ts. */
+export const LINK_ADD_FUNCTION = "natgate_wg_link_add";
+
+/** Commands that make `liveRaw` equal `desired`. `desired.link` must be set. */
+export function planSide(desired: SideState, liveRaw: SideState): string[] {
+  const d = desired.link;
+  if (!d) throw new Error("planSide: the desired state has no interface");
+  if (desired.keyFile && !liveRaw.keyFile) throw new Error(`the key file ${desired.keyFile} is missing after it was generated`);
+  const ifname = desired.interfaceName;
+  const live = normalizeLive(liveRaw, desired);
+  const out: string[] = [];
+  let l = live.link;
+  if (!l) {
+    out.push(cmd(LINK_ADD_FUNCTION, ifname));
+    l = { mtu: 0, up: false, usesKeyFile: false, addresses: [], peers: [] };
+  }
+  if ((d.listenPort !== undefined && l.listenPort !== d.listenPort) || (d.usesKeyFile && !l.usesKeyFile)) {
+    const line = renderInterfaceKeyPort(ifname, d, desired.keyFile);
+    if (line) out.push(line);
+  }
+  const want = new Map(d.peers.map((p) => [p.publicKey, p]));
+  for (const p of l.peers) if (!want.has(p.publicKey)) out.push(renderPeerRemove(ifname, p.publicKey));
+  for (const p of d.peers) {
+    const lp = l.peers.find((x) => x.publicKey === p.publicKey);
+    if (!lp || !samePeer(p, lp)) out.push(peerCommand(ifname, p, lp));
+  }
+  const have = new Set(l.addresses);
+  const wantAddr = new Set(d.addresses);
+  for (const a of l.addresses) if (!wantAddr.has(a)) out.push(renderAddressDel(ifname, a));
+  for (const a of d.addresses) if (!have.has(a)) out.push(renderAddressAdd(ifname, a));
+  if (l.mtu !== d.mtu || l.up !== d.up) out.push(renderLinkSet(ifname, d));
+  return out;
+}
+
+/** Rendered live state, comparable line by line with the desired rendering. */
+export function renderLive(live: SideState, desired: SideState): string[] {
+  return renderSide(normalizeLive(live, desired));
+}

@@ -1,0 +1,105 @@
+import { SH_PRELUDE, shQuote } from "../../ssh";
+import { WIREGUARD_SH } from "../../backends/wireguard";
+
+/**
+ * The remote side of a tunnel: POSIX sh (BusyBox ash compatible) run by runScript as
+ * `sh -s -- IF KEYFILE [...]`. Every mutation is echoed to stderr as `[#] command` before
+ * it runs, wg-quick style, so a failure shows what ran.
+ */
+
+const COMMON = `${SH_PRELUDE}${WIREGUARD_SH}
+natgate_tools() {
+  need wg wireguard-tools wireguard-tools
+  need ip iproute2 ip-full
+  if ! ip -j link show dev lo >/dev/null 2>&1; then
+    echo "the ip command on this host cannot print JSON (ip -j): install iproute2 (on OpenWrt: ip-full)" >&2
+    exit 2
+  fi
+}
+
+# Live state of interface $1 and key file $2. The dump's first field is the interface's
+# private key: it is replaced here, on the host, so it never travels.
+natgate_tunnel_read() {
+  echo @@key
+  if [ -s "$2" ]; then wg pubkey < "$2" || true; fi
+  echo @@link
+  ip -d -j link show dev "$1" 2>/dev/null || true
+  echo
+  echo @@addr
+  ip -j addr show dev "$1" 2>/dev/null || true
+  echo
+  echo @@wg
+  if ip link show dev "$1" >/dev/null 2>&1; then
+    wg show "$1" dump 2>/dev/null | awk 'BEGIN { FS = OFS = "\\t" } NR == 1 { $1 = "(hidden)" } { print }' || true
+  fi
+  echo @@end
+}
+`;
+
+/** Exit code of the prepare script when the interface exists but natgate did not create it. */
+export const FOREIGN_INTERFACE_EXIT = 3;
+
+/**
+ * Make sure the key file exists (generate it on the host: the private key never leaves it),
+ * then print the live state. Args: IF KEYFILE MODE, MODE "create" refuses to adopt an
+ * interface natgate has no key file for (someone else's wg0).
+ */
+export const PREPARE_SCRIPT = `${COMMON}
+set -e
+natgate_tools
+if [ ! -s "$2" ]; then
+  if [ "$3" = create ] && ip link show dev "$1" >/dev/null 2>&1; then
+    echo "natgate-foreign-interface" >&2
+    exit ${FOREIGN_INTERFACE_EXIT}
+  fi
+  echo "[#] umask 077; mkdir -p \${2%/*}; wg genkey > $2" >&2
+  umask 077
+  mkdir -p "\${2%/*}"
+  wg genkey > "$2.tmp"
+  mv "$2.tmp" "$2"
+  echo @@generated
+fi
+natgate_tunnel_read "$1" "$2"
+`;
+
+/** Read only. Args: IF KEYFILE. */
+export const READ_SCRIPT = `${COMMON}
+natgate_tools
+natgate_tunnel_read "$1" "$2"
+`;
+
+/** Runs a plan (see plan.ts), then prints the live state for verification. Args: IF KEYFILE. */
+export function applyScript(plan: string[]): string {
+  const steps = plan.map((line) => `echo ${shQuote(`[#] ${line}`)} >&2\n${line}`).join("\n");
+  return `${COMMON}
+set -e
+natgate_tools
+${steps}
+natgate_tunnel_read "$1" "$2"
+`;
+}
+
+/**
+ * Removes what a side owns: the interface (only if it is WireGuard's: kernel kind, or a tun
+ * served by wireguard-go), wireguard-go's socket, the key file, and the key directories
+ * when they are left empty. Missing pieces are not errors. Args: IF KEYFILE.
+ */
+export const DELETE_SCRIPT = `${COMMON}
+set -e
+need ip iproute2 ip-full
+natgate_wg_kind=$(ip -d -j link show dev "$1" 2>/dev/null || true)
+case "$natgate_wg_kind" in
+  "") natgate_wg_link_del "$1" ;;
+  *'"info_kind":"wireguard"'*) natgate_wg_link_del "$1" ;;
+  *'"info_kind":"tun"'*)
+    if [ -S "/var/run/wireguard/$1.sock" ]; then natgate_wg_link_del "$1"
+    else echo "natgate: $1 is a tun device without a wireguard-go socket: not ours, left in place" >&2; fi ;;
+  *) echo "natgate: $1 is not a WireGuard interface: not ours, left in place" >&2 ;;
+esac
+if [ -e "$2" ] || [ -e "$2.tmp" ]; then
+  echo "[#] rm -f $2" >&2
+  rm -f "$2" "$2.tmp"
+fi
+rmdir "\${2%/*}" 2>/dev/null || true
+rmdir "\${2%/*/*}" 2>/dev/null || true
+`;
