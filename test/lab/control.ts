@@ -3,7 +3,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { HOST_NAMES, SSHD_HOSTS, type HostName, type LabDescription } from "./description";
@@ -13,6 +12,8 @@ const LAB_SH = path.join(__dirname, "lab.sh");
 const REPO = path.resolve(__dirname, "..", "..");
 const PREFIX_RE = /^[a-z][a-z0-9]{1,9}$/;
 const TEMP_DIR_PREFIX = "natgate-lab-";
+// Not os.tmpdir(): overlay upper dirs must lie outside the overlaid /etc, /var, /root, /home.
+const TEMP_BASE = "/tmp";
 
 /** Where lab records live: $NATGATE_LAB_DIR or <repo>/.lab */
 export function recordDir(): string {
@@ -98,7 +99,7 @@ export async function labUp(prefix = process.env.NATGATE_LAB_PREFIX || randomPre
   checkPrefix(prefix);
   await labDown(prefix);
   const t0 = performance.now();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${TEMP_DIR_PREFIX}${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(TEMP_BASE, `${TEMP_DIR_PREFIX}${prefix}-`));
   const ns = (h: HostName) => `${prefix}-${h}`;
   // Recorded before anything is built, so a crash mid-way still leaves `lab down` a trail.
   const d: LabDescription = {
@@ -169,8 +170,8 @@ export async function labDown(prefix: string): Promise<DownResult> {
   const recorded = readRecord(prefix)?.dir;
   if (recorded) dirs.add(recorded);
   // Temp dirs of this prefix whose record was lost (crash between mkdtemp and the first write).
-  for (const f of fs.readdirSync(os.tmpdir())) {
-    if (f.startsWith(`${TEMP_DIR_PREFIX}${prefix}-`)) dirs.add(path.join(os.tmpdir(), f));
+  for (const f of fs.readdirSync(TEMP_BASE)) {
+    if (f.startsWith(`${TEMP_DIR_PREFIX}${prefix}-`)) dirs.add(path.join(TEMP_BASE, f));
   }
   if (dirs.size === 0) await labSh(["down", prefix]);
   for (const dir of dirs) await labSh(["down", prefix, dir]);

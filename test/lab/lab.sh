@@ -13,7 +13,7 @@
 #                           │ 100.64.0.0/24
 #                         router 100.64.0.2 ── br-lan 192.168.1.1/24 ── lan .99
 #                                                                  └── laptop .50 (runs the tests)
-set -euo pipefail
+set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HOSTS=(client core vps isp router lan laptop)
@@ -192,8 +192,19 @@ write_env() {
   } >"$f"
 }
 
+# wireguard-go needs /dev/net/tun; minimal machines (containers) may lack the node or the module.
+ensure_tun() {
+  [[ -c /dev/net/tun ]] && return 0
+  modprobe tun 2>/dev/null || true
+  if [[ ! -c /dev/net/tun ]]; then
+    log "creating /dev/net/tun (char 10:200) for wireguard-go"
+    mkdir -p /dev/net && mknod -m 666 /dev/net/tun c 10 200
+  fi
+}
+
 cmd_up() {
   [[ -d $LABDIR ]] || die "lab dir $LABDIR does not exist"
+  ensure_tun
   trap 'rc=$?; log "bring-up failed (line $LINENO, exit $rc), removing what was built"; cmd_down || true; exit $rc' ERR
   build_network
   make_keys
