@@ -247,8 +247,8 @@ describe("ssh: runScript against lab hosts", function () {
     await vps.run(`mkdir ${dir}`);
     try {
       const before = acceptedCount(vps);
-      // each script counts the scripts running at its start
-      const script = `touch "$1/$$"; ls "$1" | wc -l; sleep 0.4; rm "$1/$$"`;
+      // each script counts the scripts running at its start; sessions start ~20/s, so each lasts long enough to overlap many
+      const script = `touch "$1/$$"; ls "$1" | wc -l; sleep 1.2; rm "$1/$$"`;
       const runs = await Promise.all([...Array(20)].map(() => runScript(rootConn(vps), script, [dir])));
       const peaks = runs.map((r) => Number(r.stdout.trim()));
       assert.ok(Math.max(...peaks) <= 8, `peak concurrency ${Math.max(...peaks)}`);
