@@ -11,8 +11,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 scripts/install-deps.sh
 echo "== building (tsc)"
-npx tsc -p tsconfig.json
+node_modules/.bin/tsc -p tsconfig.json
 node scripts/link-self.js
 echo "== running the suite in a lab"
 [ "$#" -gt 0 ] || set -- "test/**/*.test.ts"
-exec npx tsx test/lab/cli.ts run -- npx mocha "$@"
+exec node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha "$@"
