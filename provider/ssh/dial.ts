@@ -189,7 +189,10 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
         `authentication as ${label} failed (tried: ${tried.map((m) => AUTH_NAMES[m] ?? m).join(", ") || "nothing the server accepts"}` +
           `${serverMethods ? `; the server accepts: ${serverMethods.join(", ")}` : ""})` +
           `${notes.length ? `; ${notes.join("; ")}` : ""}. ` +
-          `Check ${o.isProxy ? "connection.proxy" : "connection"}.user and its credentials, and that the key is in ~${ep.user}/.ssh/authorized_keys on the host. This is not retried.`,
+          `Check ${o.isProxy ? "connection.proxy" : "connection"}.user and its credentials` +
+          (tried.includes("publickey") || tried.includes("agent") ? `, that the public key is in ~${ep.user}/.ssh/authorized_keys on the host` : "") +
+          (tried.includes("password") ? ", that sshd allows password login (PasswordAuthentication)" : "") +
+          `. This is not retried.`,
       );
 
     const cfg: ConnectConfig = {
