@@ -1,0 +1,177 @@
+/**
+ * iproute2 backend: policy rules and the routes of one table, as data (tailscale's linuxfw style),
+ * printed as the `ip` commands that create them. Live state comes from `ip -j`, printed by the
+ * same functions, so desired and live compare as text. Changes go through one `ip -batch -` whose
+ * lines are built here from validated values only.
+ *
+ * BusyBox's `ip` has neither `-j` nor `fwmark X/MASK`; OpenWrt needs the ip-full package (mwan3
+ * and pbr need it too).
+ */
+
+export interface IpRule {
+  priority: number;
+  /** Source address or network ("10.10.10.2", "10.10.10.0/24"); absent = from all. */
+  from?: string;
+  fwmark?: number;
+  /** Absent = all 32 bits. */
+  fwmask?: number;
+  table: number;
+}
+
+export interface Route {
+  /** "default" or a network "192.168.1.0/24". */
+  to: string;
+  via?: string;
+  dev?: string;
+  src?: string;
+  metric?: number;
+  onlink?: boolean;
+}
+
+function hexMark(n: number): string {
+  return "0x" + (n >>> 0).toString(16);
+}
+
+/** The rule in the words `ip rule` takes after add/del. */
+export function ruleSpec(r: IpRule): string {
+  const parts = [`priority ${r.priority}`];
+  if (r.from !== undefined) parts.push(`from ${r.from}`);
+  if (r.fwmark !== undefined) {
+    const full = r.fwmask === undefined || r.fwmask >>> 0 === 0xffffffff;
+    parts.push(`fwmark ${hexMark(r.fwmark)}${full ? "" : "/" + hexMark(r.fwmask!)}`);
+  }
+  parts.push(`lookup ${r.table}`);
+  return parts.join(" ");
+}
+
+export function ruleLine(r: IpRule): string {
+  return `ip rule add ${ruleSpec(r)}`;
+}
+
+/** The route in the words `ip route` takes after add/replace/del and `table N`. */
+export function routeSpec(r: Route & { type?: string }): string {
+  const parts: string[] = [];
+  if (r.type && r.type !== "unicast") parts.push(r.type);
+  parts.push(r.to);
+  if (r.via !== undefined) parts.push(`via ${r.via}`);
+  if (r.dev !== undefined) parts.push(`dev ${r.dev}`);
+  if (r.src !== undefined) parts.push(`src ${r.src}`);
+  if (r.metric !== undefined && r.metric !== 0) parts.push(`metric ${r.metric}`);
+  if (r.onlink) parts.push("onlink");
+  return parts.join(" ");
+}
+
+export function routeLine(table: number, r: Route & { type?: string }): string {
+  return `ip route replace table ${table} ${routeSpec(r)}`;
+}
+
+/** What identifies a route inside a table for the kernel (IPv4: destination, tos, metric). */
+export function routeKey(r: { to: string; metric?: number; type?: string }): string {
+  return `${r.to} ${r.metric ?? 0}`;
+}
+
+// ---------- live state from ip -j ----------
+
+const SAFE = /^[A-Za-z0-9_.:\/-]+$/;
+
+function safe(v: unknown, what: string): string {
+  const s = String(v);
+  if (!SAFE.test(s)) throw new Error(`ip printed an unexpected ${what} ${JSON.stringify(s)}`);
+  return s;
+}
+
+export interface LiveRule extends IpRule {
+  /** Fields natgate never sets (iif, oif, tos, ...): such a rule is never equal to a desired one. */
+  extra?: string;
+}
+
+/** `ip -N -j rule` → the rules with one of `priorities` that look up one of `tables`. */
+export function parseRules(json: string, priorities: number[], tables: number[]): LiveRule[] {
+  const all = JSON.parse(json.trim() || "[]") as Record<string, unknown>[];
+  const out: LiveRule[] = [];
+  for (const j of all) {
+    const priority = Number(j.priority);
+    const table = Number(j.table);
+    if (!priorities.includes(priority) || !tables.includes(table)) continue;
+    const r: LiveRule = { priority, table };
+    if (j.src !== undefined && j.src !== "all") {
+      r.from = safe(j.src, "rule source") + (j.srclen !== undefined && Number(j.srclen) !== 32 ? `/${Number(j.srclen)}` : "");
+    }
+    if (j.fwmark !== undefined) r.fwmark = Number(j.fwmark);
+    if (j.fwmask !== undefined) r.fwmask = Number(j.fwmask);
+    const known = new Set(["priority", "table", "src", "srclen", "fwmark", "fwmask", "protocol"]);
+    const extra = Object.keys(j).filter((k) => !known.has(k));
+    if (extra.length) r.extra = extra.map((k) => `${k} ${JSON.stringify(j[k])}`).join(" ");
+    out.push(r);
+  }
+  return out;
+}
+
+export function liveRuleLine(r: LiveRule): string {
+  return ruleLine(r) + (r.extra ? ` <also: ${r.extra}>` : "");
+}
+
+export interface LiveRoute extends Route {
+  type?: string;
+  extra?: string;
+}
+
+/** `ip -j route show table N` → routes; "" (the read script's output for a table that does not exist) → []. */
+export function parseRoutes(json: string): LiveRoute[] {
+  const all = JSON.parse(json.trim() || "[]") as Record<string, unknown>[];
+  return all.map((j) => {
+    const r: LiveRoute = { to: safe(j.dst, "route destination") };
+    if (j.type !== undefined && j.type !== "unicast") r.type = safe(j.type, "route type");
+    if (j.gateway !== undefined) r.via = safe(j.gateway, "gateway");
+    if (j.dev !== undefined) r.dev = safe(j.dev, "device");
+    if (j.prefsrc !== undefined) r.src = safe(j.prefsrc, "source");
+    if (j.metric !== undefined && Number(j.metric) !== 0) r.metric = Number(j.metric);
+    const flags = Array.isArray(j.flags) ? (j.flags as string[]) : [];
+    if (flags.includes("onlink")) r.onlink = true;
+    // State, not configuration: "linkdown"/"dead" come and go with the device.
+    const known = new Set(["dst", "type", "gateway", "dev", "prefsrc", "metric", "flags", "scope", "protocol", "table"]);
+    const extra = Object.keys(j).filter((k) => !known.has(k));
+    if (extra.length) r.extra = extra.map((k) => `${k} ${JSON.stringify(j[k])}`).join(" ");
+    return r;
+  });
+}
+
+export function liveRouteLine(table: number, r: LiveRoute): string {
+  return routeLine(table, r) + (r.extra ? ` <also: ${r.extra}>` : "");
+}
+
+export const IPROUTE_SH = `
+# ip_need: ip from iproute2 (BusyBox ip lacks -j and fwmark masks)
+ip_need() {
+  need ip iproute2 ip-full
+  ip -j rule show >/dev/null 2>&1 || {
+    printf '%s %s %s%s\\n' 'natgate-missing-tool:' ip iproute2 ' ip-full' >&2; exit 127; }
+}
+# ip_rules: all policy rules, table ids as numbers
+ip_rules() { ip -N -j rule show; }
+# ip_routes TABLE: the table's routes; nothing when the table does not exist yet
+ip_routes() {
+  if ng_out=$(ip -j route show table "$1" 2>&1); then
+    printf '%s\\n' "$ng_out"
+  else
+    case $ng_out in
+      *"does not exist"*) ;;
+      *) printf 'natgate: ip route show table %s failed: %s\\n' "$1" "$ng_out" >&2; return 1 ;;
+    esac
+  fi
+}
+# ip_batch TEXT: ip -batch lines (route/rule add, replace, del); stops at the first error
+ip_batch() {
+  [ -n "$1" ] || return 0
+  printf '%s\\n' "$1" | ip -batch - || { echo "natgate: ip -batch failed on the line above" >&2; return 1; }
+}
+# ip_flush_table TABLE: not-found is success
+ip_flush_table() {
+  if ! ng_out=$(ip route flush table "$1" 2>&1); then
+    case $ng_out in
+      *"does not exist"*) ;;
+      *) printf 'natgate: ip route flush table %s failed: %s\\n' "$1" "$ng_out" >&2; return 1 ;;
+    esac
+  fi
+}
+`;

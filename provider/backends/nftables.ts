@@ -1,0 +1,275 @@
+/**
+ * nftables backend: a table natgate owns is data (nft's own JSON schema, as `nft -j` prints it),
+ * printed to nft text by one printer, applied as one `nft -f -` transaction that replaces the whole
+ * table (kube-proxy style), and read back with `nft -j list table` into the same data, printed by
+ * the same printer. Desired and live state are therefore compared as the same text lines.
+ *
+ * Builders below produce exactly the JSON nft prints for each statement (its canonical form: e.g.
+ * nft drops `meta l4proto tcp` before `tcp dport`, and folds `& ~M | V` into one mask), so a
+ * correct table reads back line for line; anything else shows up as drift.
+ */
+
+/** One statement of a rule, in nft's JSON schema (`nft -j`, libnftables-json(5)). */
+export type NftStmt = Record<string, unknown>;
+export type NftExpr = unknown;
+
+export interface NftChain {
+  name: string;
+  type: "filter" | "nat" | "route";
+  hook: "prerouting" | "input" | "forward" | "output" | "postrouting";
+  priority: number;
+  policy: "accept" | "drop";
+  rules: NftStmt[][];
+}
+
+export interface NftTable {
+  family: "ip" | "ip6" | "inet";
+  name: string;
+  chains: NftChain[];
+}
+
+/** Standard priorities by name (nft(8) "PRIORITY"), so callers say why, not a number. */
+export const PRIORITY = { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 } as const;
+
+// ---------- builders (nft JSON as nft prints it) ----------
+
+export const meta = (key: string): NftExpr => ({ meta: { key } });
+export const payload = (protocol: string, field: string): NftExpr => ({ payload: { protocol, field } });
+export const ct = (key: string, dir?: "original" | "reply"): NftExpr => ({ ct: dir ? { key, dir } : { key } });
+export const range = (lo: number, hi: number): NftExpr => (lo === hi ? lo : { range: [lo, hi] });
+export const set = (items: NftExpr[]): NftExpr => ({ set: items });
+export const and = (a: NftExpr, b: NftExpr): NftExpr => ({ "&": [a, b] });
+export const or = (a: NftExpr, b: NftExpr): NftExpr => ({ "|": [a, b] });
+
+export const match = (left: NftExpr, right: NftExpr, op: "==" | "!=" | "in" = "=="): NftStmt => ({
+  match: { op, left, right },
+});
+export const mangle = (key: NftExpr, value: NftExpr): NftStmt => ({ mangle: { key, value } });
+export const accept = (): NftStmt => ({ accept: null });
+
+/**
+ * `(x & ~mask) | value` as nft stores it: nft folds the value's bits into the AND mask, and drops
+ * the AND when it keeps every bit.
+ */
+export function maskedSet(current: NftExpr, mask: number, value: number): NftExpr {
+  const keep = (~mask | value) >>> 0;
+  return keep === 0xffffffff ? or(current, value) : or(and(current, keep), value);
+}
+
+/** `x & mask == value`, or plain `x value` when the mask is all ones (nft drops a full mask). */
+export function maskedMatch(current: NftExpr, mask: number, value: number): NftStmt {
+  return mask >>> 0 === 0xffffffff ? match(current, value) : match(and(current, mask >>> 0), value);
+}
+
+// ---------- printer (JSON → nft text) ----------
+
+const MARK_KEYS = new Set(["mark"]);
+const QUOTED_META = new Set(["iifname", "oifname", "iifgroup", "oifgroup"]);
+
+interface Ctx {
+  hex?: boolean;
+  quote?: boolean;
+}
+
+function involvesMark(e: NftExpr): boolean {
+  if (!e || typeof e !== "object") return false;
+  const o = e as Record<string, unknown>;
+  if (o.meta && MARK_KEYS.has((o.meta as { key: string }).key)) return true;
+  if (o.ct && MARK_KEYS.has((o.ct as { key: string }).key)) return true;
+  for (const op of ["&", "|", "^"]) if (Array.isArray(o[op])) return (o[op] as NftExpr[]).some(involvesMark);
+  return false;
+}
+
+function quotesRight(e: NftExpr): boolean {
+  if (!e || typeof e !== "object") return false;
+  const m = (e as Record<string, unknown>).meta as { key?: string } | undefined;
+  return !!m && QUOTED_META.has(m.key ?? "");
+}
+
+function printNumber(n: number, ctx: Ctx): string {
+  return ctx.hex ? "0x" + (n >>> 0).toString(16).padStart(8, "0") : String(n);
+}
+
+function unsupported(x: unknown): string {
+  return `<unsupported ${JSON.stringify(x)}>`;
+}
+
+export function printExpr(e: NftExpr, ctx: Ctx = {}): string {
+  if (typeof e === "number") return printNumber(e, ctx);
+  if (typeof e === "string") return ctx.quote ? JSON.stringify(e) : e;
+  if (Array.isArray(e)) return "(" + e.map((x) => printExpr(x, ctx)).join(" | ") + ")";
+  if (!e || typeof e !== "object") return unsupported(e);
+  const o = e as Record<string, any>;
+  const keys = Object.keys(o);
+  if (keys.length !== 1) return unsupported(e);
+  const k = keys[0]!;
+  const v = o[k];
+  switch (k) {
+    case "set":
+      return "{ " + (v as NftExpr[]).map((x) => (Array.isArray(x) && x.length === 2 ? `${printExpr(x[0], ctx)} : ${printExpr(x[1], ctx)}` : printExpr(x, ctx))).join(", ") + " }";
+    case "range":
+      return `${printExpr(v[0], ctx)}-${printExpr(v[1], ctx)}`;
+    case "prefix":
+      return `${printExpr(v.addr, ctx)}/${v.len}`;
+    case "concat":
+      return (v as NftExpr[]).map((x) => printExpr(x, ctx)).join(" . ");
+    case "payload":
+      return typeof v.protocol === "string" && typeof v.field === "string" ? `${v.protocol} ${v.field}` : unsupported(e);
+    case "meta":
+      return QUOTED_META.has(v.key) ? v.key : `meta ${v.key}`;
+    case "ct":
+      return `ct ${v.dir ? v.dir + " " : ""}${v.key}`;
+    case "rt":
+      return `rt ${v.key}`;
+    case "tcp option":
+      return `tcp option ${v.name} ${v.field}`;
+    case "&":
+    case "|":
+    case "^": {
+      const inner = { ...ctx, hex: ctx.hex || involvesMark(e) };
+      return (v as NftExpr[]).map((x) => printExpr(x, inner)).join(` ${k} `);
+    }
+    case "map":
+      return `${printExpr(v.key, ctx)} map ${printExpr(v.data, ctx)}`;
+    default:
+      return unsupported(e);
+  }
+}
+
+export function printStmt(s: NftStmt): string {
+  const keys = Object.keys(s);
+  if (keys.length !== 1) return unsupported(s);
+  const k = keys[0]!;
+  const v = (s as Record<string, any>)[k];
+  switch (k) {
+    case "match": {
+      const ctx: Ctx = { hex: involvesMark(v.left), quote: quotesRight(v.left) };
+      const left = printExpr(v.left, ctx);
+      const right = printExpr(v.right, ctx);
+      const binary = v.left && typeof v.left === "object" && ("&" in v.left || "|" in v.left);
+      if (v.op === "==" || v.op === "in") return binary ? `${left} == ${right}` : `${left} ${right}`;
+      return `${left} ${v.op} ${right}`;
+    }
+    case "mangle": {
+      const ctx: Ctx = { hex: involvesMark(v.key), quote: quotesRight(v.key) };
+      return `${printExpr(v.key, ctx)} set ${printExpr(v.value, ctx)}`;
+    }
+    case "dnat":
+    case "snat": {
+      if (!v || typeof v !== "object") return k;
+      const fam = v.family ? `${v.family} ` : "";
+      const to = v.addr !== undefined ? printExpr(v.addr) : "";
+      const port = v.port !== undefined ? `:${printExpr(v.port)}` : "";
+      return `${k} ${fam}to ${to}${port}`;
+    }
+    case "accept":
+    case "drop":
+    case "return":
+      return k;
+    case "counter":
+      return "counter";
+    default:
+      return unsupported(s);
+  }
+}
+
+export function printRule(stmts: NftStmt[]): string {
+  return stmts.map(printStmt).join(" ");
+}
+
+/**
+ * The table as self-contained `nft` commands, one object per line: what a user would type, what
+ * `pulumi preview --diff` shows, and (without the leading "nft ") the body of the transaction.
+ */
+export function tableLines(t: NftTable): string[] {
+  const id = `${t.family} ${t.name}`;
+  const out = [`nft add table ${id}`];
+  for (const c of t.chains) {
+    out.push(`nft add chain ${id} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.priority}; policy ${c.policy}; }`);
+    for (const r of c.rules) out.push(`nft add rule ${id} ${c.name} ${printRule(r)}`);
+  }
+  return out;
+}
+
+/**
+ * One atomic transaction that leaves exactly `t`: `add table` makes the `delete` valid whether
+ * or not the table exists, then the table is rebuilt from nothing (kube-proxy's pattern).
+ */
+export function replaceTableTransaction(t: NftTable): string {
+  const id = `${t.family} ${t.name}`;
+  const body = tableLines(t).map((l) => l.replace(/^nft /, ""));
+  return [`add table ${id}`, `delete table ${id}`, ...body].join("\n") + "\n";
+}
+
+// ---------- parser (`nft -j list table` → the same lines) ----------
+
+/**
+ * Lines of a live table from `nft -j list table <family> <name>` output; [] for "no such table"
+ * (the read script prints nothing then). Rules and chains appear in nft's order, which is the order
+ * they were added in.
+ */
+export function parseNftTableJson(text: string): string[] {
+  const trimmed = text.trim();
+  if (trimmed === "") return [];
+  let doc: { nftables?: Record<string, any>[] };
+  try {
+    doc = JSON.parse(trimmed);
+  } catch {
+    throw new Error(`could not parse the output of nft -j: ${trimmed.slice(0, 200)}`);
+  }
+  const items = doc.nftables ?? [];
+  const out: string[] = [];
+  const chains = new Map<string, { head: string; rules: string[] }>();
+  let tableLine: string | undefined;
+  for (const it of items) {
+    if (it.table) {
+      tableLine = `nft add table ${it.table.family} ${it.table.name}`;
+    } else if (it.chain) {
+      const c = it.chain;
+      const id = `${c.family} ${c.table}`;
+      const head =
+        c.hook !== undefined
+          ? `nft add chain ${id} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.prio}; policy ${c.policy}; }`
+          : `nft add chain ${id} ${c.name}`;
+      chains.set(c.name, { head, rules: [] });
+    } else if (it.rule) {
+      const r = it.rule;
+      const chain = chains.get(r.chain);
+      const comment = r.comment !== undefined ? ` comment ${JSON.stringify(r.comment)}` : "";
+      const line = `nft add rule ${r.family} ${r.table} ${r.chain} ${printRule(r.expr ?? [])}${comment}`;
+      if (chain) chain.rules.push(line);
+      else out.push(line);
+    } else if (!it.metainfo) {
+      // sets, maps, flowtables...: natgate creates none, so any is drift worth seeing
+      out.push(`<unsupported ${JSON.stringify(it)}>`);
+    }
+  }
+  const result: string[] = tableLine ? [tableLine] : [];
+  for (const c of chains.values()) result.push(c.head, ...c.rules);
+  return result.concat(out);
+}
+
+// ---------- remote scripts (POSIX sh; user values only as arguments) ----------
+
+/** Shell functions for the nft part of a resource's scripts. */
+export const NFT_SH = `
+# nft_show FAMILY TABLE: the table as nft -j prints it, nothing when it does not exist
+nft_show() {
+  if ng_out=$(nft -j list table "$1" "$2" 2>&1); then
+    printf '%s\\n' "$ng_out"
+  else
+    case $ng_out in
+      *"No such file or directory"*|*"does not exist"*) ;;
+      *) printf 'natgate: nft list table %s %s failed: %s\\n' "$1" "$2" "$ng_out" >&2; return 1 ;;
+    esac
+  fi
+}
+# nft_apply TEXT: one atomic transaction
+nft_apply() {
+  printf '%s\\n' "$1" | nft -f - || { echo "natgate: nft rejected the transaction above" >&2; return 1; }
+}
+# nft_delete FAMILY TABLE: not-found is success
+nft_delete() {
+  printf 'add table %s %s\\ndelete table %s %s\\n' "$1" "$2" "$1" "$2" | nft -f -
+}
+`;

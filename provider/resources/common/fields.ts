@@ -1,0 +1,118 @@
+import * as ipaddr from "ipaddr.js";
+import { z } from "zod";
+
+// Zod calls this with the raw issue, which still has the input: say "is required" when absent.
+const typeError = (message: string) => (iss: { input?: unknown }) =>
+  iss.input === undefined ? "is required" : message;
+
+/**
+ * A resource's own name: it becomes part of an nft table name (natgate_dnat_<name>), an iptables
+ * comment (natgate:<name>) and a state file name, so it is kept to characters every one of those
+ * accepts without quoting, and short enough to read in `nft list ruleset`.
+ */
+export const NAME_MAX = 32;
+export const resourceName = z
+  .string({ error: typeError("must be a string of a-z, 0-9 and _") })
+  .regex(/^[a-z][a-z0-9_]*$/, {
+    error: "must start with a-z and contain only a-z, 0-9 and _ (it becomes part of an nft table name)",
+  })
+  .max(NAME_MAX, { error: `must be at most ${NAME_MAX} characters` });
+
+/**
+ * Linux interface names: at most IFNAMSIZ-1 = 15 bytes, no '/', no whitespace. natgate accepts the
+ * subset that needs no quoting in nft, ip and sysctl paths (':' would be an alias label, '*' a wildcard).
+ */
+export const interfaceName = z
+  .string({ error: typeError("must be a string (an interface name like wg0)") })
+  .min(1, { error: "must not be empty" })
+  .max(15, { error: "must be at most 15 characters (Linux IFNAMSIZ)" })
+  .regex(/^[A-Za-z0-9_.-]+$/, { error: "may contain only A-Z, a-z, 0-9, '_', '.' and '-'" })
+  .refine((s) => s !== "." && s !== "..", { error: "is not a valid interface name" });
+
+export const ipv4 = z.ipv4({ error: typeError("must be an IPv4 address like 10.10.10.2") });
+
+/** A network in CIDR form whose host bits are zero (the kernel would silently clear them). */
+export const networkCidr = z
+  .cidrv4({ error: typeError("must be an IPv4 network like 192.168.1.0/24") })
+  .superRefine((v, ctx) => {
+    const network = ipaddr.IPv4.networkAddressFromCIDR(v).toString();
+    const len = v.split("/")[1];
+    if (`${network}/${len}` !== v) {
+      ctx.addIssue({ code: "custom", message: `has host bits set: write ${network}/${len}` });
+    }
+  });
+
+export const portNumber = z
+  .number({ error: typeError("must be a port number 1-65535") })
+  .int({ error: "must be an integer 1-65535" })
+  .min(1, { error: "must be 1-65535" })
+  .max(65535, { error: "must be 1-65535" });
+
+export interface PortRange {
+  lo: number;
+  hi: number;
+}
+
+/** "5000", 5000 or "5000-6000" → { lo, hi }; a message saying what is wrong otherwise. */
+export function parsePortSpec(v: unknown): PortRange | string {
+  if (typeof v === "number") {
+    if (!Number.isInteger(v) || v < 1 || v > 65535) return "must be a port 1-65535 or a range like \"5000-6000\"";
+    return { lo: v, hi: v };
+  }
+  if (typeof v !== "string") return "must be a port number or a range like \"5000-6000\"";
+  const m = /^([0-9]{1,5})(?:-([0-9]{1,5}))?$/.exec(v);
+  if (!m) return "must be a port 1-65535 or a range like \"5000-6000\"";
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || lo > 65535 || hi < 1 || hi > 65535) return "ports must be 1-65535";
+  if (lo > hi) return `range ${lo}-${hi} is backwards: write ${hi}-${lo}`;
+  return { lo, hi };
+}
+
+export const portSpec = z
+  .union([z.number(), z.string()], { error: typeError("must be a port number or a range like \"5000-6000\"") })
+  .superRefine((v, ctx) => {
+    const r = parsePortSpec(v);
+    if (typeof r === "string") ctx.addIssue({ code: "custom", message: r });
+  });
+
+export function portRangeOf(v: number | string): PortRange {
+  const r = parsePortSpec(v);
+  if (typeof r === "string") throw new Error(`invalid port spec ${JSON.stringify(v)}: ${r}`);
+  return r;
+}
+
+export function formatPortRange(r: PortRange, sep = "-"): string {
+  return r.lo === r.hi ? String(r.lo) : `${r.lo}${sep}${r.hi}`;
+}
+
+/** A 32-bit mark: a number (0x1234 in TypeScript is one) or a string "0x1234" / "4660" from YAML. */
+export const mark32 = z
+  .union([z.number(), z.string()], { error: typeError("must be a 32-bit number like 0x10000000") })
+  .transform((v, ctx) => {
+    const n = typeof v === "number" ? v : /^0x[0-9a-fA-F]{1,8}$|^[0-9]{1,10}$/.test(v) ? Number(v) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) {
+      ctx.addIssue({ code: "custom", message: "must be a number 1-0xffffffff like 0x10000000" });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+/** Linux routing table ids: 1-2^32-1 without the reserved ones (unspec 0, default 253, main 254, local 255). */
+export const tableId = z
+  .number({ error: typeError("must be a routing table number") })
+  .int({ error: "must be an integer" })
+  .min(1, { error: "must be 1-4294967295" })
+  .max(0xffffffff, { error: "must be 1-4294967295" })
+  .refine((n) => n < 253 || n > 255, { error: "253-255 are the kernel's default, main and local tables: choose another id" });
+
+/** `ip rule` priorities; 0 is the local table and 32766/32767 main/default, so natgate stays strictly between. */
+export const rulePriority = z
+  .number({ error: typeError("must be an ip rule priority") })
+  .int({ error: "must be an integer" })
+  .min(1, { error: "must be 1-32765 (0 is the local table's rule)" })
+  .max(32765, { error: "must be 1-32765 (rules at 32766 and later come after the main table)" });
+
+export function hex(n: number): string {
+  return "0x" + (n >>> 0).toString(16);
+}

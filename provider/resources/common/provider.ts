@@ -1,0 +1,230 @@
+import type * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import type { Connection } from "../../ssh";
+import { Host } from "./host";
+
+/** What the engine sends for a value not known yet (preview with another resource's output). */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+const PROVIDER_KEY = "__provider";
+
+export interface Failure {
+  property: string;
+  reason: string;
+}
+
+export interface BaseInputs {
+  connection: Connection;
+  name: string;
+}
+
+/** What a resource reports about the host besides its rendered lines. */
+export interface Observation {
+  /** Live state in the same notation as `rendered`. */
+  rendered: string[];
+  /** Differences between the live state and what the resource's inputs ask for; [] = in sync. */
+  drift: string[];
+  /** Live facts kept in outputs (previous sysctl values, iptables rules added where a drop was...). */
+  facts: Record<string, unknown>;
+}
+
+/**
+ * One resource kind: a schema (pure), a render (pure), and three host operations. `converge`
+ * must read first and write only when the live state differs, then read back and throw if the
+ * result still differs; `remove` must treat "not there" as success.
+ */
+export interface ResourceKind<I extends BaseInputs> {
+  kind: string;
+  /** The object schema, strict: unknown fields are errors. */
+  schema: z.ZodObject<any>;
+  /** Checks across fields, on parsed inputs. */
+  crossCheck(i: I): Failure[];
+  render(i: I): string[];
+  /** Fields (besides connection host/port and name) whose change replaces the resource. */
+  identityFields: (keyof I & string)[];
+  /** Whether a replacement on the same host must delete first (the new object would collide with the old). */
+  deleteBeforeReplace: boolean;
+  converge(host: Host, i: I, olds: Record<string, unknown> | undefined): Promise<Observation>;
+  observe(host: Host, i: I, props: Record<string, unknown>): Promise<Observation>;
+  remove(host: Host, i: I, props: Record<string, unknown>): Promise<void>;
+}
+
+export function containsUnknown(v: unknown): boolean {
+  if (v === UNKNOWN) return true;
+  if (Array.isArray(v)) return v.some(containsUnknown);
+  if (v && typeof v === "object") return Object.values(v).some(containsUnknown);
+  return false;
+}
+
+function pathText(path: ReadonlyArray<PropertyKey>): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else out += (out === "" ? "" : ".") + String(seg);
+  }
+  return out;
+}
+
+/** Zod issues as Pulumi check failures: the property path and what is wrong with it. */
+export function failuresOf(err: z.ZodError): Failure[] {
+  const out: Failure[] = [];
+  for (const issue of err.issues) {
+    if (issue.code === "unrecognized_keys") {
+      const inConnection = issue.path[0] === "connection";
+      for (const key of issue.keys) {
+        out.push({
+          property: pathText([...issue.path, key]),
+          reason: inConnection ? "unknown field (not in @pulumi/command's ConnectionArgs, nor natgate's sudo)" : "unknown field",
+        });
+      }
+      continue;
+    }
+    out.push({ property: pathText(issue.path), reason: issue.message });
+  }
+  return out;
+}
+
+function inputFields(kind: ResourceKind<any>, props: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(kind.schema.shape)) if (props[k] !== undefined) out[k] = props[k];
+  return out;
+}
+
+/** Parse inputs (from check's output or from state) or throw listing every problem. */
+export function parseInputs<I extends BaseInputs>(kind: ResourceKind<I>, props: Record<string, unknown>): I {
+  const r = kind.schema.safeParse(inputFields(kind, props));
+  const failures = r.success ? kind.crossCheck(r.data as I) : failuresOf(r.error);
+  if (!r.success || failures.length) {
+    throw new Error(`invalid ${kind.kind} inputs:\n` + failures.map((f) => `  ${f.property}: ${f.reason}`).join("\n"));
+  }
+  return r.data as I;
+}
+
+export function resourceId(kind: string, i: BaseInputs): string {
+  return `${i.connection.host}/${kind}/${i.name}`;
+}
+
+function stable(v: unknown): string {
+  return JSON.stringify(v, (_k, x) =>
+    x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x,
+  );
+}
+
+function hostOf(v: unknown): string {
+  const c = (v && typeof v === "object" ? (v as Record<string, unknown>).connection : undefined) as Record<string, unknown> | undefined;
+  if (!c || typeof c !== "object") return "";
+  return `${String(c.host)}:${String(c.port ?? 22)}`;
+}
+
+export function diffInputs(kind: ResourceKind<any>, olds: Record<string, unknown>, news: Record<string, unknown>): pulumi.dynamic.DiffResult {
+  const changed: string[] = [];
+  const keys = new Set([...Object.keys(kind.schema.shape), "rendered"]);
+  for (const k of keys) {
+    if (stable(olds[k]) !== stable(news[k])) changed.push(k);
+  }
+  const drift = Array.isArray(olds.drift) && olds.drift.length > 0;
+  const replaces: string[] = [];
+  if (hostOf(olds) !== hostOf(news)) replaces.push("connection");
+  for (const k of ["name", ...kind.identityFields]) {
+    if (changed.includes(k)) replaces.push(k);
+  }
+  const sameHost = hostOf(olds) === hostOf(news);
+  return {
+    changes: changed.length > 0 || drift,
+    ...(replaces.length ? { replaces } : {}),
+    ...(replaces.length && sameHost && kind.deleteBeforeReplace ? { deleteBeforeReplace: true } : {}),
+  };
+}
+
+function withoutProvider(v: Record<string, unknown>): Record<string, unknown> {
+  const { [PROVIDER_KEY]: _p, ...rest } = v;
+  return rest;
+}
+
+/** The pulumi.dynamic.ResourceProvider of one resource kind. */
+export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulumi.dynamic.ResourceProvider {
+  const outputsOf = (i: I, host: Host, obs: Observation, rendered: string[]): Record<string, unknown> => ({
+    ...(i as Record<string, unknown>),
+    ...obs.facts,
+    rendered,
+    drift: obs.drift,
+    hostKeyFingerprint: host.fingerprint,
+  });
+  const knownFingerprint = (props: Record<string, unknown> | undefined): string | undefined =>
+    typeof props?.hostKeyFingerprint === "string" ? props.hostKeyFingerprint : undefined;
+
+  return {
+    async check(_olds, news) {
+      const raw = withoutProvider(news ?? {});
+      const r = kind.schema.safeParse(raw);
+      if (!r.success) {
+        // A field that is not known yet cannot be judged; report only what is wrong for sure.
+        const failures = failuresOf(r.error).filter((f) => !containsUnknown(lookup(raw, f.property)));
+        return { inputs: { ...raw, rendered: UNKNOWN }, failures };
+      }
+      const i = r.data as I;
+      if (containsUnknown(i)) return { inputs: { ...i, rendered: UNKNOWN } };
+      const failures = kind.crossCheck(i);
+      if (failures.length) return { inputs: raw, failures };
+      return { inputs: { ...i, rendered: kind.render(i) } };
+    },
+
+    async diff(_id, olds, news) {
+      return diffInputs(kind, withoutProvider(olds), withoutProvider(news));
+    },
+
+    async create(inputs) {
+      const i = parseInputs(kind, inputs);
+      const host = new Host(i.connection, undefined);
+      const obs = await kind.converge(host, i, undefined);
+      return { id: resourceId(kind.kind, i), outs: outputsOf(i, host, obs, kind.render(i)) };
+    },
+
+    async update(_id, olds, news) {
+      const i = parseInputs(kind, news);
+      const host = new Host(i.connection, hostOf(olds) === hostOf(news) ? knownFingerprint(olds) : undefined);
+      const obs = await kind.converge(host, i, olds);
+      return { outs: outputsOf(i, host, obs, kind.render(i)) };
+    },
+
+    async read(id, props) {
+      if (!props || props.connection === undefined) {
+        throw new Error(
+          `cannot read ${kind.kind} ${id}: the state has no SSH connection (natgate resources cannot be imported by id alone; declare them in the program instead)`,
+        );
+      }
+      const i = parseInputs(kind, props);
+      const host = new Host(i.connection, knownFingerprint(props));
+      const obs = await kind.observe(host, i, props);
+      return { id, props: { ...withoutProvider(props), ...outputsOf(i, host, obs, obs.rendered) } };
+    },
+
+    async delete(_id, props) {
+      const i = parseInputs(kind, props);
+      const host = new Host(i.connection, knownFingerprint(props));
+      await kind.remove(host, i, props);
+    },
+  };
+}
+
+function lookup(obj: Record<string, unknown>, path: string): unknown {
+  let cur: unknown = obj;
+  for (const seg of path.split(/\.|\[(\d+)\]/).filter((s) => s !== undefined && s !== "")) {
+    if (!cur || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[seg];
+  }
+  return cur;
+}
+
+/** Line-level differences, in order-insensitive multiset form plus an order check. */
+export function lineDrift(what: string, desired: string[], live: string[]): string[] {
+  const out: string[] = [];
+  const remaining = [...live];
+  for (const d of desired) {
+    const k = remaining.indexOf(d);
+    if (k >= 0) remaining.splice(k, 1);
+    else out.push(`missing ${what}: ${d}`);
+  }
+  for (const l of remaining) out.push(`unexpected ${what}: ${l}`);
+  if (out.length === 0 && desired.join("\n") !== live.join("\n")) out.push(`${what} out of order`);
+  return out;
+}

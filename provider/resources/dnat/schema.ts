@@ -1,0 +1,60 @@
+import { z } from "zod";
+import { ConnectionSchema } from "../../ssh/schema";
+import { interfaceName, ipv4, portRangeOf, portSpec, resourceName } from "../common/fields";
+import type { Failure } from "../common/provider";
+
+/**
+ * Remapping a range to different port numbers needs one map element per port (nft has no port
+ * offset), so it is kept to a size whose rule still reads in `nft list ruleset` and a preview.
+ */
+export const MAX_SHIFTED_PORTS = 1024;
+
+export const DnatRuleSchema = z.strictObject({
+  /** How to reach the host: @pulumi/command's remote.ConnectionArgs plus sudo. */
+  connection: ConnectionSchema,
+  /** Names what this resource owns on the host: nft table natgate_dnat_<name>, iptables comment natgate:<name>. */
+  name: resourceName,
+  protocol: z.enum(["tcp", "udp", "both"], { error: 'must be "tcp", "udp" or "both"' }).default("tcp"),
+  /** Port or range matched: 2222, "2222" or "5000-6000". */
+  ports: portSpec,
+  /** Match packets arriving on this interface (e.g. the tunnel on the router). */
+  inInterface: interfaceName.optional(),
+  /** Match packets to this address (e.g. the VPS's public address). */
+  destination: ipv4.optional(),
+  /** Where to send them. */
+  toAddress: ipv4,
+  /** Target port or range (same size as ports); absent = keep the port. */
+  toPorts: portSpec.optional(),
+  /** Clamp the MSS of forwarded TCP SYNs to the route MTU (tunnels have an MTU below 1500). */
+  clampMss: z.boolean({ error: "must be true or false" }).default(true),
+});
+
+export type DnatRuleInputs = z.output<typeof DnatRuleSchema>;
+
+export function dnatCrossCheck(i: DnatRuleInputs): Failure[] {
+  const out: Failure[] = [];
+  if (i.inInterface === undefined && i.destination === undefined) {
+    out.push({
+      property: "inInterface",
+      reason: "give inInterface and/or destination: without either, every forwarded packet to these ports (even your LAN's own traffic to the internet) would be redirected",
+    });
+  }
+  if (i.toPorts !== undefined) {
+    const from = portRangeOf(i.ports);
+    const to = portRangeOf(i.toPorts);
+    const n = from.hi - from.lo + 1;
+    const m = to.hi - to.lo + 1;
+    if (n !== m) {
+      out.push({
+        property: "toPorts",
+        reason: `maps ${n} port${n === 1 ? "" : "s"} (${i.ports}) to ${m} (${i.toPorts}): give a range of the same size, one port for one port, or omit toPorts to keep the port numbers`,
+      });
+    } else if (n > 1 && from.lo !== to.lo && n > MAX_SHIFTED_PORTS) {
+      out.push({
+        property: "toPorts",
+        reason: `remapping ${n} ports to other numbers needs one nft map element per port; at most ${MAX_SHIFTED_PORTS} are supported: keep the numbers (omit toPorts) or split the rule`,
+      });
+    }
+  }
+  return out;
+}
