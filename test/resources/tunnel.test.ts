@@ -1,0 +1,240 @@
+import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import { getLab, type LabHost } from "../lab";
+import { closeAll } from "../../provider/ssh";
+import { tunnelProvider, converge, type TunnelOutputs } from "../../provider/resources/tunnel";
+import { inputsFromProps } from "../../provider/resources/tunnel/lifecycle";
+
+// Tunnel against the lab: VPS (listener, 198.51.100.1) <-> router (dialer, behind the CGNAT).
+// The test process is the laptop on the router's LAN, so SSH to the VPS crosses the CGNAT too.
+
+const lab = getLab();
+const { vps, router, isp } = lab.hosts;
+
+function connectionOf(h: LabHost) {
+  const s = h.ssh!;
+  return { host: s.host, port: s.port, user: s.user, privateKey: s.privateKey, hostKey: s.hostKey };
+}
+
+const args = {
+  listener: { connection: connectionOf(vps), address: "10.10.10.1/24" },
+  dialer: { connection: connectionOf(router), address: "10.10.10.2/24" },
+};
+
+const secondsSince = (t: number) => (Date.now() - t) / 1000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Processes in the host's network namespace, SSH sessions left out (the connection pool's come and go). */
+function processes(h: LabHost): string[] {
+  const pids = execFileSync("ip", ["netns", "pids", h.netns], { encoding: "utf8" }).split("\n").filter(Boolean);
+  const out: string[] = [];
+  for (const pid of pids) {
+    let cmdline = "";
+    try {
+      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (cmdline === "" || /^sshd: /.test(cmdline)) continue; // zombie, or a session
+    out.push(cmdline);
+  }
+  return out.sort();
+}
+
+async function snapshot(h: LabHost): Promise<string> {
+  const state = await h.run(
+    "echo '# ip link'; ip -o link | sed 's/^[0-9]*: //';" +
+      "echo '# ip addr'; ip addr;" +
+      "echo '# ip route'; ip route show table all; ip -6 route show table all;" +
+      "echo '# ip rule'; ip rule; ip -6 rule;" +
+      "echo '# files'; ls -la /etc/natgate /var/run/wireguard 2>&1; true",
+  );
+  return `${state}# processes\n${processes(h).join("\n")}\n`;
+}
+
+function lineDiff(before: string, after: string): string {
+  const a = before.split("\n"), b = after.split("\n");
+  const gone = a.filter((l) => !b.includes(l)).map((l) => `- ${l}`);
+  const added = b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`);
+  return [...gone, ...added].join("\n");
+}
+
+async function pingOnce(from: LabHost, to: string): Promise<boolean> {
+  return (await from.exec(`ping -c 1 -W 1 ${to}`)).code === 0;
+}
+
+/** Seconds until `to` answers from `from`, probing once a second; undefined after `limit` s. */
+async function secondsUntilPing(from: LabHost, to: string, limit: number): Promise<number | undefined> {
+  const t0 = Date.now();
+  while (secondsSince(t0) < limit) {
+    const t = Date.now();
+    if (await pingOnce(from, to)) return secondsSince(t0);
+    const left = 1000 - (Date.now() - t);
+    if (left > 0) await sleep(left);
+  }
+  return undefined;
+}
+
+describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function () {
+  this.timeout(180_000);
+  const snap: Record<string, string> = {};
+  let routerMainBefore = "";
+  let outs: TunnelOutputs;
+  let checked: Record<string, unknown>;
+
+  before(async () => {
+    // a freshly made lab may still be doing IPv6 duplicate address detection; let it settle
+    for (const h of [vps, router]) {
+      for (let i = 0; i < 50 && (await h.run("ip -6 addr show tentative")).trim() !== ""; i++) await sleep(200);
+    }
+    snap.vps = await snapshot(vps);
+    snap.router = await snapshot(router);
+    routerMainBefore = await router.run("ip route show table main");
+    const c = await tunnelProvider.check!({}, args);
+    assert.equal(c.failures, undefined, JSON.stringify(c.failures));
+    checked = c.inputs;
+  });
+
+  after(async () => {
+    // leave the lab clean even when a test failed half-way (delete is idempotent)
+    await tunnelProvider.delete!("", checked).catch(() => undefined);
+    await closeAll();
+  });
+
+  it("creates the tunnel on both hosts from nothing", async () => {
+    const t0 = Date.now();
+    const r = await tunnelProvider.create(checked);
+    console.log(`      create from nothing: ${secondsSince(t0).toFixed(2)} s`);
+    outs = r.outs;
+    assert.equal(r.id, "198.51.100.1/wg0~192.168.1.1/wg0");
+    assert.match(outs.listenerPublicKey!, /^[A-Za-z0-9+/]{43}=$/);
+    assert.match(outs.dialerPublicKey!, /^[A-Za-z0-9+/]{43}=$/);
+    assert.notEqual(outs.listenerPublicKey, outs.dialerPublicKey);
+    assert.equal(outs.listenerFingerprint, vps.hostKeyFingerprint);
+    assert.equal(outs.dialerFingerprint, router.hostKeyFingerprint);
+    assert.equal(outs.listenerBackend, "wireguard-go"); // no kernel module on these machines
+    assert.equal(outs.dialerBackend, "wireguard-go");
+    assert.ok(outs.renderedListener.includes(`wg set wg0 peer ${outs.dialerPublicKey} allowed-ips 10.10.10.2/32`), outs.renderedListener.join("\n"));
+    assert.ok(
+      outs.renderedDialer.includes(`wg set wg0 peer ${outs.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`),
+      outs.renderedDialer.join("\n"),
+    );
+    for (const h of [vps, router]) assert.ok(processes(h).includes("wireguard-go wg0"), `${h.name}: ${processes(h).join(", ")}`);
+    assert.equal((await vps.run("wg show wg0 public-key")).trim(), outs.listenerPublicKey);
+    assert.equal((await router.run("wg show wg0 public-key")).trim(), outs.dialerPublicKey);
+  });
+
+  it("carries traffic both ways", async () => {
+    const up = await secondsUntilPing(router, "10.10.10.1", 15);
+    assert.ok(up !== undefined, "router could not ping the VPS's tunnel address 10.10.10.1");
+    console.log(`      router -> 10.10.10.1 answered after ${up.toFixed(2)} s`);
+    assert.ok(await pingOnce(vps, "10.10.10.2"), "VPS could not ping the router's tunnel address 10.10.10.2");
+  });
+
+  it("adds no default route to the router's main table, only the tunnel subnet", async () => {
+    const now = await router.run("ip route show table main");
+    const added = now.split("\n").filter((l) => l && !routerMainBefore.split("\n").includes(l));
+    assert.deepEqual(added.map((l) => l.trim()), ["10.10.10.0/24 dev wg0 proto kernel scope link src 10.10.10.2"]);
+    assert.equal((await router.run("ip route show table main default")).trim(), routerMainBefore.split("\n").find((l) => l.startsWith("default"))?.trim());
+  });
+
+  it("keeps each private key in a root-only file on its own host, and out of the outputs", async () => {
+    const keys: string[] = [];
+    for (const h of [vps, router]) {
+      assert.equal((await h.run("stat -c '%a %U' /etc/natgate/wg/wg0.key")).trim(), "600 root", h.name);
+      assert.equal((await h.run("stat -c '%a' /etc/natgate/wg /etc/natgate")).trim(), "700\n700", h.name);
+      keys.push((await h.run("cat /etc/natgate/wg/wg0.key")).trim());
+    }
+    assert.notEqual(keys[0], keys[1]);
+    const state = JSON.stringify(outs);
+    for (const [i, k] of keys.entries()) {
+      assert.match(k, /^[A-Za-z0-9+/]{43}=$/);
+      assert.ok(!state.includes(k), `the ${i === 0 ? "VPS" : "router"} private key is in the outputs`);
+      // and not on the other host anywhere natgate writes
+      const other = i === 0 ? router : vps;
+      assert.notEqual((await other.exec(`grep -rqF '${k}' /etc/natgate /var/run 2>/dev/null`)).code, 0, `${other.name} holds the other host's key`);
+    }
+  });
+
+  it("changes nothing when applied again (no writing command, same interface and daemon)", async () => {
+    const ids = async () => [
+      await vps.run("cat /sys/class/net/wg0/ifindex; stat -c %Y /etc/natgate/wg/wg0.key"),
+      await router.run("cat /sys/class/net/wg0/ifindex; stat -c %Y /etc/natgate/wg/wg0.key"),
+    ].join("|");
+    const daemons = () => [processes(vps), processes(router)].join("|");
+    const idsBefore = await ids(), daemonsBefore = daemons();
+    const t0 = Date.now();
+    const again = await converge(inputsFromProps(checked), "create");
+    console.log(`      no-change re-apply: ${secondsSince(t0).toFixed(2)} s`);
+    assert.deepEqual(again.plans, { listener: [], dialer: [] });
+    assert.deepEqual(again.outputs, outs);
+    const r = await tunnelProvider.create(checked);
+    assert.deepEqual(r.outs, outs);
+    assert.equal(await ids(), idsBefore);
+    assert.equal(daemons(), daemonsBefore);
+    const d = await tunnelProvider.diff!(r.id, outs, checked);
+    assert.equal(d.changes, false);
+  });
+
+  it("refresh reports drift and update repairs it, keeping both keys", async () => {
+    const fresh = await tunnelProvider.read!("id", outs);
+    assert.deepEqual(fresh.props, outs);
+    await router.run(`wg set wg0 peer ${outs.listenerPublicKey} remove && ip link set dev wg0 mtu 1300`);
+    const drifted = (await tunnelProvider.read!("id", outs)).props as TunnelOutputs;
+    assert.ok(!drifted.renderedDialer.some((l) => l.includes("peer")), drifted.renderedDialer.join("\n"));
+    assert.ok(drifted.renderedDialer.includes("ip link set dev wg0 mtu 1300 up"));
+    const d = await tunnelProvider.diff!("id", drifted, checked);
+    assert.deepEqual(d, { changes: true, replaces: [], deleteBeforeReplace: false });
+    const u = await converge(inputsFromProps(checked), "update", drifted);
+    assert.deepEqual(u.plans.listener, []);
+    assert.deepEqual(u.plans.dialer, [
+      `wg set wg0 peer ${outs.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`,
+      "ip link set dev wg0 mtu 1420 up",
+    ]);
+    assert.deepEqual(u.outputs, outs);
+    assert.ok((await secondsUntilPing(router, "10.10.10.1", 15)) !== undefined);
+  });
+
+  it("survives the CGNAT forgetting the mapping: keepalive re-establishes it within 30 s", async () => {
+    assert.ok((await secondsUntilPing(vps, "10.10.10.2", 10)) !== undefined, "path VPS -> router did not work before the flush");
+    const mapped = await isp.run("conntrack -L -p udp --dport 51820 2>/dev/null");
+    assert.match(mapped, /dport=51820/, "no CGNAT mapping for the tunnel before the flush");
+    await isp.run("conntrack -F 2>/dev/null");
+    const t0 = Date.now();
+    const brokenRightAfter = !(await pingOnce(vps, "10.10.10.2"));
+    const back = await secondsUntilPing(vps, "10.10.10.2", 35);
+    assert.ok(back !== undefined, "VPS -> router did not work again within 35 s of flushing the CGNAT's conntrack");
+    const total = secondsSince(t0);
+    console.log(`      CGNAT conntrack flushed: path ${brokenRightAfter ? "broken" : "still up (a keepalive was just due)"}, VPS -> router again after ${total.toFixed(1)} s`);
+    assert.ok(total <= 30, `recovery took ${total.toFixed(1)} s (keepalive is 25 s)`);
+  });
+
+  it("delete restores both hosts exactly, and a second delete is fine", async () => {
+    const t0 = Date.now();
+    await tunnelProvider.delete!("id", outs);
+    console.log(`      delete: ${secondsSince(t0).toFixed(2)} s`);
+    for (const h of [vps, router]) {
+      const after = await snapshot(h);
+      assert.equal(after, snap[h.name], `${h.name} differs after delete:\n${lineDiff(snap[h.name]!, after)}`);
+    }
+    await tunnelProvider.delete!("id", outs);
+    const gone = await tunnelProvider.read!("id", outs);
+    assert.equal(gone.id, "");
+  });
+
+  it("refuses an interface it did not create and leaves the other host as it was", async () => {
+    await router.run("ip link add ng-foreign type bridge");
+    try {
+      const c = await tunnelProvider.check!({}, { ...args, interfaceName: "ng-foreign" });
+      await assert.rejects(tunnelProvider.create(c.inputs), (e: Error) => {
+        assert.match(e.message, /interface ng-foreign already exists on the dialer \(root@192\.168\.1\.1\) and natgate did not create it/);
+        return true;
+      });
+      assert.equal((await router.run("ip -o link show dev ng-foreign")).includes("ng-foreign"), true);
+      assert.equal(await snapshot(vps), snap.vps, "the VPS's key was not rolled back");
+    } finally {
+      await router.run("ip link del ng-foreign");
+    }
+  });
+});
