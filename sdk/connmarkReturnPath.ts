@@ -1,0 +1,56 @@
+import * as pulumi from "@pulumi/pulumi";
+import { providerFor } from "./dynamic";
+import { ConnectionArgs, secretConnection } from "./connection";
+import { hostSideName } from "./names";
+
+export interface ConnmarkReturnPathArgs {
+  /** SSH connection to the router. */
+  connection: pulumi.Input<ConnectionArgs>;
+  /** Host-side name: nft table `natgate_ret_<name>`. Default: derived from the Pulumi resource name. */
+  name?: pulumi.Input<string>;
+  /** The tunnel interface connections arrive on (e.g. `wg0`, `tun0`). */
+  tunnelInterface: pulumi.Input<string>;
+  /** Routing table marked replies are looked up in (see {@link PolicyRouteTable}). */
+  table: pulumi.Input<number>;
+  /**
+   * Conntrack/packet mark bit (default in 0xFF000000, away from mwan3's 0x3F00 and pbr's 0x00FF0000).
+   * Set and matched under `mask`, so other tools' bits survive.
+   */
+  mark?: pulumi.Input<number | string>;
+  /** Mask the mark lives under (default: the mark's own bit). */
+  mask?: pulumi.Input<number | string>;
+  /** `ip rule` priority of the fwmark rule (default outside mwan3's and pbr's windows, below main's 32766). */
+  priority?: pulumi.Input<number>;
+  /**
+   * The router's own tunnel address: adds `ip rule from <address> lookup <table>` so replies of
+   * services on the router itself (they never pass PREROUTING) go back through the tunnel.
+   */
+  localSource?: pulumi.Input<string>;
+}
+
+/**
+ * The return path: marks connections that entered through the tunnel, restores the mark on their
+ * packets (PREROUTING and OUTPUT), routes marked packets by `ip rule fwmark`, and sets loose
+ * rp_filter on the tunnel (strict mode drops tunnel packets from internet sources).
+ */
+export class ConnmarkReturnPath extends pulumi.dynamic.Resource {
+  declare public readonly rendered: pulumi.Output<string[]>;
+  declare public readonly drift: pulumi.Output<string[]>;
+  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+
+  constructor(name: string, args: ConnmarkReturnPathArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      providerFor("ConnmarkReturnPath"),
+      name,
+      {
+        ...args,
+        name: args.name ?? hostSideName(name),
+        connection: secretConnection(args.connection),
+        rendered: undefined,
+        drift: undefined,
+        hostKeyFingerprint: undefined,
+      },
+      opts,
+    );
+  }
+}

@@ -1,0 +1,60 @@
+import * as pulumi from "@pulumi/pulumi";
+import { providerFor } from "./dynamic";
+import { ConnectionArgs, secretConnection } from "./connection";
+import { hostSideName } from "./names";
+
+export type Protocol = "tcp" | "udp" | "both";
+
+export interface DnatRuleArgs {
+  /** SSH connection to the host that DNATs (the VPS, or the router). */
+  connection: pulumi.Input<ConnectionArgs>;
+  /**
+   * Host-side name: the rule lives in nft table `natgate_dnat_<name>` (a-z, 0-9, _; at most 32).
+   * Default: derived from the Pulumi resource name.
+   */
+  name?: pulumi.Input<string>;
+  /** `tcp`, `udp` or `both` (default `tcp`). */
+  protocol?: pulumi.Input<Protocol>;
+  /** Port or range matched: `2222` or `"5000-6000"`. */
+  ports: pulumi.Input<number | string>;
+  /** Match packets arriving on this interface (on the router: the tunnel). */
+  inInterface?: pulumi.Input<string>;
+  /** Match packets to this address (on the VPS: its public address). At least one of inInterface/destination. */
+  destination?: pulumi.Input<string>;
+  /** Address packets are sent to. The source is never rewritten: the target sees the client's address. */
+  toAddress: pulumi.Input<string>;
+  /** Target port or a range of the same size (default: keep the port), e.g. 2222 → 22. */
+  toPorts?: pulumi.Input<number | string>;
+  /** Clamp forwarded TCP SYNs' MSS to the route MTU (default true; tunnels have MTU < 1500). */
+  clampMss?: pulumi.Input<boolean>;
+}
+
+/**
+ * One DNAT mapping on one host, with the forward accept it needs (also where another firewall's
+ * FORWARD policy would drop it) and `net.ipv4.ip_forward` on. No SNAT.
+ */
+export class DnatRule extends pulumi.dynamic.Resource {
+  /** The nft/iptables/sysctl lines this rule owns on the host, as `pulumi preview --diff` shows them. */
+  declare public readonly rendered: pulumi.Output<string[]>;
+  /** Differences between the host and the inputs found by the last read (empty = in sync). */
+  declare public readonly drift: pulumi.Output<string[]>;
+  /** The host key seen on first use. */
+  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+  declare public readonly name: pulumi.Output<string>;
+
+  constructor(name: string, args: DnatRuleArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      providerFor("DnatRule"),
+      name,
+      {
+        ...args,
+        name: args.name ?? hostSideName(name),
+        connection: secretConnection(args.connection),
+        rendered: undefined,
+        drift: undefined,
+        hostKeyFingerprint: undefined,
+      },
+      opts,
+    );
+  }
+}

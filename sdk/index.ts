@@ -1,0 +1,12 @@
+export type { ConnectionArgs } from "./connection";
+export { Tunnel } from "./tunnel";
+export type { TunnelArgs, TunnelSideArgs } from "./tunnel";
+export { DnatRule } from "./dnatRule";
+export type { DnatRuleArgs, Protocol } from "./dnatRule";
+export { ConnmarkReturnPath } from "./connmarkReturnPath";
+export type { ConnmarkReturnPathArgs } from "./connmarkReturnPath";
+export { PolicyRouteTable } from "./policyRouteTable";
+export type { PolicyRouteTableArgs, RouteArgs } from "./policyRouteTable";
+export { PathCheck } from "./pathCheck";
+export { PortForward } from "./portForward";
+export type { PortForwardArgs, ForwardArgs, RouterForwardArgs } from "./portForward";

@@ -1,0 +1,47 @@
+import * as pulumi from "@pulumi/pulumi";
+import { providerFor } from "./dynamic";
+import { ConnectionArgs, secretConnection } from "./connection";
+import { hostSideName } from "./names";
+
+export interface RouteArgs {
+  /** `default` or a network in CIDR form, e.g. `192.168.1.0/24`. */
+  to: pulumi.Input<string>;
+  /** Gateway address (e.g. the VPS's tunnel address); omit for an on-link route. */
+  via?: pulumi.Input<string>;
+  /** Outgoing interface. */
+  dev: pulumi.Input<string>;
+}
+
+export interface PolicyRouteTableArgs {
+  connection: pulumi.Input<ConnectionArgs>;
+  /** Host-side name used in natgate's records. Default: derived from the Pulumi resource name. */
+  name?: pulumi.Input<string>;
+  /** Routing table id: pick one above 255 that no other tool uses (not in /etc/iproute2/rt_tables). */
+  table: pulumi.Input<number>;
+  /** Every route of the table; natgate owns the table whole. */
+  routes: pulumi.Input<pulumi.Input<RouteArgs>[]>;
+}
+
+/** One routing table and its routes, owned whole: apply replaces them, delete flushes the table. */
+export class PolicyRouteTable extends pulumi.dynamic.Resource {
+  declare public readonly rendered: pulumi.Output<string[]>;
+  declare public readonly drift: pulumi.Output<string[]>;
+  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+  declare public readonly table: pulumi.Output<number>;
+
+  constructor(name: string, args: PolicyRouteTableArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      providerFor("PolicyRouteTable"),
+      name,
+      {
+        ...args,
+        name: args.name ?? hostSideName(name),
+        connection: secretConnection(args.connection),
+        rendered: undefined,
+        drift: undefined,
+        hostKeyFingerprint: undefined,
+      },
+      opts,
+    );
+  }
+}

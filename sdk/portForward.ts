@@ -1,0 +1,212 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionArgs } from "./connection";
+import { Tunnel } from "./tunnel";
+import { DnatRule, Protocol } from "./dnatRule";
+import { ConnmarkReturnPath } from "./connmarkReturnPath";
+import { PolicyRouteTable } from "./policyRouteTable";
+import { PathCheck } from "./pathCheck";
+
+/** One public port (or range) on the VPS forwarded to a LAN host. */
+export interface ForwardArgs {
+  /** `tcp`, `udp` or `both` (default `tcp`). */
+  protocol?: pulumi.Input<Protocol>;
+  /** Public port or range on the VPS: `443`, `"5000-6000"`. */
+  ports: pulumi.Input<number | string>;
+  /** LAN host for this forward (default: the component's `lanHost`). */
+  to?: pulumi.Input<string>;
+  /** Port or equally sized range on the LAN host (default: the same as `ports`). */
+  toPorts?: pulumi.Input<number | string>;
+}
+
+/** A public VPS port forwarded to a service on the router itself (e.g. 2222 → the router's sshd on 22). */
+export interface RouterForwardArgs {
+  protocol?: pulumi.Input<Protocol>;
+  ports: pulumi.Input<number | string>;
+  toPorts?: pulumi.Input<number | string>;
+}
+
+export interface PortForwardArgs {
+  vps: {
+    connection: pulumi.Input<ConnectionArgs>;
+    /** The VPS's public address: forwarded ports are matched on it (and the router dials it). */
+    publicAddress: pulumi.Input<string>;
+  };
+  router: {
+    connection: pulumi.Input<ConnectionArgs>;
+    /** The router's LAN interface, e.g. OpenWrt's `br-lan`. */
+    lanInterface: pulumi.Input<string>;
+    /** The LAN's subnet, e.g. `192.168.1.0/24`. */
+    lanSubnet: pulumi.Input<string>;
+  };
+  /** The LAN host that receives the forwards (each forward may name another with `to`). */
+  lanHost?: pulumi.Input<string>;
+  forwards: ForwardArgs[];
+  /** Forwards to services running on the router itself. */
+  routerForwards?: RouterForwardArgs[];
+  /**
+   * The WireGuard tunnel natgate creates (default `wg0`, VPS 10.10.10.1/24, router 10.10.10.2/24,
+   * port 51820, keepalive 25 s). Leave out when `existingTunnel` is given.
+   */
+  tunnel?: {
+    interfaceName?: pulumi.Input<string>;
+    vpsAddress?: pulumi.Input<string>;
+    routerAddress?: pulumi.Input<string>;
+    listenPort?: pulumi.Input<number>;
+    mtu?: pulumi.Input<number>;
+    persistentKeepalive?: pulumi.Input<number>;
+  };
+  /** Use a tunnel that already exists (OpenVPN `tun0`, a wg-quick interface...) instead of creating one. */
+  existingTunnel?: {
+    /** The tunnel's interface name on the router (and on the VPS when `vpsInterfaceName` is not set). */
+    interfaceName: pulumi.Input<string>;
+    /** The tunnel's interface on the VPS, if it has another name there. */
+    vpsInterfaceName?: pulumi.Input<string>;
+    /** The VPS's address inside the tunnel (no prefix), e.g. `10.10.10.1`. */
+    vpsAddress: pulumi.Input<string>;
+    /** The router's address inside the tunnel (no prefix), e.g. `10.10.10.2`. */
+    routerAddress: pulumi.Input<string>;
+  };
+  /** Mark, mask, routing table and rule priorities of the return path (defaults avoid mwan3 and pbr). */
+  returnPath?: {
+    mark?: pulumi.Input<number | string>;
+    mask?: pulumi.Input<number | string>;
+    table?: pulumi.Input<number>;
+    priority?: pulumi.Input<number>;
+  };
+  /**
+   * After everything is applied, prove the path: connect from the machine running Pulumi to this
+   * forwarded TCP port on the VPS and confirm from both hosts' conntrack tables that the connection
+   * arrived with the caller's public address and that its reply went back through the tunnel.
+   * Failure names the hop that broke. Opt-in: it needs a service listening behind the port.
+   */
+  verify?: { port: pulumi.Input<number> };
+}
+
+const DEFAULT_TUNNEL = { interfaceName: "wg0", vpsAddress: "10.10.10.1/24", routerAddress: "10.10.10.2/24" };
+const DEFAULT_TABLE = 8764; // "NG" on a phone pad; above 255 and in no distribution's rt_tables
+
+const withoutPrefix = (cidr: pulumi.Input<string>) => pulumi.output(cidr).apply((c) => c.split("/")[0]);
+
+/**
+ * The whole setup of the seed: a tunnel from the router to the VPS, DNAT on both, the conntrack-mark
+ * return path and its routing table on the router. Children are created in the order the data path
+ * needs (tunnel → routing table → return path → router DNAT → VPS DNAT), so the VPS only starts
+ * forwarding once the router can answer, and destroy tears down in reverse.
+ */
+export class PortForward extends pulumi.ComponentResource {
+  public readonly tunnel?: Tunnel;
+  public readonly routeTable: PolicyRouteTable;
+  public readonly returnPath: ConnmarkReturnPath;
+  public readonly routerRules: DnatRule[];
+  public readonly vpsRules: DnatRule[];
+  public readonly pathCheck?: PathCheck;
+  /** The router's address inside the tunnel (what the VPS DNATs to). */
+  public readonly routerTunnelAddress: pulumi.Output<string>;
+
+  constructor(name: string, args: PortForwardArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("natgate:index:PortForward", name, {}, opts);
+    if (args.tunnel && args.existingTunnel) {
+      throw new Error(`PortForward ${name}: give either tunnel (natgate creates it) or existingTunnel, not both`);
+    }
+    if (args.forwards.length === 0 && (args.routerForwards ?? []).length === 0) {
+      throw new Error(`PortForward ${name}: forwards and routerForwards are both empty: nothing to forward`);
+    }
+    const child = { parent: this };
+    const vpsConn = args.vps.connection;
+    const routerConn = args.router.connection;
+
+    let routerIf: pulumi.Input<string>;
+    let vpsIf: pulumi.Input<string>;
+    let vpsTunnelIp: pulumi.Output<string>;
+    let routerTunnelIp: pulumi.Output<string>;
+    let pathStart: pulumi.Resource[] = [];
+    if (args.existingTunnel) {
+      const t = args.existingTunnel;
+      routerIf = t.interfaceName;
+      vpsIf = t.vpsInterfaceName ?? t.interfaceName;
+      vpsTunnelIp = pulumi.output(t.vpsAddress);
+      routerTunnelIp = pulumi.output(t.routerAddress);
+    } else {
+      const t = { ...DEFAULT_TUNNEL, ...args.tunnel };
+      this.tunnel = new Tunnel(`${name}-tunnel`, {
+        interfaceName: t.interfaceName,
+        mtu: t.mtu,
+        listenPort: t.listenPort,
+        persistentKeepalive: t.persistentKeepalive,
+        listener: { connection: vpsConn, address: t.vpsAddress, endpoint: args.vps.publicAddress },
+        dialer: { connection: routerConn, address: t.routerAddress },
+      }, child);
+      routerIf = this.tunnel.interfaceName;
+      vpsIf = this.tunnel.interfaceName;
+      vpsTunnelIp = withoutPrefix(t.vpsAddress);
+      routerTunnelIp = withoutPrefix(t.routerAddress);
+      pathStart = [this.tunnel];
+    }
+    this.routerTunnelAddress = routerTunnelIp;
+
+    const rp = args.returnPath ?? {};
+    const table = rp.table ?? DEFAULT_TABLE;
+    this.routeTable = new PolicyRouteTable(`${name}-routes`, {
+      connection: routerConn,
+      table,
+      routes: [
+        { to: "default", via: vpsTunnelIp, dev: routerIf },
+        { to: args.router.lanSubnet, dev: args.router.lanInterface },
+      ],
+    }, { ...child, dependsOn: pathStart });
+
+    const hasRouterLocal = (args.routerForwards ?? []).length > 0;
+    this.returnPath = new ConnmarkReturnPath(`${name}-return`, {
+      connection: routerConn,
+      tunnelInterface: routerIf,
+      table,
+      mark: rp.mark,
+      mask: rp.mask,
+      priority: rp.priority,
+      // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
+      localSource: hasRouterLocal ? routerTunnelIp : undefined,
+    }, { ...child, dependsOn: [this.routeTable] });
+
+    this.routerRules = args.forwards.map((f, i) => {
+      const to = f.to ?? args.lanHost;
+      if (to === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
+      return new DnatRule(`${name}-router-${i}`, {
+        connection: routerConn,
+        inInterface: routerIf,
+        destination: routerTunnelIp,
+        protocol: f.protocol,
+        ports: f.ports,
+        toAddress: to,
+        toPorts: f.toPorts,
+      }, { ...child, dependsOn: [this.returnPath] });
+    });
+
+    const vpsForwards = [
+      ...args.forwards.map((f) => ({ protocol: f.protocol, ports: f.ports, toPorts: undefined })),
+      ...(args.routerForwards ?? []).map((f) => ({ protocol: f.protocol, ports: f.ports, toPorts: f.toPorts })),
+    ];
+    this.vpsRules = vpsForwards.map((f, i) =>
+      new DnatRule(`${name}-vps-${i}`, {
+        connection: vpsConn,
+        destination: args.vps.publicAddress,
+        protocol: f.protocol,
+        ports: f.ports,
+        toAddress: routerTunnelIp,
+        toPorts: f.toPorts,
+      }, { ...child, dependsOn: [this.returnPath, ...this.routerRules] }),
+    );
+
+    if (args.verify) {
+      this.pathCheck = new PathCheck(`${name}-check`, {
+        vpsConnection: vpsConn,
+        routerConnection: routerConn,
+        publicAddress: args.vps.publicAddress,
+        port: args.verify.port,
+        routerTunnelAddress: routerTunnelIp,
+        tunnelInterface: routerIf,
+      }, { ...child, dependsOn: [...this.vpsRules] });
+    }
+
+    this.registerOutputs({ routerTunnelAddress: this.routerTunnelAddress });
+  }
+}

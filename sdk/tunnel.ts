@@ -1,0 +1,79 @@
+import * as pulumi from "@pulumi/pulumi";
+import { providerFor } from "./dynamic";
+import { ConnectionArgs, secretConnection } from "./connection";
+
+/** One side of a {@link Tunnel}. */
+export interface TunnelSideArgs {
+  /** SSH connection to this side's host. */
+  connection: pulumi.Input<ConnectionArgs>;
+  /** This side's tunnel address with the tunnel's prefix, e.g. `10.10.10.1/24`. Both sides share the subnet. */
+  address: pulumi.Input<string>;
+  /** Interface name on this side, when it differs from the Tunnel's `interfaceName`. */
+  interfaceName?: pulumi.Input<string>;
+}
+
+export interface TunnelArgs {
+  /** WireGuard interface name on both hosts (default `wg0`; at most 15 characters). */
+  interfaceName?: pulumi.Input<string>;
+  /** Interface MTU (default 1420: 1500 less WireGuard's worst-case overhead). */
+  mtu?: pulumi.Input<number>;
+  /** UDP port the listener waits on (default 51820). */
+  listenPort?: pulumi.Input<number>;
+  /** Seconds between the dialer's keepalives (default 25; keeps NAT mappings from expiring; 0 = off). */
+  persistentKeepalive?: pulumi.Input<number>;
+  /** The side with a public endpoint (the VPS). */
+  listener: pulumi.Input<TunnelSideArgs & {
+    /** Host or address the dialer dials (default: the listener connection's host). */
+    endpoint?: pulumi.Input<string>;
+    /** Sources the listener accepts from the dialer besides the dialer's tunnel address. */
+    allowedIps?: pulumi.Input<pulumi.Input<string>[]>;
+  }>;
+  /** The side behind NAT (the router): it dials the listener and keeps the mapping alive. */
+  dialer: pulumi.Input<TunnelSideArgs & {
+    /**
+     * Sources the dialer accepts from the listener (default `0.0.0.0/0`: forwarded packets keep
+     * their internet source). No default route is added to the dialer's main table.
+     */
+    allowedIps?: pulumi.Input<pulumi.Input<string>[]>;
+  }>;
+}
+
+/**
+ * One point-to-point WireGuard link. Each host generates its own key pair (private keys never
+ * leave their host: `/etc/natgate/wg/<interface>.key`, mode 600); kernel WireGuard where the module
+ * exists, wireguard-go otherwise.
+ */
+export class Tunnel extends pulumi.dynamic.Resource {
+  /** The listener's WireGuard public key. */
+  declare public readonly listenerPublicKey: pulumi.Output<string>;
+  /** The dialer's WireGuard public key. */
+  declare public readonly dialerPublicKey: pulumi.Output<string>;
+  /** Host-key fingerprints seen on first use (trust on first use; a changed key is refused). */
+  declare public readonly listenerFingerprint: pulumi.Output<string>;
+  declare public readonly dialerFingerprint: pulumi.Output<string>;
+  /** The commands that build this tunnel on each host, as `pulumi preview --diff` shows them. */
+  declare public readonly renderedListener: pulumi.Output<string[]>;
+  declare public readonly renderedDialer: pulumi.Output<string[]>;
+  declare public readonly interfaceName: pulumi.Output<string>;
+
+  constructor(name: string, args: TunnelArgs, opts?: pulumi.CustomResourceOptions) {
+    const side = (s: pulumi.Input<TunnelSideArgs>) =>
+      pulumi.output(s).apply((v) => ({ ...v, connection: secretConnection(v.connection) }));
+    super(
+      providerFor("Tunnel"),
+      name,
+      {
+        ...args,
+        listener: side(args.listener),
+        dialer: side(args.dialer),
+        listenerPublicKey: undefined,
+        dialerPublicKey: undefined,
+        listenerFingerprint: undefined,
+        dialerFingerprint: undefined,
+        renderedListener: undefined,
+        renderedDialer: undefined,
+      },
+      opts,
+    );
+  }
+}
