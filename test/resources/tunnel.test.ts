@@ -129,6 +129,9 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
     const up = await secondsUntilPing(router, "10.10.10.1", 15);
     assert.ok(up !== undefined, "router could not ping the VPS's tunnel address 10.10.10.1");
     console.log(`      router -> 10.10.10.1 answered after ${up.toFixed(2)} s`);
+    // the listener is configured before the dialer, so the dialer's first handshake is answered
+    // (otherwise WireGuard retries after 5 s)
+    assert.ok(up < 3, `the first handshake took ${up.toFixed(2)} s`);
     assert.ok(await pingOnce(vps, "10.10.10.2"), "VPS could not ping the router's tunnel address 10.10.10.2");
   });
 
@@ -210,6 +213,37 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
     assert.ok(total <= 30, `recovery took ${total.toFixed(1)} s (keepalive is 25 s)`);
   });
 
+  it("updates in place (port, MTU, keepalive, extra allowed IPs) keeping both key pairs", async () => {
+    const c = await tunnelProvider.check!({}, {
+      ...args,
+      listenPort: 51821,
+      mtu: 1380,
+      persistentKeepalive: 15,
+      listener: { ...args.listener, allowedIps: ["192.168.50.0/24"] },
+    });
+    assert.equal(c.failures, undefined);
+    const d = await tunnelProvider.diff!("id", outs, c.inputs);
+    assert.deepEqual(d, { changes: true, replaces: [], deleteBeforeReplace: false });
+    const t0 = Date.now();
+    const u = await converge(inputsFromProps(c.inputs), "update", outs);
+    console.log(`      update in place: ${secondsSince(t0).toFixed(2)} s`);
+    assert.deepEqual(u.plans.listener, [
+      "wg set wg0 listen-port 51821 private-key /etc/natgate/wg/wg0.key",
+      `wg set wg0 peer ${outs.dialerPublicKey} allowed-ips 10.10.10.2/32,192.168.50.0/24`,
+      "ip link set dev wg0 mtu 1380 up",
+    ]);
+    assert.deepEqual(u.plans.dialer, [
+      `wg set wg0 peer ${outs.listenerPublicKey} endpoint 198.51.100.1:51821 persistent-keepalive 15 allowed-ips 0.0.0.0/0`,
+      "ip link set dev wg0 mtu 1380 up",
+    ]);
+    assert.equal(u.outputs.listenerPublicKey, outs.listenerPublicKey);
+    assert.equal(u.outputs.dialerPublicKey, outs.dialerPublicKey);
+    assert.ok((await secondsUntilPing(router, "10.10.10.1", 15)) !== undefined, "no traffic after the update");
+    assert.ok(await pingOnce(vps, "10.10.10.2"));
+    outs = u.outputs;
+    checked = c.inputs;
+  });
+
   it("delete restores both hosts exactly, and a second delete is fine", async () => {
     const t0 = Date.now();
     await tunnelProvider.delete!("id", outs);
@@ -235,6 +269,34 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
       assert.equal(await snapshot(vps), snap.vps, "the VPS's key was not rolled back");
     } finally {
       await router.run("ip link del ng-foreign");
+    }
+  });
+
+  it("works as a non-root user through sudo, and over IPv6 tunnel addresses", async () => {
+    const ops = (h: LabHost) => ({ ...connectionOf(h), user: lab.users.ops.user, privateKey: lab.users.ops.privateKey, sudo: true });
+    const c = await tunnelProvider.check!({}, {
+      interfaceName: "ng6",
+      listener: { connection: ops(vps), address: "fd00:10::1/64" },
+      dialer: { connection: ops(router), address: "fd00:10::2/64" },
+    });
+    assert.equal(c.failures, undefined, JSON.stringify(c.failures));
+    try {
+      const r = await tunnelProvider.create(c.inputs);
+      assert.ok(r.outs.renderedDialer.some((l: string) => l.endsWith("allowed-ips ::/0")), r.outs.renderedDialer.join("\n"));
+      let ok = false;
+      for (let i = 0; i < 15 && !ok; i++) {
+        ok = (await router.exec("ping -6 -c 1 -W 1 fd00:10::1")).code === 0;
+        if (!ok) await sleep(500);
+      }
+      assert.ok(ok, "router could not ping fd00:10::1 through the tunnel");
+      assert.equal((await vps.run("stat -c '%a %U' /etc/natgate/wg/ng6.key")).trim(), "600 root");
+      await tunnelProvider.delete!(r.id, r.outs);
+    } finally {
+      await tunnelProvider.delete!("", c.inputs);
+    }
+    for (const h of [vps, router]) {
+      const after = await snapshot(h);
+      assert.equal(after, snap[h.name], `${h.name} differs after delete:\n${lineDiff(snap[h.name]!, after)}`);
     }
   });
 });

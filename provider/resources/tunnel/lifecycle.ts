@@ -118,9 +118,13 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
     const keys: PublicKeys = { listener: reads[0]!.live.keyFilePublicKey, dialer: reads[1]!.live.keyFilePublicKey };
     const desired = ROLES.map((r) => desiredSide(a, r, keys));
     const plans = targets.map((_, i) => planSide(desired[i]!, reads[i]!.live.state));
-    const applied = await Promise.allSettled(targets.map((t, i) => (plans[i]!.length > 0 ? applySide(t, plans[i]!) : Promise.resolve(reads[i]!))));
-    if (applied.some((p) => p.status === "rejected")) throw firstError(applied);
-    const after = applied.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
+    // Listener first: the dialer sends a handshake as soon as its peer is set (persistent
+    // keepalive), and a listener that does not know the dialer yet drops it; WireGuard then
+    // retries only after 5 s.
+    const after: SideRead[] = [];
+    for (const [i, t] of targets.entries()) {
+      after.push(plans[i]!.length > 0 ? await applySide(t, plans[i]!) : reads[i]!);
+    }
     targets.forEach((t, i) => verifyInSync(t, desired[i]!, after[i]!.live.state));
     const outputs: TunnelOutputs = clean({
       ...a,
