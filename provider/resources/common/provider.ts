@@ -135,37 +135,47 @@ export function diffInputs(kind: ResourceKind<any>, olds: Record<string, unknown
   };
 }
 
+/** Output fields a resource class may declare as inputs (as undefined, to get them back). */
+const OUTPUT_KEYS = ["rendered", "drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept"];
+
 function withoutProvider(v: Record<string, unknown>): Record<string, unknown> {
   const { [PROVIDER_KEY]: _p, ...rest } = v;
   return rest;
 }
 
+function userInputs(v: Record<string, unknown>): Record<string, unknown> {
+  const rest = withoutProvider(v);
+  for (const k of OUTPUT_KEYS) delete rest[k];
+  return rest;
+}
+
 /** The pulumi.dynamic.ResourceProvider of one resource kind. */
 export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulumi.dynamic.ResourceProvider {
-  const outputsOf = (i: I, host: Host, obs: Observation, rendered: string[]): Record<string, unknown> => ({
-    ...(i as Record<string, unknown>),
-    ...obs.facts,
-    rendered,
-    drift: obs.drift,
-    hostKeyFingerprint: host.fingerprint,
-  });
+  const outputsOf = (i: I, host: Host, obs: Observation, rendered: string[]): Record<string, unknown> =>
+    plain({
+      ...(i as Record<string, unknown>),
+      ...obs.facts,
+      rendered,
+      drift: obs.drift,
+      hostKeyFingerprint: host.fingerprint,
+    });
   const knownFingerprint = (props: Record<string, unknown> | undefined): string | undefined =>
     typeof props?.hostKeyFingerprint === "string" ? props.hostKeyFingerprint : undefined;
 
   return {
     async check(_olds, news) {
-      const raw = withoutProvider(news ?? {});
+      const raw = userInputs(news ?? {});
       const r = kind.schema.safeParse(raw);
       if (!r.success) {
         // A field that is not known yet cannot be judged; report only what is wrong for sure.
         const failures = failuresOf(r.error).filter((f) => !containsUnknown(lookup(raw, f.property)));
-        return { inputs: { ...raw, rendered: UNKNOWN }, failures };
+        return { inputs: plain({ ...raw, rendered: UNKNOWN }), failures };
       }
       const i = r.data as I;
-      if (containsUnknown(i)) return { inputs: { ...i, rendered: UNKNOWN } };
+      if (containsUnknown(i)) return { inputs: plain({ ...i, rendered: UNKNOWN }) };
       const failures = kind.crossCheck(i);
-      if (failures.length) return { inputs: raw, failures };
-      return { inputs: { ...i, rendered: kind.render(i) } };
+      if (failures.length) return { inputs: plain(raw), failures };
+      return { inputs: plain({ ...i, rendered: kind.render(i) }) };
     },
 
     async diff(_id, olds, news) {
@@ -204,6 +214,11 @@ export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulum
       await kind.remove(host, i, props);
     },
   };
+}
+
+/** Without undefined values: the engine's Struct conversion rejects them. */
+function plain(v: object): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(v));
 }
 
 function lookup(obj: Record<string, unknown>, path: string): unknown {
