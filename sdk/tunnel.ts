@@ -55,6 +55,9 @@ export class Tunnel extends pulumi.dynamic.Resource {
   declare public readonly renderedListener: pulumi.Output<string[]>;
   declare public readonly renderedDialer: pulumi.Output<string[]>;
   declare public readonly interfaceName: pulumi.Output<string>;
+  /** How each side runs WireGuard: `kernel` or `wireguard-go` (where the host has no module). */
+  declare public readonly listenerBackend: pulumi.Output<string>;
+  declare public readonly dialerBackend: pulumi.Output<string>;
 
   constructor(name: string, args: TunnelArgs, opts?: pulumi.CustomResourceOptions) {
     const side = (s: pulumi.Input<TunnelSideArgs>) =>
@@ -72,6 +75,8 @@ export class Tunnel extends pulumi.dynamic.Resource {
         dialerFingerprint: undefined,
         renderedListener: undefined,
         renderedDialer: undefined,
+        listenerBackend: undefined,
+        dialerBackend: undefined,
       },
       opts,
     );
