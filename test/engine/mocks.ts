@@ -2,7 +2,7 @@
 // through the spawned dynamic-provider server (Check → Create), so the program's resources take
 // effect for real, and records what the program registered for shape assertions.
 import * as pulumi from "@pulumi/pulumi";
-import { PROVIDER_KEY, ProviderServer, Props } from "./harness";
+import { PROVIDER_KEY, ProviderServer, Props, UNKNOWN } from "./harness";
 
 export interface RecordedResource {
   type: string;
@@ -29,6 +29,14 @@ export interface RecordedResource {
 export interface EngineMocksOptions {
   /** Receives every dynamic resource. Without it, dynamic resources are only recorded. */
   server?: ProviderServer;
+  /**
+   * Handles every dynamic resource instead of `server`'s check → create (an engine that diffs
+   * against its own state, a preview...). Gets the record and the inputs with `__provider`,
+   * secrets unwrapped and unknowns as UNKNOWN; returns the id and outputs the program sees.
+   */
+  dynamic?: (record: RecordedResource, inputs: Props) => Promise<{ id: string | undefined; state: Props }>;
+  /** Run as `pulumi preview` does (setMocks' preview flag): values not known yet stay unknown. */
+  preview?: boolean;
   project?: string;
   stack?: string;
   /** Result for a non-dynamic resource (e.g. @pulumi/command's remote.Command); default: its inputs. */
@@ -58,6 +66,16 @@ export function stripSecrets(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(stripSecrets);
   if (value !== null && typeof value === "object" && !pulumi.asset.Asset.isInstance(value)) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, stripSecrets(v)]));
+  }
+  return value;
+}
+
+/** The engine sends a value not known yet (preview) as the UNKNOWN string; so do we. */
+function unknownsAsWire(value: unknown): unknown {
+  if (pulumi.isUnknown(value)) return UNKNOWN;
+  if (Array.isArray(value)) return value.map(unknownsAsWire);
+  if (value !== null && typeof value === "object" && !pulumi.asset.Asset.isInstance(value) && !pulumi.asset.Archive.isInstance(value)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unknownsAsWire(v)]));
   }
   return value;
 }
@@ -119,7 +137,7 @@ export function engineMocks(opts: EngineMocksOptions = {}) {
     async newResource(args) {
       const meta = current ?? { parent: "", dependencies: [], propertyDependencies: {} };
       current = undefined;
-      const raw = args.inputs as Props;
+      const raw = unknownsAsWire(args.inputs) as Props;
       const plain = stripSecrets(raw) as Props;
       const { [PROVIDER_KEY]: provider, ...inputs } = plain;
       const record: RecordedResource = {
@@ -137,7 +155,9 @@ export function engineMocks(opts: EngineMocksOptions = {}) {
       resources.push(record);
       try {
         let result: pulumi.runtime.MockResourceResult;
-        if (isDynamic(args.type) && opts.server) {
+        if (isDynamic(args.type) && opts.dynamic) {
+          result = await opts.dynamic(record, plain);
+        } else if (isDynamic(args.type) && opts.server) {
           const created = await forward(args, record, plain);
           result = { id: created.id, state: created.properties };
         } else if (!record.custom) {
@@ -196,8 +216,13 @@ export async function settleRegistrations(): Promise<void> {
   await wait();
 }
 
-async function resolveOutputs(value: unknown): Promise<unknown> {
+async function resolveOutputs(value: unknown, preview: boolean): Promise<unknown> {
   if (value === undefined) return undefined;
+  if (preview) {
+    // apply never runs on an unknown value; the Output's own promise reports it instead.
+    const out = pulumi.output(value) as unknown as { promise(withUnknowns?: boolean): Promise<unknown> };
+    return stripSecrets(unknownsAsWire(await out.promise(true)));
+  }
   return new Promise((resolve) => pulumi.output(value).apply((v) => resolve(stripSecrets(v))));
 }
 
@@ -207,7 +232,7 @@ async function resolveOutputs(value: unknown): Promise<unknown> {
  */
 export async function runProgram(program: () => unknown, opts: EngineMocksOptions = {}): Promise<ProgramRun> {
   const engine = engineMocks(opts);
-  await pulumi.runtime.setMocks(engine.mocks, opts.project, opts.stack, false);
+  await pulumi.runtime.setMocks(engine.mocks, opts.project, opts.stack, opts.preview ?? false);
   engine.attach();
   // A failed registration rejects promises nobody awaits, on purpose (the Pulumi language host
   // reports them). Collect them here instead of letting them crash the process or fail whichever
@@ -239,7 +264,7 @@ export async function runProgram(program: () => unknown, opts: EngineMocksOption
   }
   return {
     resources: engine.resources,
-    exports: await resolveOutputs(exported),
+    exports: await resolveOutputs(exported, opts.preview ?? false),
     get(name, type) {
       const found = engine.resources.filter((r) => r.name === name && (type === undefined || r.type === type));
       if (found.length !== 1) {
