@@ -32,8 +32,9 @@ export class Host {
    * names the host and what was being done, with the script's stderr.
    */
   async run(what: string, script: string, args: string[], opts: { writes?: boolean } = {}): Promise<ScriptOutput> {
-    // Loaded here so that check and diff, which never touch a host, do not load ssh2.
-    const ssh = await import("../../ssh");
+    // Loaded here so that check and diff, which never touch a host, do not load the SSH pool.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const ssh = require("../../ssh") as typeof import("../../ssh");
     remoteStats.scripts++;
     if (opts.writes) remoteStats.writes++;
     const r = await ssh.runScript(this.connection, ssh.SH_PRELUDE + script, args, { knownFingerprint: this.fingerprint });

@@ -99,7 +99,7 @@ function observation(i: DnatRuleInputs, live: DnatLive): Observation {
     rendered: [...live.nft, sysctlLine(live.forward)],
     drift: plan.drift,
     facts: {
-      forwardAccept: live.iptables.owned.map(iptablesLine),
+      forwardAccept: live.iptables.owned.map(iptablesLine).sort(),
       sysctlPrevious: live.forward.prev === undefined ? {} : { [sysctlName(FORWARD.path)]: live.forward.prev },
     },
   };
@@ -133,7 +133,8 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
         dnatOwner(i.name),
         plan.nftChange ? replaceTableTransaction(dnatTable(i)) : "",
         plan.iptDelete.join("\n"),
-        plan.iptAdd.join("\n"),
+        // Each add is inserted at the top: reversed, they end up in the chain in this order.
+        [...plan.iptAdd].reverse().join("\n"),
       ],
       { writes: true },
     );
