@@ -1,0 +1,221 @@
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { providers } from "../../provider";
+import { UNKNOWN } from "../../provider/resources/common/provider";
+import { parseRoutes } from "../../provider/backends/iproute";
+import { parseForwardChain } from "../../provider/backends/iptables";
+import { parseNftTableJson, tableLines } from "../../provider/backends/nftables";
+import { planDnat } from "../../provider/resources/dnat";
+import { dnatTable } from "../../provider/resources/dnat/render";
+import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
+import { planConnmark } from "../../provider/resources/connmark";
+import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
+import { planRoutes } from "../../provider/resources/routetable";
+import { PolicyRouteTableSchema } from "../../provider/resources/routetable/schema";
+
+const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "fixtures", name), "utf8");
+const connection = { host: "198.51.100.1", password: "x" };
+const dnat = { connection, name: "fwd", protocol: "both", ports: "5000-6000", destination: "198.51.100.1", toAddress: "10.10.10.2" };
+const ret = { connection, name: "home", tunnelInterface: "tun0", localSource: "10.10.10.2" };
+const routes = { connection, name: "home", routes: [{ to: "default", via: "10.10.10.1", dev: "tun0" }, { to: "192.168.1.0/24", dev: "br-lan" }] };
+
+async function check(kind: string, news: object) {
+  const r = await providers[kind]!.check!({}, { __provider: "serialized", ...news });
+  return { inputs: r.inputs as Record<string, any>, failures: r.failures ?? [] };
+}
+
+async function failures(kind: string, news: object): Promise<Record<string, string>> {
+  const r = await check(kind, news);
+  return Object.fromEntries(r.failures.map((f) => [f.property, f.reason]));
+}
+
+describe("check (pure validation, no SSH)", () => {
+  it("DnatRule: fills defaults and adds the rendered lines", async () => {
+    const { inputs, failures } = await check("DnatRule", { ...dnat, protocol: undefined, ports: 2222, toPorts: 22 });
+    assert.deepEqual(failures, []);
+    assert.equal(inputs.protocol, "tcp");
+    assert.equal(inputs.clampMss, true);
+    assert.equal(inputs.connection.port, 22);
+    assert.ok(!("__provider" in inputs) && !("protocol" in inputs && inputs.protocol === undefined));
+    assert.ok(inputs.rendered.includes("nft add rule ip natgate_dnat_fwd prerouting ip daddr 198.51.100.1 tcp dport 2222 dnat to 10.10.10.2:22"));
+    assert.equal(inputs.rendered.at(-1), "sysctl -w net.ipv4.ip_forward=1");
+  });
+
+  it("DnatRule: a port change replaces exactly the lines of the rules that use the ports", async () => {
+    const a = (await check("DnatRule", dnat)).inputs.rendered as string[];
+    const b = (await check("DnatRule", { ...dnat, ports: "5000-5100" })).inputs.rendered as string[];
+    assert.equal(a.length, b.length);
+    const changed = a.map((l, k) => (l === b[k] ? undefined : k)).filter((k) => k !== undefined);
+    assert.deepEqual(changed, [2, 4]);
+    assert.match(b[2]!, /th dport 5000-5100 dnat/);
+    assert.match(b[4]!, /ct reply proto-src 5000-5100/);
+  });
+
+  it("DnatRule: every problem names its field and what to do", async () => {
+    assert.deepEqual(await failures("DnatRule", { ...dnat, ports: "6000-5000" }), { ports: "range 6000-5000 is backwards: write 5000-6000" });
+    assert.match((await failures("DnatRule", { ...dnat, ports: 70000 })).ports!, /1-65535/);
+    assert.match((await failures("DnatRule", { ...dnat, toPorts: 22 })).toPorts!, /maps 1001 ports \(5000-6000\) to 1 \(22\)/);
+    assert.match((await failures("DnatRule", { ...dnat, ports: "1-2000", toPorts: "10001-12000" })).toPorts!, /at most 1024/);
+    assert.match((await failures("DnatRule", { ...dnat, destination: undefined })).inInterface!, /give inInterface and\/or destination/);
+    assert.match((await failures("DnatRule", { ...dnat, inInterface: "averyveryverylongname" })).inInterface!, /at most 15/);
+    assert.match((await failures("DnatRule", { ...dnat, inInterface: "tun0;reboot" })).inInterface!, /may contain only/);
+    assert.match((await failures("DnatRule", { ...dnat, toAddress: "10.10.10.256" })).toAddress!, /IPv4 address/);
+    assert.match((await failures("DnatRule", { ...dnat, destination: "198.51.100.0/24" })).destination!, /IPv4 address/);
+    assert.match((await failures("DnatRule", { ...dnat, name: "Web-1" })).name!, /a-z, 0-9 and _/);
+    assert.match((await failures("DnatRule", { ...dnat, name: "x".repeat(33) })).name!, /at most 32/);
+    assert.match((await failures("DnatRule", { ...dnat, protocol: "sctp" })).protocol!, /"tcp", "udp" or "both"/);
+    assert.equal((await failures("DnatRule", { ...dnat, portz: 1 })).portz, "unknown field");
+    assert.match((await failures("DnatRule", { ...dnat, connection: { ...connection, port: 0 } }))["connection.port"]!, /1-65535/);
+    assert.deepEqual(await failures("DnatRule", { ...dnat, toAddress: undefined }), { toAddress: "is required" });
+  });
+
+  it("values not known yet (preview) are not failures, and rendered is unknown", async () => {
+    const r = await check("DnatRule", { ...dnat, toAddress: UNKNOWN });
+    assert.deepEqual(r.failures, []);
+    assert.equal(r.inputs.rendered, UNKNOWN);
+    const r2 = await check("DnatRule", { ...dnat, toAddress: UNKNOWN, ports: "9-1" });
+    assert.deepEqual(r2.failures.map((f) => f.property), ["ports"]);
+  });
+
+  it("ConnmarkReturnPath: defaults avoid mwan3/pbr; the seed's 0x1234 is accepted, also as a string", async () => {
+    const { inputs, failures } = await check("ConnmarkReturnPath", ret);
+    assert.deepEqual(failures, []);
+    assert.equal(inputs.mark, 0x10000000);
+    assert.equal(inputs.table, 8764);
+    assert.equal(inputs.priority, 950);
+    assert.deepEqual(inputs.rendered.slice(-3), [
+      "ip rule add priority 950 fwmark 0x10000000/0x10000000 lookup 8764",
+      "ip rule add priority 951 from 10.10.10.2 lookup 8764",
+      "sysctl -w net.ipv4.conf.tun0.rp_filter=2",
+    ]);
+    const seed = await check("ConnmarkReturnPath", { ...ret, mark: "0x1234", table: 1234 });
+    assert.equal(seed.inputs.mark, 0x1234);
+    assert.ok(seed.inputs.rendered.includes("ip rule add priority 950 fwmark 0x1234/0x1234 lookup 1234"));
+  });
+
+  it("ConnmarkReturnPath: problems name their field", async () => {
+    assert.match((await failures("ConnmarkReturnPath", { ...ret, mark: 0x3000, mask: 0x1000 })).mark!, /0x3000 has bits outside mask 0x1000/);
+    assert.match((await failures("ConnmarkReturnPath", { ...ret, mark: 0 })).mark!, /1-0xffffffff/);
+    assert.match((await failures("ConnmarkReturnPath", { ...ret, table: 254 })).table!, /main/);
+    assert.match((await failures("ConnmarkReturnPath", { ...ret, priority: 32766 })).priority!, /32765/);
+    assert.match((await failures("ConnmarkReturnPath", { ...ret, localSource: undefined, localSourcePriority: 5 })).localSourcePriority!, /give localSource/);
+    assert.equal((await failures("ConnmarkReturnPath", { ...ret, tunnelInterface: undefined })).tunnelInterface, "is required");
+  });
+
+  it("PolicyRouteTable: problems name the route and field", async () => {
+    const r = (k: object) => failures("PolicyRouteTable", { ...routes, routes: [k] });
+    assert.match((await r({ to: "192.168.1.5/24", dev: "br-lan" }))["routes[0].to"]!, /host bits set: write 192\.168\.1\.0\/24/);
+    assert.match((await r({ to: "default" }))["routes[0]"]!, /give via/);
+    assert.match((await r({ to: "default", dev: "x", onlink: true }))["routes[0].onlink"]!, /needs via/);
+    const dup = await failures("PolicyRouteTable", { ...routes, routes: [routes.routes[0], { to: "default", dev: "wg1" }] });
+    assert.match(dup["routes[1].to"]!, /routes\[0\] has the same destination and metric/);
+    assert.match((await failures("PolicyRouteTable", { ...routes, routes: [] })).routes!, /at least one/);
+  });
+});
+
+describe("diff (pure)", () => {
+  async function diff(kind: string, olds: object, news: object, outs: object = {}) {
+    const o = { ...(await check(kind, olds)).inputs, ...outs, drift: [] };
+    const n = (await check(kind, news)).inputs;
+    return providers[kind]!.diff!("id", o, n);
+  }
+
+  it("same inputs: no change; drift found by refresh: change", async () => {
+    assert.deepEqual(await diff("DnatRule", dnat, dnat), { changes: false });
+    const o = { ...(await check("DnatRule", dnat)).inputs, drift: ["missing nft: ..."] };
+    assert.equal((await providers.DnatRule!.diff!("id", o, (await check("DnatRule", dnat)).inputs)).changes, true);
+  });
+
+  it("ports or protocol: an in-place update", async () => {
+    assert.deepEqual(await diff("DnatRule", dnat, { ...dnat, ports: "5000-5100", protocol: "tcp" }), { changes: true });
+  });
+
+  it("host, name or table id: a replacement; delete first where the new one would collide on the same host", async () => {
+    assert.deepEqual(await diff("DnatRule", dnat, { ...dnat, name: "other" }), { changes: true, replaces: ["name"] });
+    assert.deepEqual(await diff("DnatRule", dnat, { ...dnat, connection: { ...connection, host: "203.0.113.5" } }), {
+      changes: true,
+      replaces: ["connection"],
+    });
+    assert.deepEqual(await diff("PolicyRouteTable", routes, { ...routes, table: 300 }), { changes: true, replaces: ["table"], deleteBeforeReplace: true });
+    assert.deepEqual(await diff("ConnmarkReturnPath", ret, { ...ret, name: "x" }), { changes: true, replaces: ["name"], deleteBeforeReplace: true });
+    assert.deepEqual(await diff("ConnmarkReturnPath", ret, { ...ret, mark: 0x1234 }), { changes: true });
+    assert.deepEqual(await diff("ConnmarkReturnPath", ret, { ...ret, connection: { ...connection, host: "x.example" } }), {
+      changes: true,
+      replaces: ["connection"],
+    });
+  });
+});
+
+describe("plans (what a converge would write, from live state)", () => {
+  const i = DnatRuleSchema.parse(dnat);
+
+  it("DnatRule: in sync → nothing; flushed table → one nft transaction; policy DROP → the accepts", () => {
+    const t = tableLines(dnatTable(i));
+    const held = { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true };
+    const accept = parseForwardChain("-P FORWARD ACCEPT\n", true, "fwd");
+    assert.deepEqual(planDnat(i, { nft: t, iptables: accept, forward: held }).drift, []);
+    const flushed = planDnat(i, { nft: t.filter((l) => !l.includes(" rule ")), iptables: accept, forward: held });
+    assert.equal(flushed.nftChange, true);
+    assert.equal(flushed.drift.length, 2);
+    const drop = planDnat(i, { nft: t, iptables: parseForwardChain("-P FORWARD DROP\n", true, "fwd"), forward: held });
+    assert.equal(drop.nftChange, false);
+    assert.deepEqual(drop.iptAdd, [
+      "-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT",
+      "-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT",
+    ]);
+    const off = planDnat(i, { nft: t, iptables: accept, forward: { ...held, value: "0" } });
+    assert.deepEqual(off.drift, ["net.ipv4.ip_forward is 0, forwarding needs 1"]);
+  });
+
+  it("DnatRule: a stale accept of this rule (ports changed) is deleted, other rules' are not", () => {
+    const live = parseForwardChain(fixture("iptables-forward.txt"), true, "fwd");
+    const narrower = DnatRuleSchema.parse({ ...dnat, protocol: "tcp" });
+    const plan = planDnat(narrower, { nft: tableLines(dnatTable(narrower)), iptables: live, forward: { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true } });
+    assert.deepEqual(plan.iptDelete, ["-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT"]);
+    assert.deepEqual(plan.iptAdd, []);
+  });
+
+  it("ConnmarkReturnPath: a changed mark deletes the old rule before adding the new one", () => {
+    const c = ConnmarkReturnPathSchema.parse({ ...ret, mark: 0x1234 });
+    const live = {
+      nft: [],
+      rules: [
+        { priority: 950, fwmark: 0x10000000, fwmask: 0x10000000, table: 8764 },
+        { priority: 951, from: "10.10.10.2", table: 8764 },
+      ],
+      sysctls: [{ path: "net/ipv4/conf/tun0/rp_filter", value: "2", prev: "0", held: true }],
+    };
+    const plan = planConnmark(c, live);
+    assert.deepEqual(plan.batch, ["rule del priority 950 fwmark 0x10000000/0x10000000 lookup 8764", "rule add priority 950 fwmark 0x1234/0x1234 lookup 8764"]);
+    assert.deepEqual(plan.hold, []);
+    assert.equal(plan.nftChange, true);
+    const noRp = planConnmark(ConnmarkReturnPathSchema.parse({ ...ret, looseRpFilter: false }), live);
+    assert.deepEqual(noRp.release, ["net/ipv4/conf/tun0/rp_filter"], "turning looseRpFilter off restores the old value");
+  });
+
+  it("PolicyRouteTable: replace what differs, delete what no desired route replaces", () => {
+    const p = PolicyRouteTableSchema.parse({ ...routes, table: 8764 });
+    const live = parseRoutes(fixture("ip-route-8764.json"));
+    const plan = planRoutes(p, live);
+    assert.deepEqual(plan.batch, [
+      "route del table 8764 10.1.2.3 dev br-lan",
+      "route del table 8764 blackhole 10.97.0.0/16",
+      "route del table 8764 10.98.0.0/16 via 192.168.1.5 dev br-lan onlink",
+      "route del table 8764 10.99.0.0/16 via 192.168.1.5 dev br-lan src 192.168.1.1 metric 10",
+    ]);
+    const moved = PolicyRouteTableSchema.parse({ ...routes, table: 8764, routes: [{ to: "default", via: "10.10.10.9", dev: "tun0" }] });
+    assert.deepEqual(planRoutes(moved, live.slice(0, 1)).batch, ["route replace table 8764 default via 10.10.10.9 dev tun0"], "no delete: replace rewrites it in place");
+    assert.deepEqual(planRoutes(p, live.filter((r) => r.to === "default" || r.to === "192.168.1.0/24")).drift, []);
+  });
+
+  it("the nft fixture of the seed's router rule reads back with no drift", () => {
+    const r = DnatRuleSchema.parse({ connection, name: "router", protocol: "both", ports: "5000-6000", inInterface: "tun0", toAddress: "192.168.1.99" });
+    const plan = planDnat(r, {
+      nft: parseNftTableJson(fixture("nft-dnat-router.json")),
+      iptables: parseForwardChain("", false, "router"),
+      forward: { path: "net/ipv4/ip_forward", value: "1", prev: "1", held: true },
+    });
+    assert.deepEqual(plan.drift, []);
+  });
+});
