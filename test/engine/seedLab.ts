@@ -101,7 +101,9 @@ async function probe(client: LabHost, what: string, cmd: string): Promise<Probe>
   const started = Date.now();
   const r = await client.exec(cmd, { timeoutMs: 10_000 });
   const answer = r.stdout.split("\n")[0].trim();
-  const error = answer ? "" : (r.stderr.trim().split("\n").pop() ?? "").replace(/^\S+ \S+ socat\[\d+\] /, "") || "no answer";
+  // socat's last message ends in the reason ("...: Connection refused"); UDP just stays silent.
+  const last = r.stderr.trim().split("\n").pop() ?? "";
+  const error = answer ? "" : (/:\s*([^:]+)$/.exec(last)?.[1] ?? last) || "no answer";
   return { what, answer, error, ms: Date.now() - started };
 }
 

@@ -68,7 +68,8 @@ export interface RefreshStep {
 
 export interface StepEvent {
   phase: "start" | "done" | "failed";
-  step: Pick<Step, "urn" | "name" | "kind" | "op">;
+  /** op `read` is a refresh's Read. */
+  step: Pick<Step, "urn" | "name" | "kind"> & { op: Op | "read" };
   durationMs?: number;
   error?: string;
 }
@@ -226,7 +227,7 @@ export class Stack {
     const errors: string[] = [];
     await Promise.all(
       this.state.filter((r) => r.custom && r.id !== undefined && isDynamic(r)).map(async (r) => {
-        const info = { urn: r.urn, name: r.name, kind: kindOf(r.inputs[PROVIDER_KEY]), op: "update" as Op };
+        const info = { urn: r.urn, name: r.name, kind: kindOf(r.inputs[PROVIDER_KEY]), op: "read" as const };
         const started = Date.now();
         this.onStep?.({ phase: "start", step: info });
         try {
