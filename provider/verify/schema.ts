@@ -1,0 +1,44 @@
+import { isIP } from "net";
+import { z } from "zod";
+import { ConnectionSchema } from "../ssh";
+import { interfaceName, mark32, portNumber } from "../resources/common/fields";
+
+const typeError = (message: string) => (iss: { input?: unknown }) => (iss.input === undefined ? "is required" : message);
+
+const ipAddress = (example: string) =>
+  z
+    .string({ error: typeError(`must be an IP address like ${example}`) })
+    .refine((s) => isIP(s) !== 0, { error: `must be an IP address like ${example} (no prefix length, no hostname)` });
+
+export const PathCheckSchema = z.strictObject({
+  /** SSH to the VPS, where the probe must arrive. */
+  vpsConnection: ConnectionSchema,
+  /** SSH to the router at the other end of the tunnel. */
+  routerConnection: ConnectionSchema,
+  /** The VPS's public address: the probe connects to it. */
+  publicAddress: ipAddress("198.51.100.1"),
+  /** A forwarded TCP port with a service listening behind it. */
+  port: portNumber,
+  /** The router's address inside the tunnel (what the VPS DNATs to). */
+  routerTunnelAddress: ipAddress("10.10.10.2"),
+  /** The tunnel interface on the router. */
+  tunnelInterface: interfaceName,
+  /** The return path's conntrack mark: the router's entry must carry it (under mask). */
+  mark: mark32.optional(),
+  /** The bits of the mark natgate owns (default: the bits of mark). */
+  mask: mark32.optional(),
+  /** The port forwards to a service on the router itself, so the router does not DNAT it. */
+  routerLocal: z.boolean({ error: typeError("must be true or false") }).default(false),
+  /** How long the probe waits for the connection to be established or refused. */
+  timeoutSeconds: z
+    .number({ error: typeError("must be a number of seconds") })
+    .positive({ error: "must be more than 0 seconds" })
+    .max(120, { error: "must be at most 120 seconds" })
+    .default(5),
+});
+
+export type PathCheckInput = z.input<typeof PathCheckSchema>;
+export type PathCheckInputs = z.output<typeof PathCheckSchema>;
+
+/** The fields a user gives (everything else in state is the report). */
+export const INPUT_FIELDS = Object.keys(PathCheckSchema.shape) as (keyof PathCheckInputs)[];
