@@ -13,6 +13,9 @@ function containsUnknown(v: unknown): boolean {
   return false;
 }
 
+// The provider closure and the report's fields, which the SDK declares as outputs.
+const NOT_INPUTS = new Set(["__provider", "callerAddress", "probe", "vpsEntry", "routerEntry", "hops", "ok"]);
+
 interface Failure {
   property: string;
   reason: string;
@@ -87,7 +90,9 @@ async function check(inputs: PathCheckInputs): Promise<Record<string, unknown>> 
  */
 export const pathCheckProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const raw = inputsOf(news);
+    // strict: a misspelt field is reported, not dropped; the report's own fields are not inputs
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(news ?? {})) if (v !== undefined && !NOT_INPUTS.has(k)) raw[k] = v;
     const r = PathCheckSchema.safeParse(raw);
     if (!r.success) {
       // A field that is not known yet (preview) cannot be judged; report only what is wrong for sure.
