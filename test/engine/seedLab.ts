@@ -43,7 +43,16 @@ export const SNAPSHOT_COMMANDS = [
   "sysctl -a 2>/dev/null | grep '\\.rp_filter ' | sort",
 ];
 
+/**
+ * A host's state, once its IPv6 duplicate address detection has finished: a freshly brought-up
+ * link gets its fe80:: route in table local only after DAD, a second or two later, which would
+ * otherwise show up as a difference nobody made.
+ */
 export async function snapshotHost(h: LabHost): Promise<string> {
+  for (const deadline = Date.now() + 10_000; (await h.run("ip -6 addr show tentative")).trim() !== ""; ) {
+    if (Date.now() > deadline) throw new Error(`${h.name}: IPv6 addresses still tentative after 10 s:\n${await h.run("ip -6 addr show tentative")}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const parts: string[] = [];
   for (const cmd of SNAPSHOT_COMMANDS) parts.push(`## ${cmd}\n${(await h.run(cmd)).trimEnd()}`);
   return parts.join("\n");
