@@ -203,50 +203,122 @@ export function replaceTableTransaction(t: NftTable): string {
 
 // ---------- parser (`nft -j list table` → the same lines) ----------
 
-/**
- * Lines of a live table from `nft -j list table <family> <name>` output; [] for "no such table"
- * (the read script prints nothing then). Rules and chains appear in nft's order, which is the order
- * they were added in.
- */
-export function parseNftTableJson(text: string): string[] {
+type NftItem = Record<string, any>;
+
+/** The objects of `nft -j list ...` output; [] for empty output (a table that does not exist). */
+export function parseNftJson(text: string): NftItem[] {
   const trimmed = text.trim();
   if (trimmed === "") return [];
-  let doc: { nftables?: Record<string, any>[] };
   try {
-    doc = JSON.parse(trimmed);
+    return (JSON.parse(trimmed) as { nftables?: NftItem[] }).nftables ?? [];
   } catch {
     throw new Error(`could not parse the output of nft -j: ${trimmed.slice(0, 200)}`);
   }
-  const items = doc.nftables ?? [];
+}
+
+function ruleText(r: NftItem): string {
+  const comment = r.comment !== undefined ? ` comment ${JSON.stringify(r.comment)}` : "";
+  return `${printRule(r.expr ?? [])}${comment}`;
+}
+
+/**
+ * Lines of one table from `nft -j list table|ruleset` output, in the notation of tableLines().
+ * Rules and chains appear in nft's order, which is the order they were added in.
+ */
+export function tableLinesFromItems(items: NftItem[], family: string, name: string): string[] {
   const out: string[] = [];
   const chains = new Map<string, { head: string; rules: string[] }>();
   let tableLine: string | undefined;
+  const ours = (o: NftItem) => o.family === family && (o.table ?? o.name) === name;
   for (const it of items) {
-    if (it.table) {
-      tableLine = `nft add table ${it.table.family} ${it.table.name}`;
-    } else if (it.chain) {
+    if (it.table && ours(it.table)) {
+      tableLine = `nft add table ${family} ${name}`;
+    } else if (it.chain && ours(it.chain)) {
       const c = it.chain;
-      const id = `${c.family} ${c.table}`;
       const head =
         c.hook !== undefined
-          ? `nft add chain ${id} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.prio}; policy ${c.policy}; }`
-          : `nft add chain ${id} ${c.name}`;
+          ? `nft add chain ${family} ${name} ${c.name} { type ${c.type} hook ${c.hook} priority ${c.prio}; policy ${c.policy}; }`
+          : `nft add chain ${family} ${name} ${c.name}`;
       chains.set(c.name, { head, rules: [] });
-    } else if (it.rule) {
+    } else if (it.rule && ours(it.rule)) {
       const r = it.rule;
+      const line = `nft add rule ${family} ${name} ${r.chain} ${ruleText(r)}`;
       const chain = chains.get(r.chain);
-      const comment = r.comment !== undefined ? ` comment ${JSON.stringify(r.comment)}` : "";
-      const line = `nft add rule ${r.family} ${r.table} ${r.chain} ${printRule(r.expr ?? [])}${comment}`;
       if (chain) chain.rules.push(line);
       else out.push(line);
-    } else if (!it.metainfo) {
-      // sets, maps, flowtables...: natgate creates none, so any is drift worth seeing
-      out.push(`<unsupported ${JSON.stringify(it)}>`);
+    } else if (!it.metainfo && !it.table && !it.chain && !it.rule) {
+      const v = Object.values(it)[0] as NftItem | undefined;
+      // sets, maps, flowtables...: natgate creates none, so any in its table is drift worth seeing
+      if (v && v.family === family && v.table === name) out.push(`<unsupported ${JSON.stringify(it)}>`);
     }
   }
   const result: string[] = tableLine ? [tableLine] : [];
   for (const c of chains.values()) result.push(c.head, ...c.rules);
   return result.concat(out);
+}
+
+/** Lines of a live table from `nft -j list table <family> <name>` output; [] when it does not exist. */
+export function parseNftTableJson(text: string): string[] {
+  const items = parseNftJson(text);
+  const t = items.find((i) => i.table)?.table;
+  return t ? tableLinesFromItems(items, t.family, t.name) : [];
+}
+
+// ---------- accepts in other tables' forward chains ----------
+
+export interface ChainRef {
+  family: string;
+  table: string;
+  chain: string;
+}
+
+export interface ForeignRule extends ChainRef {
+  handle: number;
+  /** `nft insert rule <family> <table> <chain> <rule>` */
+  line: string;
+}
+
+export function chainId(c: ChainRef): string {
+  return `${c.family} ${c.table} ${c.chain}`;
+}
+
+export function insertRuleLine(c: ChainRef, stmts: NftStmt[], comment: string): string {
+  return `nft insert rule ${chainId(c)} ${printRule(stmts)} comment ${JSON.stringify(comment)}`;
+}
+
+// iptables-nft's tables: the iptables backend handles their chains (nft rules there confuse iptables).
+const XTABLES = new Set(["filter", "nat", "mangle", "raw", "security"]);
+const XCHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]);
+
+/**
+ * Forward base chains of other nftables firewalls (OpenWrt's fw4, firewalld, a hand-written
+ * `policy drop`) where a DNATed packet may be dropped, and the rules carrying `comment` anywhere
+ * outside natgate's own tables. A chain counts when its policy is drop or it has rules of its own
+ * (fw4 and firewalld end in jumps to reject chains), like forwardNeedsAccept for iptables.
+ */
+export function foreignForwardState(items: NftItem[], comment: string): { dropChains: ChainRef[]; owned: ForeignRule[] } {
+  const dropChains: ChainRef[] = [];
+  const owned: ForeignRule[] = [];
+  const counts = new Map<string, number>();
+  const foreign = (o: NftItem) => (o.family === "ip" || o.family === "inet") && !String(o.table).startsWith("natgate_");
+  for (const it of items) {
+    const r = it.rule;
+    if (!r || !foreign(r)) continue;
+    const ref = { family: r.family, table: r.table, chain: r.chain };
+    if (r.comment === comment) {
+      owned.push({ ...ref, handle: r.handle, line: `nft insert rule ${chainId(ref)} ${ruleText(r)}` });
+    } else {
+      counts.set(chainId(ref), (counts.get(chainId(ref)) ?? 0) + 1);
+    }
+  }
+  for (const it of items) {
+    const c = it.chain;
+    if (!c || !foreign(c) || c.hook !== "forward" || c.type !== "filter") continue;
+    if (c.family === "ip" && XTABLES.has(c.table) && XCHAINS.has(c.name)) continue;
+    const ref = { family: c.family, table: c.table, chain: c.name };
+    if (c.policy === "drop" || (counts.get(chainId(ref)) ?? 0) > 0) dropChains.push(ref);
+  }
+  return { dropChains, owned };
 }
 
 // ---------- remote scripts (POSIX sh; user values only as arguments) ----------
@@ -264,6 +336,8 @@ nft_show() {
     esac
   fi
 }
+# nft_ruleset: everything, for resources that also look at other tables' chains
+nft_ruleset() { nft -j list ruleset || { echo "natgate: nft list ruleset failed" >&2; return 1; }; }
 # nft_apply TEXT: one atomic transaction
 nft_apply() {
   printf '%s\\n' "$1" | nft -f - || { echo "natgate: nft rejected the transaction above" >&2; return 1; }

@@ -311,6 +311,42 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     await assertForwarding([5000]);
   });
 
+  it("with an nftables firewall dropping forwarded packets on the router (like OpenWrt fw4), the accept goes into its chain", async () => {
+    // fw4's shape: a forward chain with policy drop that only lets established flows and its zones through.
+    await router.run(
+      "nft -f - <<'EOF'\n" +
+        "table inet fw4 {\n  chain forward {\n    type filter hook forward priority filter; policy drop;\n" +
+        "    ct state established,related accept\n    iifname \"br-lan\" accept\n  }\n}\nEOF",
+    );
+    try {
+      const fw4Before = await router.run("nft list table inet fw4");
+      assert.notEqual(await askTcp(5000, 1), CLIENT, "fw4's policy drops the DNATed flow");
+      for (const [k, news] of [["routerFwd", routerFwd], ["routerWeb", routerWeb]] as const) {
+        const props = await refresh(res[k]!);
+        assert.ok(props.drift.some((d: string) => d.startsWith("missing accept in inet fw4 forward")), JSON.stringify(props.drift));
+        assert.equal((await up(res[k]!, news)).changed, true);
+      }
+      assert.deepEqual(res.routerFwd!.outs.forwardAccept, [
+        'nft insert rule inet fw4 forward meta l4proto tcp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-6000 accept comment "natgate:fwd"',
+        'nft insert rule inet fw4 forward meta l4proto udp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-6000 accept comment "natgate:fwd"',
+      ]);
+      await assertForwarding();
+      assert.equal(await askTcp(8080), CLIENT);
+      const s0 = remoteStats.writes;
+      assert.equal((await up(res.routerFwd!, routerFwd)).changed, false);
+      assert.equal(remoteStats.writes, s0, "in sync: nothing written");
+      await destroy(res.routerWeb!);
+      await destroy(res.routerFwd!);
+      assert.equal(await router.run("nft list table inet fw4"), fw4Before, "fw4's chain is exactly as before");
+    } finally {
+      await router.run("nft delete table inet fw4"); // the test made it
+    }
+    res.routerFwd = await create("DnatRule", routerFwd);
+    res.routerWeb = await create("DnatRule", routerWeb);
+    assert.deepEqual(res.routerFwd.outs.forwardAccept, []);
+    await assertForwarding([5000]);
+  });
+
   it("changing the mark moves the ip rule and the nft marks; the old rule is gone", async () => {
     const moved = { ...returnPath, mark: 0x1234 }; // the seed's mark; mask defaults to its bits
     await up(res.returnPath!, moved);

@@ -5,7 +5,7 @@ import { providers } from "../../provider";
 import { UNKNOWN } from "../../provider/resources/common/provider";
 import { parseRoutes } from "../../provider/backends/iproute";
 import { parseForwardChain } from "../../provider/backends/iptables";
-import { parseNftTableJson, tableLines } from "../../provider/backends/nftables";
+import { foreignForwardState, parseNftJson, parseNftTableJson, tableLines } from "../../provider/backends/nftables";
 import { planDnat } from "../../provider/resources/dnat";
 import { dnatTable } from "../../provider/resources/dnat/render";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
@@ -149,31 +149,54 @@ describe("diff (pure)", () => {
 
 describe("plans (what a converge would write, from live state)", () => {
   const i = DnatRuleSchema.parse(dnat);
+  const none = { dropChains: [], owned: [] };
 
   it("DnatRule: in sync → nothing; flushed table → one nft transaction; policy DROP → the accepts", () => {
     const t = tableLines(dnatTable(i));
     const held = { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true };
     const accept = parseForwardChain("-P FORWARD ACCEPT\n", true, "fwd");
-    assert.deepEqual(planDnat(i, { nft: t, iptables: accept, forward: held }).drift, []);
-    const flushed = planDnat(i, { nft: t.filter((l) => !l.includes(" rule ")), iptables: accept, forward: held });
+    assert.deepEqual(planDnat(i, { nft: t, foreign: none, iptables: accept, forward: held }).drift, []);
+    const flushed = planDnat(i, { foreign: none, nft: t.filter((l) => !l.includes(" rule ")), iptables: accept, forward: held });
     assert.equal(flushed.nftChange, true);
     assert.equal(flushed.drift.length, 2);
-    const drop = planDnat(i, { nft: t, iptables: parseForwardChain("-P FORWARD DROP\n", true, "fwd"), forward: held });
+    const drop = planDnat(i, { nft: t, foreign: none, iptables: parseForwardChain("-P FORWARD DROP\n", true, "fwd"), forward: held });
     assert.equal(drop.nftChange, false);
     assert.deepEqual(drop.iptAdd, [
       "-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT",
       "-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT",
     ]);
-    const off = planDnat(i, { nft: t, iptables: accept, forward: { ...held, value: "0" } });
+    const off = planDnat(i, { nft: t, foreign: none, iptables: accept, forward: { ...held, value: "0" } });
     assert.deepEqual(off.drift, ["net.ipv4.ip_forward is 0, forwarding needs 1"]);
   });
 
   it("DnatRule: a stale accept of this rule (ports changed) is deleted, other rules' are not", () => {
     const live = parseForwardChain(fixture("iptables-forward.txt"), true, "fwd");
     const narrower = DnatRuleSchema.parse({ ...dnat, protocol: "tcp" });
-    const plan = planDnat(narrower, { nft: tableLines(dnatTable(narrower)), iptables: live, forward: { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true } });
+    const plan = planDnat(narrower, { foreign: none, nft: tableLines(dnatTable(narrower)), iptables: live, forward: { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true } });
     assert.deepEqual(plan.iptDelete, ["-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT"]);
     assert.deepEqual(plan.iptAdd, []);
+  });
+
+  it("DnatRule: accepts go into other nftables firewalls' dropping forward chains (fw4), not iptables' or natgate's", () => {
+    // Real ruleset: inet fw4 (forward policy drop) holding this rule's two accepts, iptables-nft's
+    // filter FORWARD with policy DROP, and natgate tables of other rules.
+    const items = parseNftJson(fixture("nft-ruleset-fw4.json"));
+    const foreign = foreignForwardState(items, "natgate:fwd");
+    assert.deepEqual(foreign.dropChains, [{ family: "inet", table: "fw4", chain: "forward" }]);
+    const r = DnatRuleSchema.parse({ connection, name: "fwd", protocol: "both", ports: "5000-6000", inInterface: "tun0", toAddress: "192.168.1.99" });
+    const held = { path: "net/ipv4/ip_forward", value: "1", prev: "1", held: true };
+    const iptables = parseForwardChain("-P FORWARD ACCEPT\n", true, "fwd");
+    const same = planDnat(r, { nft: tableLines(dnatTable(r)), foreign, iptables, forward: held });
+    assert.deepEqual(same.drift, []);
+    const narrower = DnatRuleSchema.parse({ ...r, connection, protocol: "tcp", ports: "5000-5100" });
+    const plan = planDnat(narrower, { nft: tableLines(dnatTable(narrower)), foreign, iptables, forward: held });
+    const handles = foreign.owned.map((o) => o.handle);
+    assert.deepEqual(plan.foreignOps, [
+      `delete rule inet fw4 forward handle ${handles[0]}`,
+      `delete rule inet fw4 forward handle ${handles[1]}`,
+      'insert rule inet fw4 forward meta l4proto tcp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-5100 accept comment "natgate:fwd"',
+    ]);
+    assert.deepEqual(foreignForwardState(items, "natgate:other").owned, []);
   });
 
   it("ConnmarkReturnPath: a changed mark deletes the old rule before adding the new one", () => {
@@ -213,6 +236,7 @@ describe("plans (what a converge would write, from live state)", () => {
     const r = DnatRuleSchema.parse({ connection, name: "router", protocol: "both", ports: "5000-6000", inInterface: "tun0", toAddress: "192.168.1.99" });
     const plan = planDnat(r, {
       nft: parseNftTableJson(fixture("nft-dnat-router.json")),
+      foreign: none,
       iptables: parseForwardChain("", false, "router"),
       forward: { path: "net/ipv4/ip_forward", value: "1", prev: "1", held: true },
     });

@@ -10,6 +10,8 @@ import {
   range,
   set,
   tableLines,
+  insertRuleLine,
+  type ChainRef,
   type NftChain,
   type NftExpr,
   type NftStmt,
@@ -115,6 +117,29 @@ export function dnatForwardAccepts(i: DnatRuleInputs): string[] {
       "-j ACCEPT",
     ].join(" "),
   );
+}
+
+/**
+ * The same accepts for another nftables firewall's forward chain (OpenWrt fw4, firewalld, a
+ * hand-made `policy drop`), one rule per protocol: `meta l4proto` gives nft the protocol context
+ * for `ct reply proto-src` and, being the only protocol match, is kept as written.
+ */
+export function dnatNftAccepts(i: DnatRuleInputs, chain: ChainRef): (ChainRef & { line: string })[] {
+  const to = targetPorts(i);
+  return protocols(i).map((p) => ({
+    ...chain,
+    line: insertRuleLine(
+      chain,
+      [
+        match(meta("l4proto"), p),
+        match(ct("status"), "dnat", "in"),
+        match(ct("ip saddr", "reply"), i.toAddress),
+        match(ct("proto-src", "reply"), range(to.lo, to.hi)),
+        { accept: null },
+      ],
+      commentOf(i.name),
+    ),
+  }));
 }
 
 /** What this resource owns, as commands (pure; the iptables accepts depend on the host and are in `forwardAccept`). */
