@@ -24,6 +24,8 @@ export interface StateResource {
   dependencies: string[];
   /** Top-level inputs the program marked secret. */
   secretInputs: string[];
+  /** The serialized provider (dynamic resources; also inside inputs and outputs as `__provider`). */
+  provider?: string;
 }
 
 export interface PropertyChange {
@@ -339,6 +341,7 @@ export class Stack {
         outputs,
         dependencies: rec.dependencies,
         secretInputs: rec.secretInputs,
+        ...(typeof news[PROVIDER_KEY] === "string" ? { provider: news[PROVIDER_KEY] as string } : {}),
       });
       const record = (op: Op, extra: Partial<Step>, durationMs: number) =>
         steps.push({
