@@ -13,7 +13,13 @@ limit=$1; shift
 out=$(mktemp "\${TMPDIR:-/tmp}/natgate-conntrack.XXXXXX") || exit 1
 conntrack -E -o id "$@" >"$out" 2>&1 </dev/null &
 pid=$!
-( sleep "$limit"; grep -q conntrack "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" ) >/dev/null 2>&1 </dev/null &
+# stopping the watchdog also stops its sleep (wait returns on the trapped signal), so nothing lingers
+(
+  trap 'kill "$s" 2>/dev/null; exit 0' TERM
+  sleep "$limit" & s=$!
+  wait "$s"
+  grep -q conntrack "/proc/$pid/cmdline" 2>/dev/null && kill "$pid"
+) >/dev/null 2>&1 </dev/null &
 watchdog=$!
 # conntrack subscribes at once; give it a moment before the probe's first packet
 sleep 0.3 2>/dev/null || sleep 1
@@ -43,7 +49,8 @@ sleep 0.2 2>/dev/null || sleep 1
 grep -q conntrack "/proc/$pid/cmdline" 2>/dev/null && kill "$pid" 2>/dev/null
 kill "$watchdog" 2>/dev/null
 n=0
-while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; n=$((n + 1)); done
+# until it has exited (a zombie has an empty cmdline: whoever inherited it may be slow to reap it)
+while grep -q conntrack "/proc/$pid/cmdline" 2>/dev/null && [ "$n" -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; n=$((n + 1)); done
 cat "$out"
 rm -f "$out"
 `;
