@@ -67,7 +67,8 @@ async function snapshot(h: LabHost): Promise<string> {
     "echo '# nft'; nft list ruleset;" +
       "echo '# iptables'; iptables -S;" +
       "echo '# ip rule'; ip rule;" +
-      "echo '# ip route'; ip route show table all;" +
+      // IPv4 only: natgate's resources are IPv4, and link-local IPv6 routes appear on their own after boot.
+      "echo '# ip route'; ip -4 route show table all;" +
       "echo '# ip link'; ip -o link | sed 's/^[0-9]*: //';" +
       "echo '# sysctl'; sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.ipv4.conf.tun0.rp_filter;" +
       "echo '# files'; find /run/natgate /var/run/natgate /var/lib/natgate 2>/dev/null; true",
@@ -366,5 +367,16 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     assertSameState("VPS", vpsBefore, await snapshot(vps));
     assertSameState("router", routerBefore, await snapshot(router));
     assert.notEqual(await askTcp(5000), CLIENT);
+  });
+
+  it("rules created and deleted in parallel on one host (as Pulumi runs them) share ip_forward correctly; sudo works", async () => {
+    const ops = { host: vpsConn.host, port: vpsConn.port, user: "ops", privateKey: lab.users.ops.privateKey, hostKey: vpsConn.hostKey, sudo: true };
+    const rules = [0, 1, 2].map((k) => ({ ...vpsFwd, connection: k === 2 ? ops : vpsConn, name: `par${k}`, ports: 7000 + k }));
+    const made = await Promise.all(rules.map((r) => create("DnatRule", r)));
+    assert.equal((await vps.run("sysctl -n net.ipv4.ip_forward")).trim(), "1");
+    assert.equal((await vps.run("ls /run/natgate/sysctl/net:ipv4:ip_forward")).split("\n").filter((l) => l.startsWith("holder.")).length, 3);
+    for (const m of made) assert.deepEqual(m.outs.sysctlPrevious, { "net.ipv4.ip_forward": "0" });
+    await Promise.all(made.map(destroy));
+    assertSameState("VPS", vpsBefore, await snapshot(vps));
   });
 });
