@@ -7,10 +7,12 @@ import { connmarkReturnPathProvider } from "./resources/connmark";
 import { dnatRuleProvider } from "./resources/dnat";
 import { policyRouteTableProvider } from "./resources/routetable";
 import { tunnelProvider } from "./resources/tunnel";
+import { pathCheckProvider } from "./verify";
 
 export const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   DnatRule: dnatRuleProvider,
   ConnmarkReturnPath: connmarkReturnPathProvider,
   PolicyRouteTable: policyRouteTableProvider,
   Tunnel: tunnelProvider,
+  PathCheck: pathCheckProvider,
 };

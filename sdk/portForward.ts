@@ -204,6 +204,10 @@ export class PortForward extends pulumi.ComponentResource {
         port: args.verify.port,
         routerTunnelAddress: routerTunnelIp,
         tunnelInterface: routerIf,
+        mark: rp.mark,
+        mask: rp.mask,
+        routerLocal: pulumi.output(args.verify.port).apply((p) =>
+          (args.routerForwards ?? []).some((f) => f.ports === p || f.ports === String(p))),
       }, { ...child, dependsOn: [...this.vpsRules] });
     }
 
