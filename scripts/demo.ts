@@ -128,14 +128,16 @@ async function main(): Promise<void> {
   const snapshots: Record<string, string> = {};
   for (const name of ["vps", "router"] as const) snapshots[name] = await snapshotHost(h[name]);
   const services: LabProcess[] = await startLanServices(lab);
-  const stack: Stack = seedStack(lab, { onStep });
+  // verifyPort: the seed's PortForward adds a PathCheck that proves the path during `up`.
+  const config = seedConfig(lab, { verifyPort: "5000" });
+  const stack: Stack = seedStack(lab, { onStep, config });
   try {
     out(dim("  Before natgate, the client cannot reach the LAN service:"));
     showProbe(await askTcp(lab, 5000), null, "nothing forwards yet");
 
     out();
     out(dim("  $ pulumi config"));
-    for (const [k, v] of Object.entries(seedConfig(lab))) {
+    for (const [k, v] of Object.entries(config)) {
       const shown = k.endsWith(":sshKey") ? "[secret]" : v.length > 60 ? v.slice(0, 57) + "..." : v;
       out(dim(`    ${k.padEnd(30)} ${shown}`));
     }
@@ -153,10 +155,15 @@ async function main(): Promise<void> {
     out(dim(`  (${secs(Date.now() - t)})`));
     expect(preview.steps.every((s) => s.op === "create"), "the preview of a new stack must only create");
 
-    heading("pulumi up", "tunnel → routing table → return path → router DNAT → VPS DNAT");
+    heading("pulumi up", "tunnel → routing table → return path → router DNAT → VPS DNAT → path check");
     const up = await stack.up(seedProgram);
     out(summary(up.steps, up.durationMs));
     expect(up.steps.every((s) => s.op === "create"), "up must create every resource");
+    const check = stack.get("home-check").outputs as { callerAddress?: string; hops?: Array<{ hop: string; ok: boolean; detail: string }> };
+    out(dim(`  The PathCheck connected from this laptop to ${PUBLIC}:5000 (through the router's NAT and the CGNAT, as ${check.callerAddress})`));
+    out(dim("  and followed the connection in both hosts' conntrack tables:"));
+    for (const hop of check.hops ?? []) out(`  ${hop.ok ? OK : BAD} ${hop.hop.padEnd(12)} ${dim(hop.detail)}`);
+    expect((check.hops ?? []).length === 4 && check.hops!.every((x) => x.ok), "the PathCheck must pass every hop");
 
     heading("Traffic from the internet", `client ${h.client.addr} → VPS ${PUBLIC} → tunnel → router → LAN ${h.lan.addr}`);
     await traffic(lab);

@@ -131,6 +131,17 @@ describe("examples: program shape under mocks, checked by the real providers", f
     assert.match(vpsLines, /10\.10\.10\.2/);
   });
 
+  it("with verifyPort, the seed adds a PathCheck that runs after both VPS rules", async () => {
+    const { run, failures } = await preview(server, () => loadProgram(SEED), seedConfig({ [`${PROJECT}:verifyPort`]: "5000" }));
+    assert.deepEqual([...failures], []);
+    const check = run.get("home-check");
+    assert.equal(kindOf(check.provider), "PathCheck");
+    assert.equal(check.parent, run.get("home", "natgate:index:PortForward").urn);
+    for (const n of ["home-vps-0", "home-vps-1"]) assert.ok(check.dependencies.includes(run.get(n).urn), `home-check depends on ${n}`);
+    assert.equal(check.inputs.port, 5000);
+    assert.equal(check.inputs.routerLocal, false, "5000 goes to the LAN host, not the router");
+  });
+
   it("a backwards port range fails at preview on `ports`, saying how to write it", async () => {
     const { failures } = await preview(server, () => loadProgram(SEED), seedConfig({ [`${PROJECT}:ports`]: "6000-5000" }));
     assert.deepEqual([...failures.keys()].sort(), ["home-router-0", "home-vps-0"]);
