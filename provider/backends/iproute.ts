@@ -140,6 +140,27 @@ export function liveRouteLine(table: number, r: LiveRoute): string {
   return routeLine(table, r) + (r.extra ? ` <also: ${r.extra}>` : "");
 }
 
+/** Run over a fresh SSH login after an apply: "cancelled" if the change stays, "gone" if it was rolled back. */
+export const DEADMAN_CANCEL_SH = `if [ -d /run ]; then NG_STATE=/run/natgate; else NG_STATE=/var/run/natgate; fi
+if rm "$NG_STATE/deadman.$1" 2>/dev/null; then rmdir "$NG_STATE" 2>/dev/null; echo cancelled; else echo gone; fi
+`;
+
+/** Seconds before an unconfirmed rule or route change is undone. */
+export const DEADMAN_SECONDS = 30;
+
+/** `ip -batch` lines that undo `batch` (rule/route add, del, replace), given what each replace overwrote. */
+export function inverseBatch(batch: string[], replaced: Map<string, string> = new Map()): string[] {
+  return [...batch].reverse().map((line) => {
+    const m = /^(rule|route) (add|del|replace) (.*)$/.exec(line);
+    if (!m) throw new Error(`cannot invert ip batch line: ${line}`);
+    const [, obj, op, rest] = m;
+    if (op === "del") return `${obj} add ${rest}`;
+    if (op === "add") return `${obj} del ${rest}`;
+    const before = replaced.get(line);
+    return before !== undefined ? `${obj} replace ${before}` : `${obj} del ${rest}`;
+  });
+}
+
 export const IPROUTE_SH = `
 # ip_need: ip from iproute2 (BusyBox ip lacks -j and fwmark masks)
 ip_need() {
@@ -164,6 +185,24 @@ ip_routes() {
 ip_batch() {
   [ -n "$1" ] || return 0
   printf '%s\\n' "$1" | ip -batch - || { echo "natgate: ip -batch failed on the line above" >&2; return 1; }
+}
+# Lockout guard (wg-quick's lesson, DESIGN.md "Lockout"): a rule or route can cut the SSH session
+# it was applied through. ip_deadman_arm TOKEN SECONDS ROLLBACK schedules ROLLBACK (ip -batch lines
+# undoing the change) unless ip_deadman_cancel TOKEN, run over a fresh SSH login, claims the token
+# first. Whoever removes the token file wins; the background job holds no fd of the session.
+ip_deadman_arm() {
+  [ -n "$3" ] || return 0
+  mkdir -p "$NG_STATE" && : > "$NG_STATE/deadman.$1" || return 1
+  ( sleep "$2"
+    if rm "$NG_STATE/deadman.$1" 2>/dev/null; then
+      printf '%s\n' "$3" | ip -force -batch -
+      rmdir "$NG_STATE" 2>/dev/null
+    fi ) </dev/null >/dev/null 2>&1 &
+}
+# ip_deadman_now TOKEN ROLLBACK: the apply failed part-way: undo at once
+ip_deadman_now() {
+  if rm "$NG_STATE/deadman.$1" 2>/dev/null; then printf '%s\n' "$2" | ip -force -batch - >/dev/null 2>&1; fi
+  return 0
 }
 # ip_flush_table TABLE: not-found is success
 ip_flush_table() {

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { DEADMAN_CANCEL_SH, DEADMAN_SECONDS } from "../../backends/iproute";
 import type { Connection } from "../../ssh";
 
 /** Counts of remote scripts run by this process, so tests and users can see what an operation cost. */
@@ -44,6 +46,52 @@ export class Host {
       throw new ssh.NatgateError("remote", `${what} on ${this.label} failed (exit ${r.code}):\n${detail}`);
     }
     return { stdout: r.stdout, stderr: r.stderr };
+  }
+}
+
+export const DEADMAN_NOTE = `natgate's dead-man switch puts the previous ip rules and routes back ${DEADMAN_SECONDS} s after the apply (the nft tables and sysctls stay). Check what routes the host's own replies (localSource, the table's routes, the mark) and apply again.`;
+
+/** Run an apply that armed a dead-man switch; a lost session gets the note saying what happens next. */
+export async function runGuarded<T>(armed: boolean, apply: () => Promise<T>): Promise<T> {
+  try {
+    return await apply();
+  } catch (e) {
+    if (!armed || !(e instanceof Error)) throw e;
+    e.message = `${e.message}\n${DEADMAN_NOTE}`;
+    throw e;
+  }
+}
+
+/** A token naming one armed dead-man switch on a host. */
+export function deadmanToken(owner: string): string {
+  return `${owner}.${randomBytes(4).toString("hex")}`;
+}
+
+/**
+ * Prove that a fresh SSH login still works after a rule or route change, and only then cancel the
+ * rollback the apply script scheduled (ip_deadman_arm). Throws, saying what happens next, when
+ * the login fails or the rollback already ran.
+ */
+export async function confirmFreshLogin(host: Host, what: string, token: string): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ssh = require("../../ssh") as typeof import("../../ssh");
+  const undo = DEADMAN_NOTE;
+  remoteStats.scripts++;
+  let r: Awaited<ReturnType<typeof ssh.runScript>>;
+  try {
+    r = await ssh.runScript(host.connection, ssh.SH_PRELUDE + DEADMAN_CANCEL_SH, [token], {
+      knownFingerprint: host.fingerprint,
+      fresh: true,
+      timeoutSeconds: DEADMAN_SECONDS - 5,
+    });
+  } catch (e) {
+    throw new ssh.NatgateError("remote", `${what} on ${host.label}: a fresh SSH login failed after the change (${(e as Error).message}). ${undo}`);
+  }
+  if (r.code !== 0 || r.stdout.trim() !== "cancelled") {
+    throw new ssh.NatgateError(
+      "remote",
+      `${what} on ${host.label}: the ip rule/route change cut SSH and was rolled back by natgate's dead-man switch (no fresh login confirmed it within ${DEADMAN_SECONDS} s; the nft tables and sysctls stay). Check what routes the host's own replies (localSource, the table's routes, the mark) and apply again.`,
+    );
   }
 }
 

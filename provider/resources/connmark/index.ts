@@ -1,9 +1,9 @@
 import { HOSTSTATE_SH } from "../../backends/hoststate";
-import { IPROUTE_SH, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
+import { DEADMAN_SECONDS, IPROUTE_SH, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
 import { NFT_SH, parseNftTableJson, replaceTableTransaction, tableLines } from "../../backends/nftables";
 import { SYSCTL_SH, parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl, type SysctlSetting } from "../../backends/sysctl";
 import type { Host } from "../common/host";
-import { splitSections } from "../common/host";
+import { confirmFreshLogin, deadmanToken, runGuarded, splitSections } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
 import { cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
@@ -22,12 +22,16 @@ const PRELUDE = HOSTSTATE_SH + NFT_SH + IPROUTE_SH + SYSCTL_SH + SHOW_SH + "need
 
 export const CMARK_READ_SH = PRELUDE + `cmark_show "$1" "$2" "$3"\n`;
 
-/** $1 table, $2 owner, $3 sysctl paths to show, $4 nft transaction, $5 ip batch, $6 "path value" to hold, $7 paths to release */
+/**
+ * $1 table, $2 owner, $3 sysctl paths to show, $4 nft transaction, $5 ip batch, $6 "path value" to
+ * hold, $7 paths to release, $8 dead-man token, $9 its seconds, $10 the batch that undoes $5
+ */
 export const CMARK_APPLY_SH =
   PRELUDE +
   `ng_lock
 [ -z "$4" ] || nft_apply "$4" || exit 1
-ip_batch "$5" || exit 1
+ip_deadman_arm "$8" "$9" "\${10}" || exit 1
+ip_batch "$5" || { ip_deadman_now "$8" "\${10}"; exit 1; }
 printf '%s\\n' "$6" | while read -r ng_p ng_v; do [ -z "$ng_p" ] || sysctl_hold "$ng_p" "$ng_v" "$2" || exit 1; done || exit 1
 printf '%s\\n' "$7" | while read -r ng_p; do [ -z "$ng_p" ] || sysctl_release "$ng_p" "$2" || exit 1; done || exit 1
 cmark_show "$1" "$2" "$3"
@@ -171,7 +175,8 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const live = await readLive(host, i, scope);
     const plan = planConnmark(i, live);
     if (plan.drift.length === 0) return observation(i, live);
-    const out = await host.run(
+    const token = deadmanToken(cmarkOwner(i.name));
+    const out = await runGuarded(plan.batch.length > 0, () => host.run(
       `applying ConnmarkReturnPath ${i.name}`,
       CMARK_APPLY_SH,
       [
@@ -182,9 +187,13 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
         plan.batch.join("\n"),
         plan.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
         plan.release.join("\n"),
+        token,
+        String(DEADMAN_SECONDS),
+        inverseBatch(plan.batch).join("\n"),
       ],
       { writes: true },
-    );
+    ));
+    if (plan.batch.length) await confirmFreshLogin(host, `ConnmarkReturnPath ${i.name}`, token);
     const after = parseCmarkShow(out.stdout, scope);
     const obs = observation(i, after);
     if (obs.drift.length) {

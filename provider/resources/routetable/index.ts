@@ -1,6 +1,7 @@
-import { IPROUTE_SH, liveRouteLine, parseRoutes, routeKey, routeLine, routeSpec, type LiveRoute, type Route } from "../../backends/iproute";
+import { HOSTSTATE_SH } from "../../backends/hoststate";
+import { DEADMAN_SECONDS, IPROUTE_SH, inverseBatch, liveRouteLine, parseRoutes, routeKey, routeLine, routeSpec, type LiveRoute, type Route } from "../../backends/iproute";
 import type { Host } from "../common/host";
-import { splitSections } from "../common/host";
+import { confirmFreshLogin, deadmanToken, runGuarded, splitSections } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs, type RouteInput } from "./schema";
 
@@ -19,12 +20,18 @@ export function renderRouteTable(i: PolicyRouteTableInputs): string[] {
   return i.routes.map((r) => routeLine(i.table, normalizeRoute(r)));
 }
 
-const PRELUDE = IPROUTE_SH + "ip_need\n";
+const PRELUDE = HOSTSTATE_SH + IPROUTE_SH + "ip_need\n";
 
 /** $1 table */
 export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$1" || exit 1\n`;
-/** $1 table, $2 ip batch */
-export const ROUTES_APPLY_SH = PRELUDE + `ip_batch "$2" || exit 1\necho "@@routes"; ip_routes "$1" || exit 1\n`;
+/** $1 table, $2 ip batch, $3 dead-man token, $4 its seconds, $5 the batch that undoes $2 */
+export const ROUTES_APPLY_SH =
+  PRELUDE +
+  `ng_lock
+ip_deadman_arm "$3" "$4" "$5" || exit 1
+ip_batch "$2" || { ip_deadman_now "$3" "$5"; exit 1; }
+echo "@@routes"; ip_routes "$1" || exit 1
+`;
 /** $1 table */
 export const ROUTES_DELETE_SH = PRELUDE + `ip_flush_table "$1" || exit 1\necho "@@routes"; ip_routes "$1" || exit 1\n`;
 
@@ -39,14 +46,19 @@ export function parseRoutesShow(stdout: string): LiveRoute[] {
  * route not there as such (it also rewrites a route with the same destination and metric, so there
  * is no moment without a default route), then `del` for live routes no desired route replaces.
  */
-export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drift: string[]; batch: string[] } {
+export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drift: string[]; batch: string[]; replaced: Map<string, string> } {
   const want = i.routes.map(normalizeRoute);
   const wantLines = want.map((r) => routeLine(i.table, r));
   const liveLines = live.map((r) => liveRouteLine(i.table, r));
   const drift = lineDrift("route", wantLines, liveLines).filter((d) => !d.endsWith("out of order"));
   const batch: string[] = [];
+  const replaced = new Map<string, string>(); // replace line → what it overwrites, to undo it
   want.forEach((r, k) => {
-    if (!liveLines.includes(wantLines[k]!)) batch.push(`route replace table ${i.table} ${routeSpec(r)}`);
+    if (liveLines.includes(wantLines[k]!)) return;
+    const line = `route replace table ${i.table} ${routeSpec(r)}`;
+    batch.push(line);
+    const old = live.find((l) => !l.type && !l.extra && routeKey(l) === routeKey(r));
+    if (old) replaced.set(line, `table ${i.table} ${routeSpec(old)}`);
   });
   const wantKeys = new Set(want.map(routeKey));
   live.forEach((r, k) => {
@@ -54,7 +66,7 @@ export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drif
     if (!r.type && !r.extra && wantKeys.has(routeKey(r))) return; // replaced above
     batch.push(`route del table ${i.table} ${routeSpec(r)}`);
   });
-  return { drift, batch };
+  return { drift, batch, replaced };
 }
 
 function observation(i: PolicyRouteTableInputs, live: LiveRoute[]): Observation {
@@ -83,7 +95,16 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     const live = await readLive(host, i);
     const plan = planRoutes(i, live);
     if (plan.drift.length === 0) return observation(i, live);
-    const out = await host.run(`applying routing table ${i.table}`, ROUTES_APPLY_SH, [String(i.table), plan.batch.join("\n")], { writes: true });
+    const token = deadmanToken(`routes_${i.table}`);
+    const out = await runGuarded(true, () =>
+      host.run(
+        `applying routing table ${i.table}`,
+        ROUTES_APPLY_SH,
+        [String(i.table), plan.batch.join("\n"), token, String(DEADMAN_SECONDS), inverseBatch(plan.batch, plan.replaced).join("\n")],
+        { writes: true },
+      ),
+    );
+    await confirmFreshLogin(host, `PolicyRouteTable ${i.name}`, token);
     const obs = observation(i, parseRoutesShow(out.stdout));
     if (obs.drift.length) {
       throw new Error(`PolicyRouteTable ${i.name} (table ${i.table}) on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
