@@ -10,17 +10,23 @@ export interface ConnmarkReturnPathArgs {
   name?: pulumi.Input<string>;
   /** The tunnel interface connections arrive on (e.g. `wg0`, `tun0`). */
   tunnelInterface: pulumi.Input<string>;
-  /** Routing table marked replies are looked up in (see {@link PolicyRouteTable}). */
-  table: pulumi.Input<number>;
+  /** Routing table marked replies are looked up in (default 8764, as {@link PolicyRouteTable}'s). */
+  table?: pulumi.Input<number>;
   /**
-   * Conntrack/packet mark bit (default in 0xFF000000, away from mwan3's 0x3F00 and pbr's 0x00FF0000).
+   * Conntrack/packet mark (default 0x10000000, a bit in 0xFF000000, away from mwan3's 0x3F00 and pbr's 0x00FF0000).
    * Set and matched under `mask`, so other tools' bits survive.
    */
   mark?: pulumi.Input<number | string>;
   /** Mask the mark lives under (default: the mark's own bit). */
   mask?: pulumi.Input<number | string>;
-  /** `ip rule` priority of the fwmark rule (default outside mwan3's and pbr's windows, below main's 32766). */
+  /** `ip rule` priority of the fwmark rule (default 950: before mwan3's 1001+, far from pbr's 29745-30001). */
   priority?: pulumi.Input<number>;
+  /** Priority of the `from <localSource>` rule (default priority + 1). */
+  localSourcePriority?: pulumi.Input<number>;
+  /** Restore the mark on the router's own outgoing packets too (default true). */
+  restoreInOutput?: pulumi.Input<boolean>;
+  /** Set rp_filter=2 (loose) on the tunnel interface, restored on delete (default true). */
+  looseRpFilter?: pulumi.Input<boolean>;
   /**
    * The router's own tunnel address: adds `ip rule from <address> lookup <table>` so replies of
    * services on the router itself (they never pass PREROUTING) go back through the tunnel.

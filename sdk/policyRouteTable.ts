@@ -8,16 +8,22 @@ export interface RouteArgs {
   to: pulumi.Input<string>;
   /** Gateway address (e.g. the VPS's tunnel address); omit for an on-link route. */
   via?: pulumi.Input<string>;
-  /** Outgoing interface. */
-  dev: pulumi.Input<string>;
+  /** Outgoing interface. At least one of via/dev. */
+  dev?: pulumi.Input<string>;
+  /** Preferred source address. */
+  src?: pulumi.Input<string>;
+  /** Route metric (two routes to one destination need different metrics). */
+  metric?: pulumi.Input<number>;
+  /** Treat the gateway as on-link even without a connected route to it. */
+  onlink?: pulumi.Input<boolean>;
 }
 
 export interface PolicyRouteTableArgs {
   connection: pulumi.Input<ConnectionArgs>;
   /** Host-side name used in natgate's records. Default: derived from the Pulumi resource name. */
   name?: pulumi.Input<string>;
-  /** Routing table id: pick one above 255 that no other tool uses (not in /etc/iproute2/rt_tables). */
-  table: pulumi.Input<number>;
+  /** Routing table id (default 8764): above 255, not in /etc/iproute2/rt_tables, used by no other tool. */
+  table?: pulumi.Input<number>;
   /** Every route of the table; natgate owns the table whole. */
   routes: pulumi.Input<pulumi.Input<RouteArgs>[]>;
 }

@@ -83,7 +83,6 @@ export interface PortForwardArgs {
 }
 
 const DEFAULT_TUNNEL = { interfaceName: "wg0", vpsAddress: "10.10.10.1/24", routerAddress: "10.10.10.2/24" };
-const DEFAULT_TABLE = 8764; // "NG" on a phone pad; above 255 and in no distribution's rt_tables
 
 const withoutPrefix = (cidr: pulumi.Input<string>) => pulumi.output(cidr).apply((c) => c.split("/")[0]);
 
@@ -145,7 +144,8 @@ export class PortForward extends pulumi.ComponentResource {
     this.routerTunnelAddress = routerTunnelIp;
 
     const rp = args.returnPath ?? {};
-    const table = rp.table ?? DEFAULT_TABLE;
+    // Unset, both resources fall back to the same provider default (8764).
+    const table = rp.table;
     this.routeTable = new PolicyRouteTable(`${name}-routes`, {
       connection: routerConn,
       table,
