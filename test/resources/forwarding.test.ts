@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { getLab, type LabHost, type LabProcess } from "../lab";
 import { providers } from "../../provider";
 import { remoteStats } from "../../provider/resources/common/host";
-import { closeAll, runScript } from "../../provider/ssh";
+import { closeAll, poolStats, runScript } from "../../provider/ssh";
 
 // The seed's forwarding, built by DnatRule, ConnmarkReturnPath and PolicyRouteTable over a
 // pre-made tunnel (a veth pair named tun0 between the VPS and the router, made and removed here),
@@ -160,6 +160,7 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
   it("creates the whole setup; the LAN service sees the client's address on tcp and udp 5000, 5999, 6000", async () => {
     const t = Date.now();
     const s0 = { ...remoteStats };
+    const d0 = poolStats().dials;
     res.routes = await create("PolicyRouteTable", routes);
     res.returnPath = await create("ConnmarkReturnPath", returnPath);
     res.routerFwd = await create("DnatRule", routerFwd);
@@ -168,7 +169,7 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     res.vpsSsh = await create("DnatRule", vpsSsh);
     res.vpsWeb = await create("DnatRule", vpsWeb);
     console.log(
-      `      apply from nothing: 7 resources in ${secondsSince(t)} s, ${remoteStats.scripts - s0.scripts} remote scripts (${remoteStats.writes - s0.writes} writing)`,
+      `      apply from nothing: 7 resources in ${secondsSince(t)} s, ${remoteStats.scripts - s0.scripts} remote scripts (${remoteStats.writes - s0.writes} writing), ${poolStats().dials - d0} SSH connections`,
     );
     assert.deepEqual(res.vpsFwd.outs.sysctlPrevious, { "net.ipv4.ip_forward": "0" });
     assert.deepEqual(res.returnPath.outs.sysctlPrevious, { "net.ipv4.conf.tun0.rp_filter": "0" });
@@ -206,6 +207,7 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
   it("applying the same inputs again changes nothing and runs no writing script", async () => {
     const t = Date.now();
     const s0 = { ...remoteStats };
+    const d0 = poolStats().dials;
     const inputs: [string, Props][] = [
       ["routes", routes], ["returnPath", returnPath], ["routerFwd", routerFwd], ["routerWeb", routerWeb],
       ["vpsFwd", vpsFwd], ["vpsSsh", vpsSsh], ["vpsWeb", vpsWeb],
@@ -217,7 +219,9 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
       assert.deepEqual(r.outs!.drift, []);
     }
     assert.equal(remoteStats.writes - s0.writes, 0, "no writing script");
-    console.log(`      no-change re-apply (forced update of 7): ${secondsSince(t)} s, ${remoteStats.scripts - s0.scripts} remote scripts, 0 writing`);
+    console.log(
+      `      no-change re-apply (forced update of 7): ${secondsSince(t)} s, ${remoteStats.scripts - s0.scripts} remote scripts, 0 writing, ${poolStats().dials - d0} SSH connections`,
+    );
   });
 
   it("a table flushed by hand shows as drift on refresh; re-apply repairs it and traffic works again", async () => {
