@@ -43,6 +43,8 @@ export class ConnmarkReturnPath extends pulumi.dynamic.Resource {
   declare public readonly rendered: pulumi.Output<string[]>;
   declare public readonly drift: pulumi.Output<string[]>;
   declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+  /** Sysctl values found before natgate changed them (restored on delete). */
+  declare public readonly sysctlPrevious: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: ConnmarkReturnPathArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -55,6 +57,7 @@ export class ConnmarkReturnPath extends pulumi.dynamic.Resource {
         rendered: undefined,
         drift: undefined,
         hostKeyFingerprint: undefined,
+        sysctlPrevious: undefined,
       },
       opts,
     );

@@ -40,6 +40,10 @@ export class DnatRule extends pulumi.dynamic.Resource {
   declare public readonly drift: pulumi.Output<string[]>;
   /** The host key seen on first use. */
   declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+  /** Sysctl values found before natgate changed them (restored when the last user is deleted). */
+  declare public readonly sysctlPrevious: pulumi.Output<Record<string, string>>;
+  /** Accepts natgate placed in other firewalls' dropping forward chains (ufw/Docker FORWARD, fw4, firewalld). */
+  declare public readonly forwardAccept: pulumi.Output<string[]>;
   declare public readonly name: pulumi.Output<string>;
 
   constructor(name: string, args: DnatRuleArgs, opts?: pulumi.CustomResourceOptions) {
@@ -53,6 +57,8 @@ export class DnatRule extends pulumi.dynamic.Resource {
         rendered: undefined,
         drift: undefined,
         hostKeyFingerprint: undefined,
+        sysctlPrevious: undefined,
+        forwardAccept: undefined,
       },
       opts,
     );
