@@ -39,7 +39,8 @@ if ((${#missing[@]})); then
 fi
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [[ ! -d "$repo/node_modules" ]]; then
-  echo "install-deps: node_modules missing, running npm ci"
+# npm writes node_modules/.package-lock.json on install: older than the lockfile means stale.
+if [[ ! -f "$repo/node_modules/.package-lock.json" || "$repo/package-lock.json" -nt "$repo/node_modules/.package-lock.json" ]]; then
+  echo "install-deps: node_modules missing or older than package-lock.json, running npm ci"
   (cd "$repo" && npm ci --no-audit --no-fund)
 fi

@@ -1,13 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { providerFor } from "./dynamic";
-import { ConnectionArgs, secretConnection } from "./connection";
-import { hostSideName } from "./names";
+import { HostResource, HostResourceArgs } from "./hostResource";
 
-export interface ConnmarkReturnPathArgs {
-  /** SSH connection to the router. */
-  connection: pulumi.Input<ConnectionArgs>;
-  /** Host-side name: nft table `natgate_ret_<name>`. Default: derived from the Pulumi resource name. */
-  name?: pulumi.Input<string>;
+export interface ConnmarkReturnPathArgs extends HostResourceArgs {
   /** The tunnel interface connections arrive on (e.g. `wg0`, `tun0`). */
   tunnelInterface: pulumi.Input<string>;
   /** Routing table marked replies are looked up in (default 8764, as {@link PolicyRouteTable}'s). */
@@ -39,27 +33,11 @@ export interface ConnmarkReturnPathArgs {
  * packets (PREROUTING and OUTPUT), routes marked packets by `ip rule fwmark`, and sets loose
  * rp_filter on the tunnel (strict mode drops tunnel packets from internet sources).
  */
-export class ConnmarkReturnPath extends pulumi.dynamic.Resource {
-  declare public readonly rendered: pulumi.Output<string[]>;
-  declare public readonly drift: pulumi.Output<string[]>;
-  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+export class ConnmarkReturnPath extends HostResource {
   /** Sysctl values found before natgate changed them (restored on delete). */
   declare public readonly sysctlPrevious: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: ConnmarkReturnPathArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      providerFor("ConnmarkReturnPath"),
-      name,
-      {
-        ...args,
-        name: args.name ?? hostSideName(name),
-        connection: secretConnection(args.connection),
-        rendered: undefined,
-        drift: undefined,
-        hostKeyFingerprint: undefined,
-        sysctlPrevious: undefined,
-      },
-      opts,
-    );
+    super("ConnmarkReturnPath", name, args, ["sysctlPrevious"], opts);
   }
 }

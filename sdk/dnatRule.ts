@@ -1,18 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { providerFor } from "./dynamic";
-import { ConnectionArgs, secretConnection } from "./connection";
-import { hostSideName } from "./names";
+import { HostResource, HostResourceArgs } from "./hostResource";
 
 export type Protocol = "tcp" | "udp" | "both";
 
-export interface DnatRuleArgs {
-  /** SSH connection to the host that DNATs (the VPS, or the router). */
-  connection: pulumi.Input<ConnectionArgs>;
-  /**
-   * Host-side name: the rule lives in nft table `natgate_dnat_<name>` (a-z, 0-9, _; at most 32).
-   * Default: derived from the Pulumi resource name.
-   */
-  name?: pulumi.Input<string>;
+export interface DnatRuleArgs extends HostResourceArgs {
   /** `tcp`, `udp` or `both` (default `tcp`). */
   protocol?: pulumi.Input<Protocol>;
   /** Port or range matched: `2222` or `"5000-6000"`. */
@@ -33,34 +24,13 @@ export interface DnatRuleArgs {
  * One DNAT mapping on one host, with the forward accept it needs (also where another firewall's
  * FORWARD policy would drop it) and `net.ipv4.ip_forward` on. No SNAT.
  */
-export class DnatRule extends pulumi.dynamic.Resource {
-  /** The nft/iptables/sysctl lines this rule owns on the host, as `pulumi preview --diff` shows them. */
-  declare public readonly rendered: pulumi.Output<string[]>;
-  /** Differences between the host and the inputs found by the last read (empty = in sync). */
-  declare public readonly drift: pulumi.Output<string[]>;
-  /** The host key seen on first use. */
-  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+export class DnatRule extends HostResource {
   /** Sysctl values found before natgate changed them (restored when the last user is deleted). */
   declare public readonly sysctlPrevious: pulumi.Output<Record<string, string>>;
   /** Accepts natgate placed in other firewalls' dropping forward chains (ufw/Docker FORWARD, fw4, firewalld). */
   declare public readonly forwardAccept: pulumi.Output<string[]>;
-  declare public readonly name: pulumi.Output<string>;
 
   constructor(name: string, args: DnatRuleArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      providerFor("DnatRule"),
-      name,
-      {
-        ...args,
-        name: args.name ?? hostSideName(name),
-        connection: secretConnection(args.connection),
-        rendered: undefined,
-        drift: undefined,
-        hostKeyFingerprint: undefined,
-        sysctlPrevious: undefined,
-        forwardAccept: undefined,
-      },
-      opts,
-    );
+    super("DnatRule", name, args, ["sysctlPrevious", "forwardAccept"], opts);
   }
 }

@@ -25,25 +25,9 @@ export interface PathCheckArgs {
   timeoutSeconds?: pulumi.Input<number>;
 }
 
-/** One hop of the path as the check judged it. */
-export interface PathCheckHop {
-  hop: "VPS DNAT" | "tunnel" | "router DNAT" | "return path";
-  ok: boolean;
-  detail: string;
-  /** an earlier hop failed, so this one was not judged */
-  skipped?: boolean;
-}
-
-/** A conntrack entry as the check saw it on one host. */
-export interface PathCheckEntry {
-  state?: string;
-  orig: { src: string; dst: string; sport?: number; dport?: number };
-  reply: { src: string; dst: string; sport?: number; dport?: number };
-  flags: string[];
-  mark?: number;
-  events: string[];
-  replied: boolean;
-}
+// The report's shapes are the provider's own (a type-only import: nothing of the provider is loaded here).
+export type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../provider/verify/analyze";
+import type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../provider/verify/analyze";
 
 /**
  * Proof that a forwarded port works end to end, run on `up` (create, or update when an input

@@ -1,7 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { providerFor } from "./dynamic";
-import { ConnectionArgs, secretConnection } from "./connection";
-import { hostSideName } from "./names";
+import { HostResource, HostResourceArgs } from "./hostResource";
 
 export interface RouteArgs {
   /** `default` or a network in CIDR form, e.g. `192.168.1.0/24`. */
@@ -18,10 +16,7 @@ export interface RouteArgs {
   onlink?: pulumi.Input<boolean>;
 }
 
-export interface PolicyRouteTableArgs {
-  connection: pulumi.Input<ConnectionArgs>;
-  /** Host-side name used in natgate's records. Default: derived from the Pulumi resource name. */
-  name?: pulumi.Input<string>;
+export interface PolicyRouteTableArgs extends HostResourceArgs {
   /** Routing table id (default 8764): above 255, not in /etc/iproute2/rt_tables, used by no other tool. */
   table?: pulumi.Input<number>;
   /** Every route of the table; natgate owns the table whole. */
@@ -29,25 +24,10 @@ export interface PolicyRouteTableArgs {
 }
 
 /** One routing table and its routes, owned whole: apply replaces them, delete flushes the table. */
-export class PolicyRouteTable extends pulumi.dynamic.Resource {
-  declare public readonly rendered: pulumi.Output<string[]>;
-  declare public readonly drift: pulumi.Output<string[]>;
-  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+export class PolicyRouteTable extends HostResource {
   declare public readonly table: pulumi.Output<number>;
 
   constructor(name: string, args: PolicyRouteTableArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      providerFor("PolicyRouteTable"),
-      name,
-      {
-        ...args,
-        name: args.name ?? hostSideName(name),
-        connection: secretConnection(args.connection),
-        rendered: undefined,
-        drift: undefined,
-        hostKeyFingerprint: undefined,
-      },
-      opts,
-    );
+    super("PolicyRouteTable", name, args, [], opts);
   }
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# What the demo and the tests need before a lab can run: root (the lab is network namespaces),
+# the lab's Debian packages and node_modules (install-deps.sh), the compiled package (the
+# dynamic-provider server loads natgate/provider from dist/), and node_modules/natgate → here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "natgate's lab builds network namespaces and needs root (try: sudo npm ${1:-test})" >&2
+  exit 1
+fi
+scripts/install-deps.sh
+echo "== building (tsc)"
+node_modules/.bin/tsc -p tsconfig.json
+node scripts/link-self.js

@@ -1,0 +1,49 @@
+import * as pulumi from "@pulumi/pulumi";
+import { providerFor } from "./dynamic";
+import { ConnectionArgs, secretConnection } from "./connection";
+import { hostSideName } from "./names";
+
+/** Inputs every single-host natgate resource takes. */
+export interface HostResourceArgs {
+  /** SSH connection to the host. */
+  connection: pulumi.Input<ConnectionArgs>;
+  /**
+   * Host-side name: part of the nft table and comments the resource owns (a-z, 0-9, _; at most
+   * 32). Default: derived from the Pulumi resource name.
+   */
+  name?: pulumi.Input<string>;
+}
+
+/**
+ * A natgate resource acting on one host. Its provider is `providerFor(kind)`; the connection is a
+ * secret in state; `outputs` names the provider's output-only properties, which Pulumi only
+ * exposes when they are present (as undefined) among the properties handed to it.
+ */
+export abstract class HostResource extends pulumi.dynamic.Resource {
+  /** The host-state lines this resource owns (nft, ip, sysctl), as `pulumi preview --diff` shows them; after a refresh, the live ones. */
+  declare public readonly rendered: pulumi.Output<string[]>;
+  /** Differences between the host and the inputs found by the last read (empty = in sync). */
+  declare public readonly drift: pulumi.Output<string[]>;
+  /** The host key seen on first use (a later connection that sees another key is refused). */
+  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+  declare public readonly name: pulumi.Output<string>;
+
+  protected constructor(
+    kind: string,
+    name: string,
+    args: HostResourceArgs,
+    outputs: string[],
+    opts?: pulumi.CustomResourceOptions,
+  ) {
+    const props: pulumi.Inputs = {
+      ...args,
+      name: args.name ?? hostSideName(name),
+      connection: secretConnection(args.connection),
+      rendered: undefined,
+      drift: undefined,
+      hostKeyFingerprint: undefined,
+    };
+    for (const o of outputs) props[o] = undefined;
+    super(providerFor(kind), name, props, opts);
+  }
+}
