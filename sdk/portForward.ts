@@ -77,7 +77,8 @@ export interface PortForwardArgs {
    * After everything is applied, prove the path: connect from the machine running Pulumi to this
    * forwarded TCP port on the VPS and confirm from both hosts' conntrack tables that the connection
    * arrived with the caller's public address and that its reply went back through the tunnel.
-   * Failure names the hop that broke. Opt-in: it needs a service listening behind the port.
+   * Failure names the hop that broke. Opt-in. A refusal from the LAN host proves the path too (the
+   * reset came back through the tunnel); the report says whether the service answered.
    */
   verify?: { port: pulumi.Input<number> };
 }
