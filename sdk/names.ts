@@ -11,8 +11,10 @@ const MAX = 32;
  */
 export function hostSideName(pulumiName: string): string {
   let n = pulumiName.toLowerCase().replace(/[^a-z0-9_]+/g, "_").replace(/^_+|_+$/g, "");
+  const hash = createHash("sha256").update(pulumiName).digest("hex").slice(0, 7);
+  // Nothing usable left (a name in another script): the hash alone tells such names apart.
+  if (n === "") return `r_${hash}`;
   if (!/^[a-z]/.test(n)) n = `r_${n}`;
   if (n.length <= MAX) return n;
-  const hash = createHash("sha256").update(pulumiName).digest("hex").slice(0, 7);
   return `${n.slice(0, MAX - hash.length - 1).replace(/_+$/, "")}_${hash}`;
 }

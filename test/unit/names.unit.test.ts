@@ -21,6 +21,7 @@ describe("hostSideName (SDK default for a resource's host-side name)", () => {
     const names = [0, 1, 2, 10].map((i) => hostSideName(`${base}-vps-${i}`));
     assert.equal(new Set(names).size, names.length, names.join(", "));
     for (const n of names) assert.ok(n.length <= 32, n);
+    assert.notEqual(hostSideName("日本語"), hostSideName("中文"), "names with no a-z0-9 left differ too");
     assert.equal(hostSideName(`${base}-vps-0`), names[0], "deterministic across runs");
   });
 });
