@@ -1,0 +1,156 @@
+// What the variant tests share: a PortForward program written in the test (as a user would write
+// it), a stack that runs it through the real dynamic-provider server, LAN services that answer
+// with the address they saw, host snapshots wide enough to prove a destroy put everything back,
+// and the timings of every up and destroy.
+import { strict as assert } from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { PortForward, type PortForwardArgs } from "natgate";
+import type { Lab, LabHost, LabProcess } from "../lab";
+import { Stack, type Step } from "../engine/stack";
+import { askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, type Probe } from "../engine/seedLab";
+
+export { askTcp, askUdp, PUBLIC };
+export const PROJECT = "natgate-variants";
+export const CLIENT = "203.0.113.10";
+
+type ConnectionOf = PortForwardArgs["vps"]["connection"];
+
+/** root with the lab key (pinned host key), or `ops` through passwordless sudo. */
+export function connectionTo(lab: Lab, host: "vps" | "router", as: "root" | "ops" = "root"): ConnectionOf {
+  const h = lab.hosts[host];
+  const hostKey = h.ssh!.hostKey;
+  if (as === "root") return { host: h.addr, privateKey: h.ssh!.privateKey, hostKey };
+  return { host: h.addr, user: "ops", sudo: true, privateKey: lab.users.ops.privateKey, hostKey };
+}
+
+/** The args every variant starts from: the lab's VPS and router, the LAN host, no forwards yet. */
+export function baseArgs(lab: Lab): PortForwardArgs {
+  return {
+    vps: { connection: connectionTo(lab, "vps"), publicAddress: PUBLIC },
+    router: { connection: connectionTo(lab, "router"), lanInterface: "br-lan", lanSubnet: lab.addresses.lanSubnet },
+    lanHost: lab.hosts.lan.addr,
+    forwards: [],
+  };
+}
+
+/** A program: one PortForward, exporting what a user would look at. */
+export function portForwardProgram(name: string, args: PortForwardArgs): () => unknown {
+  return () => {
+    const pf = new PortForward(name, args);
+    return { routerTunnelAddress: pf.routerTunnelAddress };
+  };
+}
+
+export function variantStack(): Stack {
+  return new Stack({ project: PROJECT });
+}
+
+/** What a destroy must leave as it found it: the seed's snapshot plus iptables, natgate's files and UDP listeners. */
+const EXTRA = [
+  "iptables -w -S",
+  "iptables -w -t nat -S",
+  "for d in /run/natgate /etc/natgate /var/run/wireguard; do [ -e $d ] && find $d; done; true",
+  "ss -Hlnu | awk '{print $4}' | sort",
+];
+
+export async function hostState(h: LabHost): Promise<string> {
+  const parts = [await snapshotHost(h)];
+  for (const cmd of EXTRA) parts.push(`## ${cmd}\n${(await h.run(cmd)).trimEnd()}`);
+  return parts.join("\n");
+}
+
+export async function snapshotAll(lab: Lab): Promise<Record<"vps" | "router", string>> {
+  return { vps: await hostState(lab.hosts.vps), router: await hostState(lab.hosts.router) };
+}
+
+export async function assertHostsAsBefore(lab: Lab, before: Record<"vps" | "router", string>, when = "destroy"): Promise<void> {
+  for (const h of ["vps", "router"] as const) {
+    const diff = snapshotDiff(before[h], await hostState(lab.hosts[h]));
+    assert.deepEqual(diff, [], `${h} after ${when} differs from before:\n${diff.join("\n")}`);
+  }
+}
+
+/**
+ * A LAN service answering "<proto>/<port> saw <client address>". The sleep keeps the echo alive
+ * until socat has written the request into it (an early exit can lose the answer).
+ */
+export function lanService(lab: Lab, proto: "tcp" | "udp", port: number): Promise<LabProcess> {
+  const echo = `SYSTEM:'echo ${proto}/${port} saw \\$SOCAT_PEERADDR; sleep 0.3'`;
+  return proto === "tcp"
+    ? lab.hosts.lan.start(`socat TCP-LISTEN:${port},reuseaddr,fork ${echo}`, { waitForTcpPort: port })
+    : lab.hosts.lan.start(`socat UDP-RECVFROM:${port},fork ${echo}`, { waitForUdpPort: port });
+}
+
+export async function lanServices(lab: Lab, list: Array<["tcp" | "udp", number]>): Promise<LabProcess[]> {
+  const started: LabProcess[] = [];
+  try {
+    for (const [proto, port] of list) started.push(await lanService(lab, proto, port));
+  } catch (e) {
+    await stopAll(started);
+    throw e;
+  }
+  return started;
+}
+
+export async function stopAll(procs: LabProcess[]): Promise<void> {
+  for (const p of procs) await p.stop();
+}
+
+/** The answer the client got; fails with the probe's reason when nothing came back. */
+export function answered(p: Probe): string {
+  assert.ok(p.answer, `${p.what}: no answer (${p.error})`);
+  return p.answer;
+}
+
+export const opsOf = (steps: Step[]) => Object.fromEntries(steps.map((s) => [s.name, s.op]));
+
+/** Timings of every up and destroy, printed per test and once more as a table at the end. */
+export const timings: Array<{ variant: string; up: number; destroy?: number }> = [];
+
+export async function timedUp(variant: string, stack: Stack, program: () => unknown) {
+  const r = await stack.up(program);
+  timings.push({ variant, up: r.durationMs });
+  console.log(`      ${variant}: up ${r.durationMs} ms`);
+  return r;
+}
+
+export async function timedDestroy(variant: string, stack: Stack) {
+  const started = Date.now();
+  const steps = await stack.destroy();
+  const ms = Date.now() - started;
+  const t = [...timings].reverse().find((x) => x.variant === variant && x.destroy === undefined);
+  if (t) t.destroy = ms;
+  else timings.push({ variant, up: NaN, destroy: ms });
+  console.log(`      ${variant}: destroy ${ms} ms`);
+  return steps;
+}
+
+export function printTimings(title: string): void {
+  if (!timings.length) return;
+  console.log(`\n      ${title} (ms):`);
+  for (const t of timings) console.log(`        ${t.variant.padEnd(30)} up ${String(t.up).padStart(6)}   destroy ${String(t.destroy ?? "-").padStart(6)}`);
+  timings.length = 0;
+}
+
+/** Destroys whatever a failed test left in the stack, so the next test starts from clean hosts. */
+export async function cleanup(stack: Stack | undefined): Promise<void> {
+  if (!stack) return;
+  if (stack.state.length) await stack.destroy().catch((e) => console.error(`      cleanup destroy failed: ${(e as Error).message}`));
+  await stack.close();
+}
+
+/** Successful SSH logins recorded so far in a host's sshd log, by user. */
+export function sshLogins(h: LabHost): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!h.sshdLog) return out;
+  for (const m of fs.readFileSync(h.sshdLog, "utf8").matchAll(/^.*Accepted \S+ for (\S+) from /gm)) out[m[1]!] = (out[m[1]!] ?? 0) + 1;
+  return out;
+}
+
+/** A scratch directory of this test run inside the lab's temp dir (removed with the lab). */
+export function scratchDir(lab: Lab, name: string): string {
+  const d = path.join(lab.dir, "variants", name);
+  fs.mkdirSync(d, { recursive: true });
+  return d;
+}
