@@ -1,0 +1,107 @@
+// @ts-check
+// Both ends of a bench measurement, run with plain node inside a lab host (no tsx: a measurement
+// starts one of these per round, and its own timing is what counts, not node's startup).
+//
+//   node peer.js serve PORT                     the LAN service: per connection, the first byte says
+//                                               what the client wants; every answer is the address the
+//                                               service saw the connection come from
+//   node peer.js bulk HOST PORT BYTES           sends BYTES, waits until the service has read them all
+//   node peer.js connect HOST PORT MS PARALLEL  opens and completes connections for MS milliseconds
+//
+// Clients print one JSON line: {ms, bytes, saw} or {ms, connections, failed, saw}.
+"use strict";
+const net = require("net");
+
+const [mode, ...args] = process.argv.slice(2);
+
+/**
+ * 'b': bulk, the service reads to EOF then answers; 'c': the service answers and closes at once.
+ * @param {number} port
+ */
+function serve(port) {
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+    const saw = `${sock.remoteAddress}\n`;
+    let kind = "";
+    sock.on("data", (chunk) => {
+      if (kind) return;
+      kind = String.fromCharCode(chunk[0]);
+      // The service closes first for 'c', so TIME_WAIT lands on its listening side instead of
+      // using up the client's ephemeral ports over thousands of connections.
+      if (kind === "c") sock.end(saw);
+    });
+    sock.on("end", () => {
+      if (kind === "b") sock.end(saw);
+    });
+    sock.on("error", () => sock.destroy());
+  });
+  server.listen(port, "0.0.0.0");
+}
+
+/** @param {string} host @param {number} port @param {number} bytes */
+function bulk(host, port, bytes) {
+  const chunk = Buffer.alloc(256 * 1024);
+  const started = process.hrtime.bigint();
+  const sock = net.connect({ host, port, allowHalfOpen: true });
+  let left = bytes;
+  let reply = "";
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void sock.once("drain", pump);
+    }
+    sock.end();
+  };
+  sock.on("connect", () => {
+    sock.write("b");
+    pump();
+  });
+  sock.setEncoding("utf8").on("data", (s) => (reply += s));
+  sock.on("end", () => {
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    process.stdout.write(JSON.stringify({ ms, bytes, saw: reply.trim() }) + "\n");
+  });
+  sock.on("error", fail);
+}
+
+/** @param {string} host @param {number} port @param {number} durationMs @param {number} parallel */
+function connect(host, port, durationMs, parallel) {
+  const started = process.hrtime.bigint();
+  const elapsed = () => Number(process.hrtime.bigint() - started) / 1e6;
+  let connections = 0;
+  let failed = 0;
+  let saw = "";
+  let running = parallel;
+  const one = () => {
+    if (elapsed() >= durationMs) {
+      if (--running === 0) process.stdout.write(JSON.stringify({ ms: elapsed(), connections, failed, saw }) + "\n");
+      return;
+    }
+    let reply = "";
+    const sock = net.connect({ host, port });
+    sock.setTimeout(5000, () => sock.destroy(new Error("timeout")));
+    sock.on("connect", () => sock.write("c"));
+    sock.setEncoding("utf8").on("data", (s) => (reply += s));
+    sock.on("close", (hadError) => {
+      if (hadError || !reply) failed++;
+      else {
+        connections++;
+        saw ||= reply.trim();
+      }
+      setImmediate(one);
+    });
+    sock.on("error", () => undefined);
+  };
+  for (let i = 0; i < parallel; i++) one();
+}
+
+/** @param {Error} e */
+function fail(e) {
+  process.stderr.write(`${mode}: ${e.message}\n`);
+  process.exit(1);
+}
+
+if (mode === "serve") serve(Number(args[0]));
+else if (mode === "bulk") bulk(args[0], Number(args[1]), Number(args[2]));
+else if (mode === "connect") connect(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+else fail(new Error(`unknown mode ${mode}; see the comment at the top of bench/peer.js`));

@@ -1,0 +1,193 @@
+// `npm run bench` (through bench/run.sh, inside a fresh lab): what natgate's claim — no userspace
+// relay in the path — is worth on this machine. The seed example is applied with natgate (the real
+// dynamic-provider server, as the demo does), then the internet client (203.0.113.10) measures bulk
+// TCP throughput and connection setup rate to a service on the LAN host through:
+//   natgate  client → VPS:5000 (DNAT) → tunnel → router DNAT → LAN host
+//   relay    client → VPS:7001, a socat relay that reconnects to the router's tunnel address:5000,
+//            then the same tunnel and router DNAT: the only difference is the userspace hop
+//   tunnel   (reference) the VPS itself → the router's tunnel address, no DNAT at all
+// Under load the lab's tunnel drops ~10 % of its packets (the router's wireguard-go UDP socket
+// overflows its receive buffer: UdpRcvbufErrors), on every path alike; the bench reports it.
+// Paths alternate within every round and each figure is a median over the rounds, since the
+// machines are shared and noisy; the ratio natgate/relay is measured in the same run. The relay
+// listens on 7001, not 5001: the seed forwards 5000-6000, so the VPS would DNAT 5001 before
+// any relay saw it. Destroys what it applied; the lab wrapper tears the lab down.
+import * as os from "os";
+import * as path from "path";
+import { getLab, Lab, LabHost, LabProcess, shQuote } from "../test/lab";
+import { Stack } from "../test/engine/stack";
+import { PUBLIC, seedProgram, seedStack, stopAll } from "../test/engine/seedLab";
+
+const ROUNDS = Number(process.env.NATGATE_BENCH_ROUNDS ?? 5);
+/** Each bulk transfer is sized to last about this long on natgate's path. */
+const BULK_TARGET_MS = 2000;
+const CONNECT_MS = 2000;
+/** Connections in flight at once during the setup-rate measurement. */
+const PARALLEL = 4;
+const SERVICE_PORT = 5000; // inside the seed's 5000-6000, on the LAN host
+const RELAY_PORT = 7001; // outside it, on the VPS
+const ROUTER_PORT = 7000; // a listener on the router itself, for the raw tunnel
+
+const PEER = path.join(__dirname, "peer.js");
+const NODE = process.execPath;
+const started = Date.now();
+const out = (s = "") => process.stdout.write(s + "\n");
+
+type PathName = "natgate" | "relay" | "tunnel";
+interface Route {
+  name: PathName;
+  from: LabHost;
+  host: string;
+  port: number;
+  what: string;
+}
+
+interface BulkResult {
+  ms: number;
+  bytes: number;
+  saw: string;
+}
+interface ConnectResult {
+  ms: number;
+  connections: number;
+  failed: number;
+  saw: string;
+}
+
+async function peer<T>(from: LabHost, args: Array<string | number>): Promise<T> {
+  const cmd = [NODE, PEER, ...args.map(String)].map(shQuote).join(" ");
+  const line = (await from.run(cmd, { timeoutMs: 60_000 })).trim().split("\n").pop() ?? "";
+  return JSON.parse(line) as T;
+}
+
+const mbits = (r: BulkResult) => (r.bytes * 8) / (r.ms / 1000) / 1e6;
+const rate = (r: ConnectResult) => r.connections / (r.ms / 1000);
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+const f0 = (x: number) => x.toFixed(0);
+
+/** Packets the VPS sent into the tunnel and packets the router got out of it (either direction's data, ACKs aside). */
+async function tunnelPackets(vps: LabHost, router: LabHost, dev: string): Promise<{ sent: number; received: number }> {
+  const stats = async (hst: LabHost, dir: "tx" | "rx") => {
+    const j = JSON.parse(await hst.run(`ip -s -j link show dev ${shQuote(dev)}`)) as Array<{ stats64: Record<string, { packets: number }> }>;
+    return j[0].stats64[dir].packets;
+  };
+  return { sent: await stats(vps, "tx"), received: await stats(router, "rx") };
+}
+
+class BenchFailure extends Error {}
+
+/** Whether this path's service saw the address it should: the functional half of the comparison. */
+function checkSaw(route: Route, saw: string, expected: string): void {
+  if (saw !== expected) throw new BenchFailure(`${route.name}: the service saw "${saw}", expected ${expected}`);
+}
+
+async function main(): Promise<void> {
+  const lab: Lab = getLab();
+  const h = lab.hosts;
+  out(`natgate bench: throughput and connection setup rate, natgate's kernel path vs a userspace relay`);
+  out(`  ${os.cpus().length} CPUs shared by every lab host (load average ${os.loadavg()[0].toFixed(2)} at start); ${ROUNDS} rounds, paths alternating`);
+
+  const stack: Stack = seedStack(lab);
+  const procs: LabProcess[] = [];
+  try {
+    const t = Date.now();
+    const up = await stack.up(seedProgram);
+    if (!up.steps.every((s) => s.op === "create")) throw new BenchFailure("up of the seed did not create every resource");
+    const tunnel = stack.get("home-tunnel");
+    const tin = tunnel.inputs as { listener: { address: string }; dialer: { address: string } };
+    const vpsTunnel = tin.listener.address.split("/")[0];
+    const routerTunnel = tin.dialer.address.split("/")[0];
+    const dev = String(tunnel.outputs.interfaceName ?? "wg0");
+    const backends = [tunnel.outputs.listenerBackend, tunnel.outputs.dialerBackend].map(String);
+    out(`  seed applied with natgate in ${((Date.now() - t) / 1000).toFixed(1)} s; WireGuard: ${backends.join(" (VPS), ")} (router)`);
+
+    procs.push(await h.lan.start(`${shQuote(NODE)} ${shQuote(PEER)} serve ${SERVICE_PORT}`, { waitForTcpPort: SERVICE_PORT }));
+    procs.push(await h.router.start(`${shQuote(NODE)} ${shQuote(PEER)} serve ${ROUTER_PORT}`, { waitForTcpPort: ROUTER_PORT }));
+    // -t 5: after one side's EOF socat keeps the other direction open 0.5 s by default, less than
+    // the service may need to drain what is still in flight before it answers.
+    procs.push(await h.vps.start(`socat -t 5 TCP-LISTEN:${RELAY_PORT},fork,reuseaddr TCP:${routerTunnel}:${SERVICE_PORT}`, { waitForTcpPort: RELAY_PORT }));
+
+    const routes: Route[] = [
+      { name: "natgate", from: h.client, host: PUBLIC, port: SERVICE_PORT, what: `client → ${PUBLIC}:${SERVICE_PORT} (DNAT) → tunnel → router DNAT → ${h.lan.addr}` },
+      { name: "relay", from: h.client, host: PUBLIC, port: RELAY_PORT, what: `client → socat on VPS:${RELAY_PORT} → ${routerTunnel}:${SERVICE_PORT} → tunnel → router DNAT → ${h.lan.addr}` },
+      { name: "tunnel", from: h.vps, host: routerTunnel, port: ROUTER_PORT, what: `VPS → ${routerTunnel}:${ROUTER_PORT} on the router, no DNAT (reference)` },
+    ];
+    const expectedSaw: Record<PathName, string> = { natgate: h.client.addr, relay: vpsTunnel, tunnel: vpsTunnel };
+
+    // Warm-up (first connections, ARP, wireguard-go's first handshake) and sizing: the same byte
+    // count on every path, about BULK_TARGET_MS on natgate's.
+    const probe = await peer<BulkResult>(h.client, ["bulk", PUBLIC, SERVICE_PORT, 32 << 20]);
+    const bytes = Math.max(16, Math.round((((mbits(probe) * 1e6) / 8) * (BULK_TARGET_MS / 1000)) / (1 << 20))) << 20;
+    for (const r of routes) await peer<BulkResult>(r.from, ["bulk", r.host, r.port, 8 << 20]);
+    out(`  bulk transfer: ${bytes >> 20} MiB per measurement; setup rate: ${CONNECT_MS / 1000} s of connections, ${PARALLEL} in flight`);
+
+    const bulk: Record<PathName, number[]> = { natgate: [], relay: [], tunnel: [] };
+    const conns: Record<PathName, number[]> = { natgate: [], relay: [], tunnel: [] };
+    const saw: Record<PathName, string> = { natgate: "", relay: "", tunnel: "" };
+    const lost: Record<PathName, { sent: number; lost: number }> = { natgate: { sent: 0, lost: 0 }, relay: { sent: 0, lost: 0 }, tunnel: { sent: 0, lost: 0 } };
+    let failedConnections = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate the order so a drift in the machine's load does not favour one path.
+      const order = round % 2 ? [...routes].reverse() : routes;
+      const cells: string[] = [];
+      for (const r of order) {
+        const before = await tunnelPackets(h.vps, h.router, dev);
+        const b = await peer<BulkResult>(r.from, ["bulk", r.host, r.port, bytes]);
+        const after = await tunnelPackets(h.vps, h.router, dev);
+        lost[r.name].sent += after.sent - before.sent;
+        lost[r.name].lost += after.sent - before.sent - (after.received - before.received);
+        checkSaw(r, b.saw, expectedSaw[r.name]);
+        bulk[r.name].push(mbits(b));
+        const c = await peer<ConnectResult>(r.from, ["connect", r.host, r.port, CONNECT_MS, PARALLEL]);
+        checkSaw(r, c.saw, expectedSaw[r.name]);
+        conns[r.name].push(rate(c));
+        failedConnections += c.failed;
+        saw[r.name] = b.saw;
+        cells.push(`${r.name} ${f0(mbits(b))} Mbit/s ${f0(rate(c))} conn/s`);
+      }
+      out(`  round ${round + 1}: ${cells.join(" | ")}`);
+    }
+
+    out();
+    out(`  ${"path".padEnd(8)} ${"Mbit/s".padStart(8)} ${"conn/s".padStart(8)}  ${"tunnel loss".padStart(11)}  the LAN service saw  route`);
+    for (const r of routes) {
+      const loss = `${((100 * lost[r.name].lost) / Math.max(1, lost[r.name].sent)).toFixed(1)} %`;
+      out(`  ${r.name.padEnd(8)} ${f0(median(bulk[r.name])).padStart(8)} ${f0(median(conns[r.name])).padStart(8)}  ${loss.padStart(11)}  ${saw[r.name].padEnd(18)}  ${r.what}`);
+    }
+    // Ratio of the medians, and the spread of the same ratio round by round (natgate and the relay
+    // run back to back within a round, so each pair saw about the same machine load).
+    const ratio = (xs: Record<PathName, number[]>) => {
+      const paired = xs.natgate.map((x, i) => x / xs.relay[i]).sort((a, b) => a - b);
+      return `×${(median(xs.natgate) / median(xs.relay)).toFixed(2)} (rounds ${paired[0].toFixed(2)}–${paired[paired.length - 1].toFixed(2)})`;
+    };
+    out(`  (medians over ${ROUNDS} rounds; tunnel loss: packets the VPS sent into ${dev} that the router never got, during`);
+    out(`  the bulk transfers; the tunnel's service runs on the router, so it saw the VPS's tunnel address too)`);
+    out();
+    out(`  natgate / relay: throughput ${ratio(bulk)}, connection setup rate ${ratio(conns)}`);
+    out(`  natgate's service sees the client (${saw.natgate}); behind the relay it sees only the VPS (${saw.relay}).`);
+    if (failedConnections) out(`  ${failedConnections} connections failed during the setup-rate measurements`);
+    if (backends.some((b) => b !== "kernel")) {
+      out(`  Note: this machine has no WireGuard kernel module, so the lab's tunnel is wireguard-go (userspace) and`);
+      out(`  every host shares ${os.cpus().length} CPUs: absolute figures understate a host with kernel WireGuard.`);
+    }
+  } finally {
+    await stopAll(procs);
+    if (stack.state.length) {
+      const t = Date.now();
+      await stack.destroy();
+      out(`  destroyed what natgate applied in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    }
+    await stack.close();
+  }
+  out(`bench finished in ${((Date.now() - started) / 1000).toFixed(1)} s (the lab is torn down next)`);
+}
+
+main().catch((e) => {
+  out(`bench failed after ${((Date.now() - started) / 1000).toFixed(1)} s: ${(e as Error).message}`);
+  if (!(e instanceof BenchFailure) && process.env.NATGATE_BENCH_DEBUG) console.error((e as Error).stack);
+  process.exit(1);
+});
