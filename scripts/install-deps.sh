@@ -5,12 +5,12 @@ set -euo pipefail
 
 # The lab's hosts are network namespaces running real tools: sshd, nft/iptables, conntrack,
 # WireGuard (userspace wireguard-go where the kernel has no module), socat for test listeners,
-# ping for reachability checks.
+# ping for reachability checks, busybox so a test can give the router OpenWrt's shell (ash).
 PACKAGES=(
   openssh-server openssh-client
   nftables iptables iproute2 conntrack
   wireguard-tools wireguard-go
-  socat iputils-ping
+  socat iputils-ping busybox
   sudo procps kmod util-linux
 )
 

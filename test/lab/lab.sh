@@ -148,6 +148,10 @@ MaxStartups 100:30:200
 MaxSessions 64
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
+  # The router reads PATH (nothing else) from a user's ~/.ssh/environment: with none there, as after
+  # bring-up, nothing changes; a test may write one to give root OpenWrt's BusyBox sh or take a tool
+  # off its PATH, on that host only.
+  [[ $h != router ]] || echo "PermitUserEnvironment PATH" >>"$dir/sshd_config"
   # ip netns exec, unshare and sh all exec: $! is the PID sshd ends up with.
   ip netns exec "$(ns "$h")" unshare --mount --uts --propagation private \
     sh "$HERE/host-init.sh" "$h" "$dir" "$LABDIR/keys" </dev/null >"$dir/init.log" 2>&1 &
