@@ -12,6 +12,12 @@ export interface HostResourceArgs {
    * 32). Default: derived from the Pulumi resource name.
    */
   name?: pulumi.Input<string>;
+  /**
+   * Restore this resource at boot (default true): an entry in `/etc/natgate/boot.d/` on the host,
+   * run by `/etc/natgate/boot.sh`, which the host's init system starts (systemd or OpenWrt's procd;
+   * see `boot`). false: nothing is written, and a reboot loses the state until the next `pulumi up`.
+   */
+  persist?: pulumi.Input<boolean>;
 }
 
 /**
@@ -27,6 +33,10 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
   /** The host key seen on first use (a later connection that sees another key is refused). */
   declare public readonly hostKeyFingerprint: pulumi.Output<string>;
   declare public readonly name: pulumi.Output<string>;
+  /** What restores it at boot: the host's init system (`systemd`, `procd`, `none`: run /etc/natgate/boot.sh yourself), or `off`. */
+  declare public readonly boot: pulumi.Output<string>;
+  /** `boot` in a sentence, saying what to do when no init system was found. */
+  declare public readonly bootNote: pulumi.Output<string>;
 
   protected constructor(
     kind: string,
@@ -42,6 +52,8 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
       rendered: undefined,
       drift: undefined,
       hostKeyFingerprint: undefined,
+      boot: undefined,
+      bootNote: undefined,
     };
     for (const o of outputs) props[o] = undefined;
     super(providerFor(kind), name, props, opts);

@@ -81,6 +81,8 @@ export interface PortForwardArgs {
    * reset came back through the tunnel); the report says whether the service answered.
    */
   verify?: { port: pulumi.Input<number> };
+  /** Restore everything at boot on both hosts (default true); see each resource's `persist`. */
+  persist?: pulumi.Input<boolean>;
 }
 
 const DEFAULT_TUNNEL = { interfaceName: "wg0", vpsAddress: "10.10.10.1/24", routerAddress: "10.10.10.2/24" };
@@ -133,6 +135,7 @@ export class PortForward extends pulumi.ComponentResource {
         mtu: t.mtu,
         listenPort: t.listenPort,
         persistentKeepalive: t.persistentKeepalive,
+        persist: args.persist,
         listener: { connection: vpsConn, address: t.vpsAddress, endpoint: args.vps.publicAddress },
         dialer: { connection: routerConn, address: t.routerAddress },
       }, child);
@@ -150,6 +153,7 @@ export class PortForward extends pulumi.ComponentResource {
     this.routeTable = new PolicyRouteTable(`${name}-routes`, {
       connection: routerConn,
       table,
+      persist: args.persist,
       routes: [
         { to: "default", via: vpsTunnelIp, dev: routerIf },
         { to: args.router.lanSubnet, dev: args.router.lanInterface },
@@ -166,6 +170,7 @@ export class PortForward extends pulumi.ComponentResource {
       priority: rp.priority,
       // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
       localSource: hasRouterLocal ? routerTunnelIp : undefined,
+      persist: args.persist,
     }, { ...child, dependsOn: [this.routeTable] });
 
     this.routerRules = args.forwards.map((f, i) => {
@@ -179,6 +184,7 @@ export class PortForward extends pulumi.ComponentResource {
         ports: f.ports,
         toAddress: to,
         toPorts: f.toPorts,
+        persist: args.persist,
       }, { ...child, dependsOn: [this.returnPath] });
     });
 
@@ -194,6 +200,7 @@ export class PortForward extends pulumi.ComponentResource {
         ports: f.ports,
         toAddress: routerTunnelIp,
         toPorts: f.toPorts,
+        persist: args.persist,
       }, { ...child, dependsOn: [this.returnPath, ...this.routerRules] }),
     );
 

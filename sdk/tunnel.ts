@@ -21,6 +21,11 @@ export interface TunnelArgs {
   listenPort?: pulumi.Input<number>;
   /** Seconds between the dialer's keepalives (default 25; keeps NAT mappings from expiring; 0 = off). */
   persistentKeepalive?: pulumi.Input<number>;
+  /**
+   * Restore both sides at boot (default true): an entry in `/etc/natgate/boot.d/` on each host, run
+   * by its init system (see `listenerBoot`/`dialerBoot`). The private keys stay in their files.
+   */
+  persist?: pulumi.Input<boolean>;
   /** The side with a public endpoint (the VPS). */
   listener: pulumi.Input<TunnelSideArgs & {
     /** Host or address the dialer dials (default: the listener connection's host). */
@@ -58,6 +63,11 @@ export class Tunnel extends pulumi.dynamic.Resource {
   /** How each side runs WireGuard: `kernel` or `wireguard-go` (where the host has no module). */
   declare public readonly listenerBackend: pulumi.Output<string>;
   declare public readonly dialerBackend: pulumi.Output<string>;
+  /** What restores each side at boot: the host's init system (`systemd`, `procd`, `none`), or `off`. */
+  declare public readonly listenerBoot: pulumi.Output<string>;
+  declare public readonly dialerBoot: pulumi.Output<string>;
+  /** The same in a sentence, saying what to do when a host has no init system natgate knows. */
+  declare public readonly bootNote: pulumi.Output<string>;
 
   constructor(name: string, args: TunnelArgs, opts?: pulumi.CustomResourceOptions) {
     const side = (s: pulumi.Input<TunnelSideArgs>) =>
@@ -77,6 +87,9 @@ export class Tunnel extends pulumi.dynamic.Resource {
         renderedDialer: undefined,
         listenerBackend: undefined,
         dialerBackend: undefined,
+        listenerBoot: undefined,
+        dialerBoot: undefined,
+        bootNote: undefined,
       },
       opts,
     );

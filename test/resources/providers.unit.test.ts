@@ -39,7 +39,10 @@ describe("check (pure validation, no SSH)", () => {
     assert.equal(inputs.connection.port, 22);
     assert.ok(!("__provider" in inputs) && !("protocol" in inputs && inputs.protocol === undefined));
     assert.ok(inputs.rendered.includes("nft add rule ip natgate_dnat_fwd prerouting ip daddr 198.51.100.1 tcp dport 2222 dnat to 10.10.10.2:22"));
-    assert.equal(inputs.rendered.at(-1), "sysctl -w net.ipv4.ip_forward=1");
+    assert.deepEqual(inputs.rendered.slice(-2), ["sysctl -w net.ipv4.ip_forward=1", "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/dnat-fwd.sh"]);
+    assert.equal(inputs.persist, true);
+    const off = await check("DnatRule", { ...dnat, persist: false });
+    assert.equal(off.inputs.rendered.at(-1), "sysctl -w net.ipv4.ip_forward=1", "persist: false renders no boot entry");
   });
 
   it("DnatRule: a port change replaces exactly the lines of the rules that use the ports", async () => {
@@ -84,10 +87,11 @@ describe("check (pure validation, no SSH)", () => {
     assert.equal(inputs.mark, 0x10000000);
     assert.equal(inputs.table, 8764);
     assert.equal(inputs.priority, 950);
-    assert.deepEqual(inputs.rendered.slice(-3), [
+    assert.deepEqual(inputs.rendered.slice(-4), [
       "ip rule add priority 950 fwmark 0x10000000/0x10000000 lookup 8764",
       "ip rule add priority 951 from 10.10.10.2 lookup 8764",
       "sysctl -w net.ipv4.conf.tun0.rp_filter=2",
+      "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/ret-home.sh",
     ]);
     const seed = await check("ConnmarkReturnPath", { ...ret, mark: "0x1234", table: 1234 });
     assert.equal(seed.inputs.mark, 0x1234);

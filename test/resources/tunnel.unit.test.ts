@@ -121,6 +121,7 @@ describe("Tunnel (unit)", () => {
         "wg set wg0 peer <dialer public key> allowed-ips 10.10.10.2/32",
         "ip address add 10.10.10.1/24 dev wg0",
         "ip link set dev wg0 mtu 1420 up",
+        "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/tunnel-wg0.sh",
       ]);
       assert.deepEqual(r.renderedDialer, [
         "umask 077; mkdir -p /etc/natgate/wg; [ -s /etc/natgate/wg/wg0.key ] || wg genkey > /etc/natgate/wg/wg0.key",
@@ -129,6 +130,7 @@ describe("Tunnel (unit)", () => {
         "wg set wg0 peer <listener public key> endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0",
         "ip address add 10.10.10.2/24 dev wg0",
         "ip link set dev wg0 mtu 1420 up",
+        "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/tunnel-wg0.sh",
       ]);
     });
 

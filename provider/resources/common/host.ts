@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { DEADMAN_CANCEL_SH, DEADMAN_SECONDS } from "../../backends/iproute";
+import { PERSIST_REMOVE_SH, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Connection } from "../../ssh";
 
 /** Counts of remote scripts run by this process, so tests and users can see what an operation cost. */
@@ -109,4 +110,25 @@ export function splitSections(stdout: string): Map<string, { arg: string; lines:
     }
   }
   return out;
+}
+
+/** The prelude Host.run puts before every script: a boot entry needs it too. */
+export function shPrelude(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require("../../ssh") as typeof import("../../ssh")).SH_PRELUDE;
+}
+
+/**
+ * Bring the host's boot entry for a resource in line: write it (and the runner, on first use)
+ * when it differs from `entry`, remove it when `entry` is undefined (persist off) and it exists.
+ * Returns the boot state read back.
+ */
+export async function syncBoot(host: Host, what: string, entryName: string, entry: BootEntry | undefined, status: BootStatus): Promise<BootStatus> {
+  if (observeBoot(entryName, entry, status).drift.length === 0) return status;
+  const out = entry
+    ? await host.run(`writing the boot entry of ${what}`, persistWriteScript(entry.body), persistWriteArgs(entry), { writes: true })
+    : await host.run(`removing the boot entry of ${what}`, PERSIST_REMOVE_SH, [entryName], { writes: true });
+  const boot = splitSections(out.stdout).get("boot");
+  if (!boot) throw new Error(`unexpected output from the boot entry script:\n${out.stdout.slice(0, 500)}`);
+  return parseBootShow(boot.lines);
 }

@@ -136,7 +136,7 @@ export function diffInputs(kind: ResourceKind<any>, olds: Record<string, unknown
 }
 
 /** Output fields a resource class may declare as inputs (as undefined, to get them back). */
-const OUTPUT_KEYS = ["rendered", "drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept"];
+const OUTPUT_KEYS = ["rendered", "drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote"];
 
 function withoutProvider(v: Record<string, unknown>): Record<string, unknown> {
   const { [PROVIDER_KEY]: _p, ...rest } = v;

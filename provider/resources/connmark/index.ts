@@ -1,30 +1,46 @@
 import { HOSTSTATE_SH } from "../../backends/hoststate";
 import { DEADMAN_SECONDS, IPROUTE_SH, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
 import { NFT_SH, parseNftTableJson, replaceTableTransaction, tableLines } from "../../backends/nftables";
+import { BOOT_SH, bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
 import { SYSCTL_SH, parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl, type SysctlSetting } from "../../backends/sysctl";
 import type { Host } from "../common/host";
-import { confirmFreshLogin, deadmanToken, runGuarded, splitSections } from "../common/host";
+import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
-import { cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
+import { cmarkBootEntryName, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
 
-// $1 table, $2 owner, $3 sysctl paths to show (one per line)
+// $1 table, $2 owner, $3 sysctl paths to show (one per line), $4 boot entry
 const SHOW_SH = `
 cmark_show() {
   echo "@@nft"; nft_show ip "$1" || exit 1
   echo "@@rules"; ip_rules || exit 1
   echo "@@sysctl"
   for ng_p in $3; do sysctl_show "$ng_p" "$2"; done
+  boot_show "$4"
+}
+# cmark_rules_ensure SPECS (boot entries): ip rule add each; one that is there already counts as
+# added (ip rule has no replace, and the kernel refuses a duplicate), so a second run changes nothing
+cmark_rules_ensure() {
+  printf '%s\\n' "$1" | while IFS= read -r ng_r; do
+    [ -n "$ng_r" ] || continue
+    set -f
+    ng_e=$(ip rule add $ng_r 2>&1) || case $ng_e in
+      *"File exists"*) ;;
+      *) printf 'natgate: ip rule add %s failed: %s\\n' "$ng_r" "$ng_e" >&2; exit 1 ;;
+    esac
+  done
 }
 `;
 
-const PRELUDE = HOSTSTATE_SH + NFT_SH + IPROUTE_SH + SYSCTL_SH + SHOW_SH + "need nft nftables nftables-json\nip_need\n";
+const PRELUDE = HOSTSTATE_SH + NFT_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + "need nft nftables nftables-json\nip_need\n";
 
-export const CMARK_READ_SH = PRELUDE + `cmark_show "$1" "$2" "$3"\n`;
+/** $1 table, $2 owner, $3 sysctl paths, $4 boot entry */
+export const CMARK_READ_SH = PRELUDE + `cmark_show "$1" "$2" "$3" "$4"\n`;
 
 /**
  * $1 table, $2 owner, $3 sysctl paths to show, $4 nft transaction, $5 ip batch, $6 "path value" to
- * hold, $7 paths to release, $8 dead-man token, $9 its seconds, $10 the batch that undoes $5
+ * hold, $7 paths to release, $8 dead-man token, $9 its seconds, $10 the batch that undoes $5,
+ * $11 boot entry; boot entries only: $12 rules to ensure (cmark_rules_ensure)
  */
 export const CMARK_APPLY_SH =
   PRELUDE +
@@ -32,19 +48,21 @@ export const CMARK_APPLY_SH =
 [ -z "$4" ] || nft_apply "$4" || exit 1
 ip_deadman_arm "$8" "$9" "\${10}" || exit 1
 ip_batch "$5" || { ip_deadman_now "$8" "\${10}"; exit 1; }
+[ -z "\${12}" ] || cmark_rules_ensure "\${12}" || exit 1
 printf '%s\\n' "$6" | while read -r ng_p ng_v; do [ -z "$ng_p" ] || sysctl_hold "$ng_p" "$ng_v" "$2" || exit 1; done || exit 1
 printf '%s\\n' "$7" | while read -r ng_p; do [ -z "$ng_p" ] || sysctl_release "$ng_p" "$2" || exit 1; done || exit 1
-cmark_show "$1" "$2" "$3"
+cmark_show "$1" "$2" "$3" "\${11}"
 `;
 
-/** $1 table, $2 owner, $3 sysctl paths (shown and released), $4 ip batch */
+/** $1 table, $2 owner, $3 sysctl paths (shown and released), $4 ip batch, $5 boot entry */
 export const CMARK_DELETE_SH =
   PRELUDE +
   `ng_lock
 nft_delete ip "$1" || exit 1
 ip_batch "$4" || exit 1
 for ng_p in $3; do sysctl_release "$ng_p" "$2" || exit 1; done
-cmark_show "$1" "$2" "$3"
+boot_remove "$5" || exit 1
+cmark_show "$1" "$2" "$3" "$5"
 `;
 
 /** Which rules and sysctls to look at: this resource's, and during an update also the old inputs'. */
@@ -71,11 +89,12 @@ export interface CmarkLive {
   nft: string[];
   rules: LiveRule[];
   sysctls: LiveSysctl[];
+  boot: BootStatus;
 }
 
 export function parseCmarkShow(stdout: string, scope: Scope): CmarkLive {
   const s = splitSections(stdout);
-  if (!s.has("nft") || !s.has("rules") || !s.has("sysctl")) {
+  if (!s.has("nft") || !s.has("rules") || !s.has("sysctl") || !s.has("boot")) {
     throw new Error(`unexpected output from the ConnmarkReturnPath read script:\n${stdout.slice(0, 500)}`);
   }
   return {
@@ -83,6 +102,7 @@ export function parseCmarkShow(stdout: string, scope: Scope): CmarkLive {
     // A rule at our priority and table with fields natgate never sets is someone else's: left alone.
     rules: parseRules(s.get("rules")!.lines.join("\n"), scope.priorities, scope.tables).filter((r) => !r.extra),
     sysctls: parseSysctlShow(s.get("sysctl")!.lines),
+    boot: parseBootShow(s.get("boot")!.lines),
   };
 }
 
@@ -94,7 +114,7 @@ interface Plan {
   release: string[];
 }
 
-export function planConnmark(i: ConnmarkReturnPathInputs, live: CmarkLive): Plan {
+export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">): Plan {
   const nftDrift = lineDrift("nft", tableLines(cmarkTable(i)), live.nft);
   const remaining = [...live.rules];
   const add: string[] = [];
@@ -131,19 +151,42 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: CmarkLive): Plan
   };
 }
 
+/** What rebuilds the return path at boot: the apply script with the arguments that make it from nothing. */
+export function cmarkBootEntry(i: ConnmarkReturnPathInputs): BootEntry {
+  const scope = scopeOf([i]);
+  const args = [
+    cmarkTableName(i.name),
+    cmarkOwner(i.name),
+    scope.sysctlPaths.join("\n"),
+    replaceTableTransaction(cmarkTable(i)),
+    "",
+    cmarkSysctls(i).map((h) => `${h.path} ${h.value}`).join("\n"),
+    "",
+    // no dead-man switch at boot: there is no SSH session to lose
+    "",
+    "",
+    "",
+    cmarkBootEntryName(i.name),
+    cmarkRules(i).map(ruleSpec).join("\n"),
+  ];
+  return bootEntry("ret", i.name, `ConnmarkReturnPath ${i.name}`, args, shPrelude() + CMARK_APPLY_SH);
+}
+
 function observation(i: ConnmarkReturnPathInputs, live: CmarkLive): Observation {
   const plan = planConnmark(i, live);
   const previous: Record<string, string> = {};
   for (const s of live.sysctls) if (s.held && s.prev !== undefined) previous[sysctlName(s.path)] = s.prev;
   const wanted = new Set(cmarkSysctls(i).map((s) => s.path));
+  const boot = observeBoot(cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i) : undefined, live.boot);
   return {
     rendered: [
       ...live.nft,
       ...live.rules.map(ruleLine),
       ...live.sysctls.filter((s) => wanted.has(s.path)).map(sysctlLine),
+      ...boot.rendered,
     ],
-    drift: plan.drift,
-    facts: { sysctlPrevious: previous },
+    drift: [...plan.drift, ...boot.drift],
+    facts: { sysctlPrevious: previous, ...boot.facts },
   };
 }
 
@@ -156,7 +199,12 @@ function oldInputs(olds: Record<string, unknown> | undefined): ConnmarkReturnPat
 }
 
 async function readLive(host: Host, i: ConnmarkReturnPathInputs, scope: Scope): Promise<CmarkLive> {
-  const out = await host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, [cmarkTableName(i.name), cmarkOwner(i.name), scope.sysctlPaths.join("\n")]);
+  const out = await host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, [
+    cmarkTableName(i.name),
+    cmarkOwner(i.name),
+    scope.sysctlPaths.join("\n"),
+    cmarkBootEntryName(i.name),
+  ]);
   return parseCmarkShow(out.stdout, scope);
 }
 
@@ -172,29 +220,10 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 
   async converge(host, i, olds) {
     const scope = scopeOf([i, ...oldInputs(olds)]);
-    const live = await readLive(host, i, scope);
-    const plan = planConnmark(i, live);
-    if (plan.drift.length === 0) return observation(i, live);
-    const token = deadmanToken(cmarkOwner(i.name));
-    const out = await runGuarded(plan.batch.length > 0, () => host.run(
-      `applying ConnmarkReturnPath ${i.name}`,
-      CMARK_APPLY_SH,
-      [
-        cmarkTableName(i.name),
-        cmarkOwner(i.name),
-        scope.sysctlPaths.join("\n"),
-        plan.nftChange ? replaceTableTransaction(cmarkTable(i)) : "",
-        plan.batch.join("\n"),
-        plan.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
-        plan.release.join("\n"),
-        token,
-        String(DEADMAN_SECONDS),
-        inverseBatch(plan.batch).join("\n"),
-      ],
-      { writes: true },
-    ));
-    if (plan.batch.length) await confirmFreshLogin(host, `ConnmarkReturnPath ${i.name}`, token);
-    const after = parseCmarkShow(out.stdout, scope);
+    let after = await readLive(host, i, scope);
+    const plan = planConnmark(i, after);
+    if (plan.drift.length > 0) after = await apply(host, i, scope, plan);
+    after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i) : undefined, after.boot);
     const obs = observation(i, after);
     if (obs.drift.length) {
       throw new Error(`ConnmarkReturnPath ${i.name} on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
@@ -209,18 +238,52 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
   async remove(host, i) {
     const scope = scopeOf([i]);
     const live = await readLive(host, i, scope);
-    if (live.nft.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held)) return;
+    const entry = bootEntryPath(cmarkBootEntryName(i.name));
+    const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
+    if (live.nft.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live)) return;
     const batch = live.rules.map((r) => `rule del ${ruleSpec(r)}`).join("\n");
     const out = await host.run(
       `deleting ConnmarkReturnPath ${i.name}`,
       CMARK_DELETE_SH,
-      [cmarkTableName(i.name), cmarkOwner(i.name), scope.sysctlPaths.join("\n"), batch],
+      [cmarkTableName(i.name), cmarkOwner(i.name), scope.sysctlPaths.join("\n"), batch, cmarkBootEntryName(i.name)],
       { writes: true },
     );
     const after = parseCmarkShow(out.stdout, scope);
-    const left = [...after.nft, ...after.rules.map(ruleLine), ...after.sysctls.filter((s) => s.held).map((s) => `${sysctlName(s.path)} holder file`)];
+    const left = [
+      ...after.nft,
+      ...after.rules.map(ruleLine),
+      ...after.sysctls.filter((s) => s.held).map((s) => `${sysctlName(s.path)} holder file`),
+      ...(hasEntry(after) ? [entry] : []),
+    ];
     if (left.length) throw new Error(`ConnmarkReturnPath ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },
 };
+
+/** Runs the plan (non-empty) behind the dead-man switch; returns the state read back. */
+async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan: Plan): Promise<CmarkLive> {
+  const token = deadmanToken(cmarkOwner(i.name));
+  const out = await runGuarded(plan.batch.length > 0, () =>
+    host.run(
+      `applying ConnmarkReturnPath ${i.name}`,
+      CMARK_APPLY_SH,
+      [
+        cmarkTableName(i.name),
+        cmarkOwner(i.name),
+        scope.sysctlPaths.join("\n"),
+        plan.nftChange ? replaceTableTransaction(cmarkTable(i)) : "",
+        plan.batch.join("\n"),
+        plan.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
+        plan.release.join("\n"),
+        token,
+        String(DEADMAN_SECONDS),
+        inverseBatch(plan.batch).join("\n"),
+        cmarkBootEntryName(i.name),
+      ],
+      { writes: true },
+    ),
+  );
+  if (plan.batch.length) await confirmFreshLogin(host, `ConnmarkReturnPath ${i.name}`, token);
+  return parseCmarkShow(out.stdout, scope);
+}
 
 export const connmarkReturnPathProvider = makeProvider(ConnmarkReturnPathKind);

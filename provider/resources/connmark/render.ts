@@ -1,5 +1,6 @@
 import { ruleLine, type IpRule } from "../../backends/iproute";
 import { PRIORITY, ct, mangle, maskedMatch, maskedSet, match, meta, tableLines, type NftChain, type NftStmt, type NftTable } from "../../backends/nftables";
+import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { rpFilter, sysctlLine, type SysctlSetting } from "../../backends/sysctl";
 import { effectiveLocalSourcePriority, effectiveMask, type ConnmarkReturnPathInputs } from "./schema";
 
@@ -7,6 +8,11 @@ export const CMARK_TABLE_PREFIX = "natgate_ret_";
 
 export function cmarkTableName(name: string): string {
   return CMARK_TABLE_PREFIX + name;
+}
+
+/** Its entry in /etc/natgate/boot.d. */
+export function cmarkBootEntryName(name: string): string {
+  return bootEntryName("ret", name);
 }
 
 export function cmarkOwner(name: string): string {
@@ -58,5 +64,10 @@ export function cmarkSysctls(i: ConnmarkReturnPathInputs): SysctlSetting[] {
 }
 
 export function renderConnmark(i: ConnmarkReturnPathInputs): string[] {
-  return [...tableLines(cmarkTable(i)), ...cmarkRules(i).map(ruleLine), ...cmarkSysctls(i).map(sysctlLine)];
+  return [
+    ...tableLines(cmarkTable(i)),
+    ...cmarkRules(i).map(ruleLine),
+    ...cmarkSysctls(i).map(sysctlLine),
+    ...(i.persist ? [bootRenderedLine(cmarkBootEntryName(i.name))] : []),
+  ];
 }

@@ -39,6 +39,8 @@ export const ConnmarkReturnPathSchema = z.strictObject({
   restoreInOutput: z.boolean({ error: "must be true or false" }).default(true),
   /** Set rp_filter=2 (loose) on the interface: strict mode drops tunnel packets from internet sources. */
   looseRpFilter: z.boolean({ error: "must be true or false" }).default(true),
+  /** Restore the return path at boot: an entry in /etc/natgate/boot.d, run by the host's init system. */
+  persist: z.boolean({ error: "must be true or false" }).default(true),
 });
 
 export type ConnmarkReturnPathInputs = z.output<typeof ConnmarkReturnPathSchema>;

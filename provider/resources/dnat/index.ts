@@ -19,47 +19,80 @@ import {
   type ForeignRule,
 } from "../../backends/nftables";
 import { SYSCTL_SH, ipForward, parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl } from "../../backends/sysctl";
+import { BOOT_SH, bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Host } from "../common/host";
-import { splitSections } from "../common/host";
+import { shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
 import { commentOf } from "../../backends/iptables";
-import { dnatForwardAccepts, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
+import { dnatBootEntryName, dnatForwardAccepts, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
 import { DnatRuleSchema, dnatCrossCheck, type DnatRuleInputs } from "./schema";
 
 const FORWARD = ipForward();
 
-// $1 table, $2 owner. The whole ruleset: other firewalls' forward chains matter too.
+// $1 table, $2 owner, $3 boot entry. The whole ruleset: other firewalls' forward chains matter too.
 const SHOW_SH = `
 dnat_show() {
   echo "@@nft"; nft_ruleset || exit 1
   ipt_show || exit 1
   echo "@@sysctl"; sysctl_show ${FORWARD.path} "$2"
+  boot_show "$3"
+}
+# dnat_accepts_replace LINES COMMENT (boot entries): LINES are "insert rule FAMILY TABLE CHAIN ..."
+# for other firewalls' forward chains. One transaction deletes the rules carrying COMMENT there
+# and inserts LINES, so a second run changes nothing, and a run after the firewall rebuilt its
+# chain puts the accepts back. A chain that does not exist is skipped: its firewall is not
+# running, so it drops nothing.
+dnat_accepts_replace() {
+  ng_chains=$(printf '%s\\n' "$1" | while IFS= read -r ng_l; do
+    set -f; set -- $ng_l
+    [ -n "$5" ] && nft list chain "$3" "$4" "$5" >/dev/null 2>&1 && echo "$3 $4 $5"
+  done | sort -u)
+  [ -n "$ng_chains" ] || return 0
+  ng_txn=$(
+    printf '%s\\n' "$ng_chains" | while read -r ng_f ng_t ng_c; do
+      nft -a list chain "$ng_f" "$ng_t" "$ng_c" | grep -F "comment \\"$2\\" # handle " |
+        sed 's/.* # handle \\([0-9]*\\)$/\\1/' | while read -r ng_h; do echo "delete rule $ng_f $ng_t $ng_c handle $ng_h"; done
+    done
+    printf '%s\\n' "$1" | while IFS= read -r ng_l; do
+      ( set -f; set -- $ng_l; [ -n "$5" ] && printf '%s\\n' "$ng_chains" | grep -qxF "$3 $4 $5" ) && printf '%s\\n' "$ng_l"
+    done
+  )
+  nft_apply "$ng_txn"
 }
 `;
 
-const PRELUDE = HOSTSTATE_SH + NFT_SH + IPTABLES_SH + SYSCTL_SH + SHOW_SH + "need nft nftables nftables-json\n";
+const PRELUDE = HOSTSTATE_SH + NFT_SH + IPTABLES_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + "need nft nftables nftables-json\n";
 
-/** $1 table, $2 owner */
-export const DNAT_READ_SH = PRELUDE + `dnat_show "$1" "$2"\n`;
+/** $1 table, $2 owner, $3 boot entry */
+export const DNAT_READ_SH = PRELUDE + `dnat_show "$1" "$2" "$3"\n`;
 
-/** $1 table, $2 owner, $3 nft transaction (own table and accepts in other tables), $4 iptables rules to delete, $5 to add */
+/**
+ * $1 table, $2 owner, $3 nft transaction (own table and accepts in other tables), $4 iptables rules
+ * to delete, $5 to add, $6 boot entry; boot entries only: $7 accepts for other firewalls' chains,
+ * put in place of those carrying comment $8 (dnat_accepts_replace).
+ */
 export const DNAT_APPLY_SH =
   PRELUDE +
   `ng_lock
 ipt_sync "$4" "$5" || exit 1
 sysctl_hold ${FORWARD.path} ${FORWARD.value} "$2" || exit 1
 [ -z "$3" ] || nft_apply "$3" || exit 1
-dnat_show "$1" "$2"
+[ -z "$7" ] || dnat_accepts_replace "$7" "$8" || exit 1
+dnat_show "$1" "$2" "$6"
 `;
 
-/** $1 table, $2 owner, $3 iptables rules to delete, $4 nft transaction deleting the table and accepts in other tables */
+/**
+ * $1 table, $2 owner, $3 iptables rules to delete, $4 nft transaction deleting the table and
+ * accepts in other tables, $5 boot entry
+ */
 export const DNAT_DELETE_SH =
   PRELUDE +
   `ng_lock
 nft_apply "$4" || exit 1
 ipt_sync "$3" "" || exit 1
 sysctl_release ${FORWARD.path} "$2" || exit 1
-dnat_show "$1" "$2"
+boot_remove "$5" || exit 1
+dnat_show "$1" "$2" "$5"
 `;
 
 export interface DnatLive {
@@ -69,19 +102,22 @@ export interface DnatLive {
   foreign: { dropChains: ChainRef[]; owned: ForeignRule[] };
   iptables: IptablesForward;
   forward: LiveSysctl;
+  boot: BootStatus;
 }
 
 export function parseDnatShow(stdout: string, name: string): DnatLive {
   const s = splitSections(stdout);
   const ipt = s.get("iptables");
   const forward = parseSysctlShow(s.get("sysctl")?.lines ?? [])[0];
-  if (!s.has("nft") || !ipt || !forward) throw new Error(`unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
+  const boot = s.get("boot");
+  if (!s.has("nft") || !ipt || !forward || !boot) throw new Error(`unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
   const items = parseNftJson(s.get("nft")!.lines.join("\n"));
   return {
     nft: tableLinesFromItems(items, "ip", dnatTableName(name)),
     foreign: foreignForwardState(items, commentOf(name)),
     iptables: parseForwardChain(ipt.lines.join("\n"), ipt.arg === "present", name),
     forward,
+    boot: parseBootShow(boot.lines),
   };
 }
 
@@ -95,7 +131,7 @@ interface Plan {
   hold: boolean;
 }
 
-export function planDnat(i: DnatRuleInputs, live: DnatLive): Plan {
+export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Plan {
   const nftDrift = lineDrift("nft", tableLines(dnatTable(i)), live.nft);
   const want = forwardNeedsAccept(live.iptables) ? dnatForwardAccepts(i) : [];
   const iptDelete = live.iptables.owned.filter((r) => !want.includes(r));
@@ -122,20 +158,43 @@ export function planDnat(i: DnatRuleInputs, live: DnatLive): Plan {
   return { drift, nftChange: nftDrift.length > 0, foreignOps, iptDelete, iptAdd, hold };
 }
 
+/**
+ * What rebuilds this rule at boot: the apply script with the arguments that make it from nothing,
+ * on this host as it is now (the accepts go where something drops, as converge puts them).
+ */
+export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive): BootEntry {
+  const accepts = forwardNeedsAccept(live.iptables) ? dnatForwardAccepts(i) : [];
+  const foreign = live.foreign.dropChains.flatMap((c) => dnatNftAccepts(i, c));
+  const args = [
+    dnatTableName(i.name),
+    dnatOwner(i.name),
+    replaceTableTransaction(dnatTable(i)),
+    "",
+    // Each add is inserted at the top: reversed, they end up in the chain in this order.
+    [...accepts].reverse().join("\n"),
+    dnatBootEntryName(i.name),
+    [...foreign].reverse().map((w) => w.line.replace(/^nft /, "")).join("\n"),
+    commentOf(i.name),
+  ];
+  return bootEntry("dnat", i.name, `DnatRule ${i.name}`, args, shPrelude() + DNAT_APPLY_SH);
+}
+
 function observation(i: DnatRuleInputs, live: DnatLive): Observation {
   const plan = planDnat(i, live);
+  const boot = observeBoot(dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, live) : undefined, live.boot);
   return {
-    rendered: [...live.nft, sysctlLine(live.forward)],
-    drift: plan.drift,
+    rendered: [...live.nft, sysctlLine(live.forward), ...boot.rendered],
+    drift: [...plan.drift, ...boot.drift],
     facts: {
       forwardAccept: [...live.iptables.owned.map(iptablesLine), ...live.foreign.owned.map((o) => o.line)].sort(),
       sysctlPrevious: live.forward.prev === undefined ? {} : { [sysctlName(FORWARD.path)]: live.forward.prev },
+      ...boot.facts,
     },
   };
 }
 
 async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive> {
-  const out = await host.run(`reading DnatRule ${i.name}`, DNAT_READ_SH, [dnatTableName(i.name), dnatOwner(i.name)]);
+  const out = await host.run(`reading DnatRule ${i.name}`, DNAT_READ_SH, [dnatTableName(i.name), dnatOwner(i.name), dnatBootEntryName(i.name)]);
   return parseDnatShow(out.stdout, i.name);
 }
 
@@ -150,24 +209,10 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
   deleteBeforeReplace: false,
 
   async converge(host, i) {
-    const live = await readLive(host, i);
-    const plan = planDnat(i, live);
-    if (plan.drift.length === 0) return observation(i, live);
-    plan.iptDelete.forEach(assertSafeRule);
-    const out = await host.run(
-      `applying DnatRule ${i.name}`,
-      DNAT_APPLY_SH,
-      [
-        dnatTableName(i.name),
-        dnatOwner(i.name),
-        (plan.nftChange ? replaceTableTransaction(dnatTable(i)) : "") + plan.foreignOps.map((l) => l + "\n").join(""),
-        plan.iptDelete.join("\n"),
-        // Each add is inserted at the top: reversed, they end up in the chain in this order.
-        [...plan.iptAdd].reverse().join("\n"),
-      ],
-      { writes: true },
-    );
-    const after = parseDnatShow(out.stdout, i.name);
+    let after = await readLive(host, i);
+    const plan = planDnat(i, after);
+    if (plan.drift.length > 0) after = await apply(host, i, plan);
+    after.boot = await syncBoot(host, `DnatRule ${i.name}`, dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, after) : undefined, after.boot);
     const obs = observation(i, after);
     if (obs.drift.length) {
       throw new Error(`DnatRule ${i.name} on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
@@ -181,14 +226,16 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
 
   async remove(host, i) {
     const live = await readLive(host, i);
-    if (live.nft.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && !live.forward.held) return;
+    const entry = bootEntryPath(dnatBootEntryName(i.name));
+    const hasEntry = (live.boot.files.get(entry) ?? "-") !== "-";
+    if (live.nft.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && !live.forward.held && !hasEntry) return;
     live.iptables.owned.forEach(assertSafeRule);
     const table = dnatTableName(i.name);
     const txn = [`add table ip ${table}`, `delete table ip ${table}`, ...live.foreign.owned.map((o) => `delete rule ${chainId(o)} handle ${o.handle}`)];
     const out = await host.run(
       `deleting DnatRule ${i.name}`,
       DNAT_DELETE_SH,
-      [table, dnatOwner(i.name), live.iptables.owned.join("\n"), txn.join("\n") + "\n"],
+      [table, dnatOwner(i.name), live.iptables.owned.join("\n"), txn.join("\n") + "\n", dnatBootEntryName(i.name)],
       { writes: true },
     );
     const after = parseDnatShow(out.stdout, i.name);
@@ -197,9 +244,30 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
       ...after.foreign.owned.map((o) => o.line),
       ...after.iptables.owned.map(iptablesLine),
       ...(after.forward.held ? ["ip_forward holder file"] : []),
+      ...((after.boot.files.get(entry) ?? "-") !== "-" ? [entry] : []),
     ];
     if (left.length) throw new Error(`DnatRule ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },
 };
+
+/** Runs the plan (non-empty); returns the state read back (its check is converge's). */
+async function apply(host: Host, i: DnatRuleInputs, plan: Plan): Promise<DnatLive> {
+  plan.iptDelete.forEach(assertSafeRule);
+  const out = await host.run(
+    `applying DnatRule ${i.name}`,
+    DNAT_APPLY_SH,
+    [
+      dnatTableName(i.name),
+      dnatOwner(i.name),
+      (plan.nftChange ? replaceTableTransaction(dnatTable(i)) : "") + plan.foreignOps.map((l) => l + "\n").join(""),
+      plan.iptDelete.join("\n"),
+      // Each add is inserted at the top: reversed, they end up in the chain in this order.
+      [...plan.iptAdd].reverse().join("\n"),
+      dnatBootEntryName(i.name),
+    ],
+    { writes: true },
+  );
+  return parseDnatShow(out.stdout, i.name);
+}
 
 export const dnatRuleProvider = makeProvider(DnatRuleKind);

@@ -17,6 +17,7 @@ import {
   type NftStmt,
   type NftTable,
 } from "../../backends/nftables";
+import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { ipForward, sysctlLine } from "../../backends/sysctl";
 import { formatPortRange, portRangeOf, type PortRange } from "../common/fields";
 import type { DnatRuleInputs } from "./schema";
@@ -25,6 +26,11 @@ export const DNAT_TABLE_PREFIX = "natgate_dnat_";
 
 export function dnatTableName(name: string): string {
   return DNAT_TABLE_PREFIX + name;
+}
+
+/** Its entry in /etc/natgate/boot.d. */
+export function dnatBootEntryName(name: string): string {
+  return bootEntryName("dnat", name);
 }
 
 /** Owner tag of this resource's holder files. */
@@ -144,7 +150,7 @@ export function dnatNftAccepts(i: DnatRuleInputs, chain: ChainRef): (ChainRef & 
 
 /** What this resource owns, as commands (pure; the iptables accepts depend on the host and are in `forwardAccept`). */
 export function renderDnat(i: DnatRuleInputs): string[] {
-  return [...tableLines(dnatTable(i)), sysctlLine(ipForward())];
+  return [...tableLines(dnatTable(i)), sysctlLine(ipForward()), ...(i.persist ? [bootRenderedLine(dnatBootEntryName(i.name))] : [])];
 }
 
 export { iptablesLine };

@@ -27,6 +27,8 @@ export const DnatRuleSchema = z.strictObject({
   toPorts: portSpec.optional(),
   /** Clamp the MSS of forwarded TCP SYNs to the route MTU (tunnels have an MTU below 1500). */
   clampMss: z.boolean({ error: "must be true or false" }).default(true),
+  /** Restore the rule at boot: an entry in /etc/natgate/boot.d, run by the host's init system. */
+  persist: z.boolean({ error: "must be true or false" }).default(true),
 });
 
 export type DnatRuleInputs = z.output<typeof DnatRuleSchema>;

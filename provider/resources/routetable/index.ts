@@ -1,7 +1,8 @@
 import { HOSTSTATE_SH } from "../../backends/hoststate";
 import { DEADMAN_SECONDS, IPROUTE_SH, inverseBatch, liveRouteLine, parseRoutes, routeKey, routeLine, routeSpec, type LiveRoute, type Route } from "../../backends/iproute";
+import { BOOT_SH, bootEntry, bootEntryName, bootEntryPath, bootRenderedLine, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Host } from "../common/host";
-import { confirmFreshLogin, deadmanToken, runGuarded, splitSections } from "../common/host";
+import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs, type RouteInput } from "./schema";
 
@@ -16,29 +17,57 @@ export function normalizeRoute(r: RouteInput): Route {
   return out;
 }
 
-export function renderRouteTable(i: PolicyRouteTableInputs): string[] {
-  return i.routes.map((r) => routeLine(i.table, normalizeRoute(r)));
+/** Its entry in /etc/natgate/boot.d: the table is what the resource owns on the host. */
+export function routesBootEntryName(table: number): string {
+  return bootEntryName("routes", table);
 }
 
-const PRELUDE = HOSTSTATE_SH + IPROUTE_SH + "ip_need\n";
+export function renderRouteTable(i: PolicyRouteTableInputs): string[] {
+  return [...i.routes.map((r) => routeLine(i.table, normalizeRoute(r))), ...(i.persist ? [bootRenderedLine(routesBootEntryName(i.table))] : [])];
+}
 
-/** $1 table */
-export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$1" || exit 1\n`;
-/** $1 table, $2 ip batch, $3 dead-man token, $4 its seconds, $5 the batch that undoes $2 */
+const PRELUDE = HOSTSTATE_SH + IPROUTE_SH + BOOT_SH + "ip_need\n";
+
+/** $1 table, $2 boot entry */
+export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$1" || exit 1\nboot_show "$2"\n`;
+/** $1 table, $2 ip batch, $3 dead-man token, $4 its seconds, $5 the batch that undoes $2, $6 boot entry */
 export const ROUTES_APPLY_SH =
   PRELUDE +
   `ng_lock
 ip_deadman_arm "$3" "$4" "$5" || exit 1
 ip_batch "$2" || { ip_deadman_now "$3" "$5"; exit 1; }
 echo "@@routes"; ip_routes "$1" || exit 1
+boot_show "$6"
 `;
-/** $1 table */
-export const ROUTES_DELETE_SH = PRELUDE + `ip_flush_table "$1" || exit 1\necho "@@routes"; ip_routes "$1" || exit 1\n`;
+/** $1 table, $2 boot entry */
+export const ROUTES_DELETE_SH =
+  PRELUDE + `ng_lock\nip_flush_table "$1" || exit 1\nboot_remove "$2" || exit 1\necho "@@routes"; ip_routes "$1" || exit 1\nboot_show "$2"\n`;
+
+export interface RoutesLive {
+  routes: LiveRoute[];
+  boot: BootStatus;
+}
 
 export function parseRoutesShow(stdout: string): LiveRoute[] {
-  const s = splitSections(stdout).get("routes");
-  if (!s) throw new Error(`unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
-  return parseRoutes(s.lines.join("\n"));
+  return parseRoutesLive(stdout).routes;
+}
+
+export function parseRoutesLive(stdout: string): RoutesLive {
+  const sections = splitSections(stdout);
+  const s = sections.get("routes");
+  const boot = sections.get("boot");
+  if (!s || !boot) throw new Error(`unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
+  return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines) };
+}
+
+/**
+ * What rebuilds the table at boot: the apply script with every route as a `replace` (so a second
+ * run changes nothing) and no dead-man switch (there is no SSH session to lose).
+ */
+export function routesBootEntry(i: PolicyRouteTableInputs): BootEntry {
+  const batch = i.routes.map((r) => `route replace table ${i.table} ${routeSpec(normalizeRoute(r))}`);
+  const args = [String(i.table), batch.join("\n"), "", "", "", routesBootEntryName(i.table)];
+  return bootEntry("routes", i.table, `PolicyRouteTable ${i.name} (table ${i.table})`, args, shPrelude() + ROUTES_APPLY_SH);
 }
 
 /**
@@ -69,17 +98,18 @@ export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drif
   return { drift, batch, replaced };
 }
 
-function observation(i: PolicyRouteTableInputs, live: LiveRoute[]): Observation {
+function observation(i: PolicyRouteTableInputs, live: RoutesLive): Observation {
+  const boot = observeBoot(routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, live.boot);
   return {
-    rendered: live.map((r) => liveRouteLine(i.table, r)),
-    drift: planRoutes(i, live).drift,
-    facts: {},
+    rendered: [...live.routes.map((r) => liveRouteLine(i.table, r)), ...boot.rendered],
+    drift: [...planRoutes(i, live.routes).drift, ...boot.drift],
+    facts: { ...boot.facts },
   };
 }
 
-async function readLive(host: Host, i: PolicyRouteTableInputs): Promise<LiveRoute[]> {
-  const out = await host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, [String(i.table)]);
-  return parseRoutesShow(out.stdout);
+async function readLive(host: Host, i: PolicyRouteTableInputs): Promise<RoutesLive> {
+  const out = await host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, [String(i.table), routesBootEntryName(i.table)]);
+  return parseRoutesLive(out.stdout);
 }
 
 export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
@@ -92,20 +122,11 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
   deleteBeforeReplace: true,
 
   async converge(host, i) {
-    const live = await readLive(host, i);
-    const plan = planRoutes(i, live);
-    if (plan.drift.length === 0) return observation(i, live);
-    const token = deadmanToken(`routes_${i.table}`);
-    const out = await runGuarded(true, () =>
-      host.run(
-        `applying routing table ${i.table}`,
-        ROUTES_APPLY_SH,
-        [String(i.table), plan.batch.join("\n"), token, String(DEADMAN_SECONDS), inverseBatch(plan.batch, plan.replaced).join("\n")],
-        { writes: true },
-      ),
-    );
-    await confirmFreshLogin(host, `PolicyRouteTable ${i.name}`, token);
-    const obs = observation(i, parseRoutesShow(out.stdout));
+    let after = await readLive(host, i);
+    const plan = planRoutes(i, after.routes);
+    if (plan.drift.length > 0) after = await apply(host, i, plan);
+    after.boot = await syncBoot(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after.boot);
+    const obs = observation(i, after);
     if (obs.drift.length) {
       throw new Error(`PolicyRouteTable ${i.name} (table ${i.table}) on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
     }
@@ -118,13 +139,31 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
 
   async remove(host, i) {
     const live = await readLive(host, i);
-    if (live.length === 0) return;
-    const out = await host.run(`deleting routing table ${i.table}`, ROUTES_DELETE_SH, [String(i.table)], { writes: true });
-    const left = parseRoutesShow(out.stdout);
-    if (left.length) {
-      throw new Error(`PolicyRouteTable ${i.name} on ${host.label}: table ${i.table} still has routes after flush:\n  ${left.map((r) => liveRouteLine(i.table, r)).join("\n  ")}`);
+    const entry = bootEntryPath(routesBootEntryName(i.table));
+    const hasEntry = (s: RoutesLive) => (s.boot.files.get(entry) ?? "-") !== "-";
+    if (live.routes.length === 0 && !hasEntry(live)) return;
+    const out = await host.run(`deleting routing table ${i.table}`, ROUTES_DELETE_SH, [String(i.table), routesBootEntryName(i.table)], { writes: true });
+    const left = parseRoutesLive(out.stdout);
+    if (left.routes.length || hasEntry(left)) {
+      const what = [...left.routes.map((r) => liveRouteLine(i.table, r)), ...(hasEntry(left) ? [entry] : [])];
+      throw new Error(`PolicyRouteTable ${i.name} on ${host.label}: table ${i.table} still has this after delete:\n  ${what.join("\n  ")}`);
     }
   },
 };
+
+/** Runs the plan (non-empty) behind the dead-man switch; returns the state read back. */
+async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typeof planRoutes>): Promise<RoutesLive> {
+  const token = deadmanToken(`routes_${i.table}`);
+  const out = await runGuarded(true, () =>
+    host.run(
+      `applying routing table ${i.table}`,
+      ROUTES_APPLY_SH,
+      [String(i.table), plan.batch.join("\n"), token, String(DEADMAN_SECONDS), inverseBatch(plan.batch, plan.replaced).join("\n"), routesBootEntryName(i.table)],
+      { writes: true },
+    ),
+  );
+  await confirmFreshLogin(host, `PolicyRouteTable ${i.name}`, token);
+  return parseRoutesLive(out.stdout);
+}
 
 export const policyRouteTableProvider = makeProvider(PolicyRouteTableKind);

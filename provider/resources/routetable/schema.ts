@@ -29,6 +29,8 @@ export const PolicyRouteTableSchema = z.strictObject({
   /** The routing table this resource owns entirely (every route in it). */
   table: tableId.default(DEFAULT_TABLE),
   routes: z.array(RouteSchema, { error: "must be a list of routes" }).min(1, { error: "must have at least one route" }),
+  /** Restore the table's routes at boot: an entry in /etc/natgate/boot.d, run by the host's init system. */
+  persist: z.boolean({ error: "must be true or false" }).default(true),
 });
 
 export type RouteInput = z.output<typeof RouteSchema>;

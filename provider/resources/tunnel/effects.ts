@@ -1,7 +1,13 @@
 import { NatgateError, runScript, type Connection, type RunResult } from "../../ssh";
+import { PERSIST_REMOVE_SH, bootEntryName, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import { keyFileFor, type Role } from "./model";
 import { liveSideFromSections, splitSections, type LiveSide } from "./parse";
 import { applyScript, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT } from "./scripts";
+
+/** A side's entry in /etc/natgate/boot.d: the interface is what it owns on its host. */
+export function tunnelBootEntryName(interfaceName: string): string {
+  return bootEntryName("tunnel", interfaceName);
+}
 
 /** One side's host as the effects need it. */
 export interface SideTarget {
@@ -17,6 +23,7 @@ export interface SideRead {
   fingerprint: string;
   /** the prepare step generated the key file just now */
   generated: boolean;
+  boot: BootStatus;
 }
 
 function where(t: SideTarget): string {
@@ -44,32 +51,56 @@ async function run(t: SideTarget, script: string, args: string[], what: string):
   return r;
 }
 
+function bootOf(sections: Map<string, string>): BootStatus {
+  const boot = sections.get("boot");
+  if (boot === undefined) throw new Error("the tunnel script printed no boot state (@@boot): the connection may have dropped; run again");
+  return parseBootShow(boot.split("\n"));
+}
+
 function toRead(t: SideTarget, r: RunResult): SideRead {
   const sections = splitSections(r.stdout);
   const live = liveSideFromSections(t.role, t.interfaceName, keyFileFor(t.interfaceName), sections);
-  return { live, fingerprint: r.fingerprint, generated: sections.has("generated") };
+  return { live, fingerprint: r.fingerprint, generated: sections.has("generated"), boot: bootOf(sections) };
+}
+
+function args(t: SideTarget): string[] {
+  return [t.interfaceName, keyFileFor(t.interfaceName), tunnelBootEntryName(t.interfaceName)];
 }
 
 /** Generates the key pair if absent (on the host), then reads the side's live state. */
 export async function prepareSide(t: SideTarget, mode: "create" | "update"): Promise<SideRead> {
-  const r = await run(t, PREPARE_SCRIPT, [t.interfaceName, keyFileFor(t.interfaceName), mode], "preparing the WireGuard key");
+  const r = await run(t, PREPARE_SCRIPT, [t.interfaceName, keyFileFor(t.interfaceName), mode, tunnelBootEntryName(t.interfaceName)], "preparing the WireGuard key");
   return toRead(t, r);
 }
 
 export async function readSide(t: SideTarget): Promise<SideRead> {
-  const r = await run(t, READ_SCRIPT, [t.interfaceName, keyFileFor(t.interfaceName)], "reading the tunnel state");
+  const r = await run(t, READ_SCRIPT, args(t), "reading the tunnel state");
   return toRead(t, r);
 }
 
 /** Runs `plan` (non-empty) and returns the state read back right after. */
 export async function applySide(t: SideTarget, plan: string[]): Promise<SideRead> {
-  const r = await run(t, applyScript(plan), [t.interfaceName, keyFileFor(t.interfaceName)], "configuring the tunnel");
+  const r = await run(t, applyScript(plan), args(t), "configuring the tunnel");
   return toRead(t, r);
 }
 
-/** Removes the side's interface, wireguard-go, key file; absent pieces are fine. */
+/**
+ * Writes the side's boot entry when it differs from `entry` (installing the boot runner on first
+ * use), or removes it when `entry` is undefined (persist off). Returns the boot state read back.
+ */
+export async function syncSideBoot(t: SideTarget, entry: BootEntry | undefined, status: BootStatus): Promise<BootStatus> {
+  const name = tunnelBootEntryName(t.interfaceName);
+  if (observeBoot(name, entry, status).drift.length === 0) return status;
+  const r = entry
+    ? await run(t, persistWriteScript(entry.body), persistWriteArgs(entry), "writing the tunnel's boot entry")
+    : await run(t, PERSIST_REMOVE_SH, [name], "removing the tunnel's boot entry");
+  t.knownFingerprint = r.fingerprint;
+  return bootOf(splitSections(r.stdout));
+}
+
+/** Removes the side's interface, wireguard-go, key file, boot entry; absent pieces are fine. */
 export async function deleteSide(t: SideTarget): Promise<{ fingerprint: string }> {
-  const r = await run(t, DELETE_SCRIPT, [t.interfaceName, keyFileFor(t.interfaceName)], "removing the tunnel");
+  const r = await run(t, DELETE_SCRIPT, args(t), "removing the tunnel");
   return { fingerprint: r.fingerprint };
 }
 

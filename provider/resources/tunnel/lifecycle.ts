@@ -1,9 +1,11 @@
 import { NatgateError } from "../../ssh";
+import { bootEntry, bootEntryPath, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
 import type { WireGuardBackend } from "../../backends/wireguard";
-import { describeSide, applySide, deleteSide, prepareSide, readSide, type SideRead, type SideTarget } from "./effects";
-import type { Role, SideState } from "./model";
-import { planSide, renderLive } from "./plan";
+import { describeSide, applySide, deleteSide, prepareSide, readSide, syncSideBoot, tunnelBootEntryName, type SideRead, type SideTarget } from "./effects";
+import { keyFileFor, type Role, type SideState } from "./model";
+import { bootPlan, planSide, renderLive } from "./plan";
 import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
+import { APPLY_HEAD, applySteps } from "./scripts";
 import { parseTunnelArgs, type TunnelInputs } from "./schema";
 
 /** What a Tunnel stores in state: its checked inputs plus what only the hosts know. */
@@ -16,6 +18,10 @@ export interface TunnelOutputs extends TunnelInputs {
   dialerFingerprint?: string;
   listenerBackend?: WireGuardBackend;
   dialerBackend?: WireGuardBackend;
+  /** What restores each side at boot: the host's init system, or "off" (persist false). */
+  listenerBoot?: InitSystem | "off";
+  dialerBoot?: InitSystem | "off";
+  bootNote?: string;
 }
 
 export const ROLES: readonly Role[] = ["listener", "dialer"];
@@ -31,6 +37,9 @@ export const DERIVED_KEYS = [
   "dialerFingerprint",
   "listenerBackend",
   "dialerBackend",
+  "listenerBoot",
+  "dialerBoot",
+  "bootNote",
 ] as const;
 
 /** The checked inputs inside a state object (create's inputs, or old outputs). */
@@ -126,15 +135,23 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
       after.push(plans[i]!.length > 0 ? await applySide(t, plans[i]!) : reads[i]!);
     }
     targets.forEach((t, i) => verifyInSync(t, desired[i]!, after[i]!.live.state));
+    const boots = await Promise.all(targets.map((t, i) => syncSideBoot(t, sideBootEntry(a, t.role, keys), after[i]!.boot)));
+    const observed = ROLES.map((r, i) => observeSideBoot(a, r, keys, boots[i]!));
+    observed.forEach((o, i) => {
+      if (o.drift.length) {
+        throw new NatgateError("remote", `the tunnel's boot entry on ${describeSide(targets[i]!)} does not read back as written:\n  ${o.drift.join("\n  ")}`);
+      }
+    });
     const outputs: TunnelOutputs = clean({
       ...a,
       ...renderTunnel(a, keys),
       listenerPublicKey: keys.listener,
       dialerPublicKey: keys.dialer,
-      listenerFingerprint: after[0]!.fingerprint,
-      dialerFingerprint: after[1]!.fingerprint,
+      listenerFingerprint: targets[0]!.knownFingerprint ?? after[0]!.fingerprint,
+      dialerFingerprint: targets[1]!.knownFingerprint ?? after[1]!.fingerprint,
       listenerBackend: after[0]!.live.backend,
       dialerBackend: after[1]!.live.backend,
+      ...bootFacts(observed),
     });
     return { outputs, plans: { listener: plans[0]!, dialer: plans[1]! } };
   } catch (e) {
@@ -170,9 +187,11 @@ export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelO
   const settled = await Promise.allSettled(targets.map((t) => readSide(t)));
   if (settled.some((p) => p.status === "rejected")) throw firstError(settled);
   const reads = settled.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
-  if (reads.every((r) => !r.live.state.link && !r.live.state.keyFile)) return undefined;
+  const hasEntry = (r: SideRead, t: SideTarget) => (r.boot.files.get(bootEntryPath(tunnelBootEntryName(t.interfaceName))) ?? "-") !== "-";
+  if (reads.every((r, i) => !r.live.state.link && !r.live.state.keyFile && !hasEntry(r, targets[i]!))) return undefined;
   const keys: PublicKeys = { listener: reads[0]!.live.keyFilePublicKey, dialer: reads[1]!.live.keyFilePublicKey };
-  const rendered = ROLES.map((r, i) => renderLive(reads[i]!.live.state, desiredSide(a, r, keys)));
+  const observed = ROLES.map((r, i) => observeSideBoot(a, r, keys, reads[i]!.boot));
+  const rendered = ROLES.map((r, i) => [...renderLive(reads[i]!.live.state, desiredSide(a, r, keys)), ...observed[i]!.rendered]);
   return clean({
     ...a,
     renderedListener: rendered[0]!,
@@ -183,7 +202,33 @@ export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelO
     dialerFingerprint: reads[1]!.fingerprint,
     listenerBackend: reads[0]!.live.backend,
     dialerBackend: reads[1]!.live.backend,
+    ...bootFacts(observed),
   });
+}
+
+/**
+ * What rebuilds a side at boot: its apply script with the plan that makes it from nothing (and
+ * changes nothing when run again). The private key stays in its file; the peer's public key is in
+ * the plan. Undefined when persist is off.
+ */
+export function sideBootEntry(a: TunnelInputs, role: Role, keys: PublicKeys): BootEntry | undefined {
+  if (!a.persist) return undefined;
+  const ifname = a[role].interfaceName;
+  const args = [ifname, keyFileFor(ifname), tunnelBootEntryName(ifname)];
+  return bootEntry("tunnel", ifname, `Tunnel ${role} ${ifname}`, args, APPLY_HEAD, applySteps(bootPlan(desiredSide(a, role, keys))));
+}
+
+function observeSideBoot(a: TunnelInputs, role: Role, keys: PublicKeys, status: BootStatus): BootObservation {
+  return observeBoot(tunnelBootEntryName(a[role].interfaceName), sideBootEntry(a, role, keys), status);
+}
+
+function bootFacts(observed: BootObservation[]): Pick<TunnelOutputs, "listenerBoot" | "dialerBoot" | "bootNote"> {
+  const [l, d] = observed.map((o) => o.facts);
+  return {
+    listenerBoot: l!.boot,
+    dialerBoot: d!.boot,
+    bootNote: l!.bootNote === d!.bootNote ? l!.bootNote : `listener: ${l!.bootNote}; dialer: ${d!.bootNote}`,
+  };
 }
 
 /** Removes both sides; each side's absence is success. Both are attempted even if one fails. */

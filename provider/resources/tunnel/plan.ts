@@ -1,6 +1,6 @@
 import { parseIp } from "./addresses";
-import { type LinkState, type PeerState, type SideState } from "./model";
-import { cmd, renderAddressAdd, renderAddressDel, renderInterfaceKeyPort, renderLinkSet, renderPeer, renderPeerRemove, renderSide } from "./render";
+import { sortPeers, type LinkState, type PeerState, type SideState } from "./model";
+import { cmd, renderAddressAdd, renderAddressDel, renderAddressReplace, renderInterfaceKeyPort, renderLinkSet, renderPeer, renderPeerRemove, renderSide } from "./render";
 
 /**
  * Compare a side's desired state with its live state and list the commands that take
@@ -92,6 +92,24 @@ export function planSide(desired: SideState, liveRaw: SideState): string[] {
   for (const a of l.addresses) if (!wantAddr.has(a)) out.push(renderAddressDel(ifname, a));
   for (const a of d.addresses) if (!have.has(a)) out.push(renderAddressAdd(ifname, a));
   if (l.mtu !== d.mtu || l.up !== d.up) out.push(renderLinkSet(ifname, d));
+  return out;
+}
+
+/**
+ * The plan a boot entry runs: `desired` from nothing, and when run again (an interface came up)
+ * changing nothing. So the link is made only when missing and addresses are replaced, not added;
+ * `wg set` and `ip link set` set absolute values anyway.
+ */
+export function bootPlan(desired: SideState): string[] {
+  const d = desired.link;
+  if (!d) throw new Error("bootPlan: the desired state has no interface");
+  const ifname = desired.interfaceName;
+  const out = [`${cmd("ip", "link", "show", "dev", ifname)} >/dev/null 2>&1 || ${cmd(LINK_ADD_FUNCTION, ifname)}`];
+  const keyPort = renderInterfaceKeyPort(ifname, d, desired.keyFile);
+  if (keyPort) out.push(keyPort);
+  for (const p of sortPeers(d.peers)) out.push(renderPeer(ifname, p));
+  for (const a of [...d.addresses].sort()) out.push(renderAddressReplace(ifname, a));
+  out.push(renderLinkSet(ifname, d));
   return out;
 }
 

@@ -1,4 +1,5 @@
 import { shQuote } from "../../ssh";
+import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { renderLinkAdd } from "../../backends/wireguard";
 import { KEY_DIR, keyFileFor, otherRole, publicKeyPlaceholder, sortPeers, type LinkState, type PeerState, type Role, type SideState } from "./model";
 import type { TunnelInputs } from "./schema";
@@ -49,6 +50,10 @@ export function renderPeerRemove(ifname: string, publicKey: string): string {
 
 export function renderAddressAdd(ifname: string, address: string): string {
   return cmd("ip", "address", "add", address, "dev", ifname);
+}
+
+export function renderAddressReplace(ifname: string, address: string): string {
+  return cmd("ip", "address", "replace", address, "dev", ifname);
 }
 
 export function renderAddressDel(ifname: string, address: string): string {
@@ -118,9 +123,14 @@ export function desiredSide(inputs: TunnelInputs, role: Role, keys: PublicKeys =
   };
 }
 
+/** The line saying the side is restored at boot (see backends/persist.ts), when it is. */
+export function renderBoot(inputs: TunnelInputs, role: Role): string[] {
+  return inputs.persist ? [bootRenderedLine(bootEntryName("tunnel", inputs[role].interfaceName))] : [];
+}
+
 export function renderTunnel(inputs: TunnelInputs, keys: PublicKeys = {}): { renderedListener: string[]; renderedDialer: string[] } {
   return {
-    renderedListener: renderSide(desiredSide(inputs, "listener", keys)),
-    renderedDialer: renderSide(desiredSide(inputs, "dialer", keys)),
+    renderedListener: [...renderSide(desiredSide(inputs, "listener", keys)), ...renderBoot(inputs, "listener")],
+    renderedDialer: [...renderSide(desiredSide(inputs, "dialer", keys)), ...renderBoot(inputs, "dialer")],
   };
 }

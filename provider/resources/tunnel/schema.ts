@@ -77,6 +77,8 @@ export const TunnelArgsSchema = z.strictObject({
   mtu: int("interface MTU", 576, 9000).default(TUNNEL_DEFAULTS.mtu),
   listenPort: int("the listener's UDP port", 1, 65535).default(TUNNEL_DEFAULTS.listenPort),
   persistentKeepalive: int("seconds between the dialer's keepalives, 0 = off", 0, 65535).default(TUNNEL_DEFAULTS.persistentKeepalive),
+  /** restore both sides at boot: an entry in /etc/natgate/boot.d on each host, run by its init system */
+  persist: z.boolean({ error: "must be true or false" }).default(true),
   listener: z.strictObject({
     ...sideFields,
     /** host the dialer dials; defaults to the listener connection's host */
@@ -100,6 +102,7 @@ export interface TunnelInputs {
   mtu: number;
   listenPort: number;
   persistentKeepalive: number;
+  persist: boolean;
   listener: {
     connection: ParsedArgs["listener"]["connection"];
     address: string;
@@ -196,6 +199,7 @@ function normalize(a: ParsedArgs): TunnelInputs {
     mtu: a.mtu,
     listenPort: a.listenPort,
     persistentKeepalive: a.persistentKeepalive,
+    persist: a.persist,
     listener: {
       connection: a.listener.connection,
       address: canonicalCidr(a.listener.address, (c) => c.text),

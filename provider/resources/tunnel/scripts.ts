@@ -1,13 +1,16 @@
 import { SH_PRELUDE, shQuote } from "../../ssh";
+import { HOSTSTATE_SH } from "../../backends/hoststate";
+import { BOOT_SH } from "../../backends/persist";
 import { WIREGUARD_SH } from "../../backends/wireguard";
 
 /**
  * The remote side of a tunnel: POSIX sh (BusyBox ash compatible) run by runScript as
  * `sh -s -- IF KEYFILE [...]`. Every mutation is echoed to stderr as `[#] command` before
- * it runs, wg-quick style, so a failure shows what ran.
+ * it runs, wg-quick style, so a failure shows what ran. ENTRY is the side's boot entry
+ * (its state is printed with the rest).
  */
 
-const COMMON = `${SH_PRELUDE}${WIREGUARD_SH}
+const COMMON = `${SH_PRELUDE}${WIREGUARD_SH}${HOSTSTATE_SH}${BOOT_SH}
 natgate_tools() {
   need wg wireguard-tools wireguard-tools
   need ip iproute2 ip-full
@@ -17,8 +20,8 @@ natgate_tools() {
   fi
 }
 
-# Live state of interface $1 and key file $2. The dump's first field is the interface's
-# private key: it is replaced here, on the host, so it never travels.
+# Live state of interface $1, key file $2 and boot entry $3. The dump's first field is the
+# interface's private key: it is replaced here, on the host, so it never travels.
 natgate_tunnel_read() {
   echo @@key
   if [ -s "$2" ]; then wg pubkey < "$2" || true; fi
@@ -32,6 +35,7 @@ natgate_tunnel_read() {
   if ip link show dev "$1" >/dev/null 2>&1; then
     wg show "$1" dump 2>/dev/null | awk 'BEGIN { FS = OFS = "\\t" } NR == 1 { $1 = "(hidden)" } { print }' || true
   fi
+  boot_show "$3"
   echo @@end
 }
 `;
@@ -41,7 +45,7 @@ export const FOREIGN_INTERFACE_EXIT = 3;
 
 /**
  * Make sure the key file exists (generate it on the host: the private key never leaves it),
- * then print the live state. Args: IF KEYFILE MODE, MODE "create" refuses to adopt an
+ * then print the live state. Args: IF KEYFILE MODE ENTRY, MODE "create" refuses to adopt an
  * interface natgate has no key file for (someone else's wg0).
  */
 export const PREPARE_SCRIPT = `${COMMON}
@@ -59,32 +63,42 @@ if [ ! -s "$2" ]; then
   mv "$2.tmp" "$2"
   echo @@generated
 fi
-natgate_tunnel_read "$1" "$2"
+natgate_tunnel_read "$1" "$2" "$4"
 `;
 
-/** Read only. Args: IF KEYFILE. */
+/** Read only. Args: IF KEYFILE ENTRY. */
 export const READ_SCRIPT = `${COMMON}
 natgate_tools
-natgate_tunnel_read "$1" "$2"
+natgate_tunnel_read "$1" "$2" "$3"
 `;
 
-/** Runs a plan (see plan.ts), then prints the live state for verification. Args: IF KEYFILE. */
-export function applyScript(plan: string[]): string {
-  const steps = plan.map((line) => `echo ${shQuote(`[#] ${line}`)} >&2\n${line}`).join("\n");
-  return `${COMMON}
+/** The constant start of every apply script (a boot entry's body). */
+export const APPLY_HEAD = `${COMMON}
 set -e
 natgate_tools
-${steps}
-natgate_tunnel_read "$1" "$2"
 `;
+
+/** The steps of a plan and the read-back: the part of an apply script that varies. */
+export function applySteps(plan: string[]): string {
+  const steps = plan.map((line) => `echo ${shQuote(`[#] ${line}`)} >&2\n${line}`).join("\n");
+  return `${steps}
+natgate_tunnel_read "$1" "$2" "$3"
+`;
+}
+
+/** Runs a plan (see plan.ts), then prints the live state for verification. Args: IF KEYFILE ENTRY. */
+export function applyScript(plan: string[]): string {
+  return APPLY_HEAD + applySteps(plan);
 }
 
 /**
  * Removes what a side owns: the interface (only if it is WireGuard's: kernel kind, or a tun
- * served by wireguard-go), wireguard-go's socket, the key file, and the key directories
- * when they are left empty. Missing pieces are not errors. Args: IF KEYFILE.
+ * served by wireguard-go), wireguard-go's socket, the key file, the boot entry (with the last
+ * one, the boot runner), and the key directories when they are left empty. Missing pieces are
+ * not errors. Args: IF KEYFILE ENTRY.
  */
 export const DELETE_SCRIPT = `${COMMON}
+ng_lock
 set -e
 need ip iproute2 ip-full
 natgate_wg_kind=$(ip -d -j link show dev "$1" 2>/dev/null || true)
@@ -102,4 +116,6 @@ if [ -e "$2" ] || [ -e "$2.tmp" ]; then
 fi
 rmdir "\${2%/*}" 2>/dev/null || true
 rmdir "\${2%/*/*}" 2>/dev/null || true
+set +e
+boot_remove "$3" || exit 1
 `;
