@@ -5,6 +5,7 @@
 import { strict as assert } from "assert";
 import { lineDiff } from "../engine/stack";
 import { askBanner } from "../engine/seedLab";
+import type { LabProcess } from "../lab";
 import { describeVariant } from "./describeVariant";
 import {
   answered,
@@ -50,20 +51,30 @@ describe("variants: port layouts, tunnel shapes, marks and users", function () {
     },
   });
 
+  // The laptop (192.168.1.50) is a second host on the LAN: one forward goes to it.
+  let laptopWeb: LabProcess | undefined;
   describeVariant({
-    title: "several forwards in one component, each with its own toPorts, plus a router-local one",
-    label: "3 forwards + router-local",
+    title: "several forwards in one component, each with its own toPorts, one to a second LAN host, plus a router-local one",
+    label: "4 forwards + router-local",
     args: (lab) => ({
       ...baseArgs(lab),
       forwards: [
         { protocol: "tcp", ports: 8080, toPorts: 80 },
         { protocol: "udp", ports: "9000-9001", toPorts: "5300-5301" },
         { protocol: "both", ports: 6000 },
+        { protocol: "tcp", ports: 8081, to: lab.hosts.laptop.addr, toPorts: 80 },
       ],
       routerForwards: [{ protocol: "tcp", ports: 2222, toPorts: 22 }],
     }),
     services: [["tcp", 80], ["udp", 5300], ["udp", 5301], ["udp", 5302], ["tcp", 6000], ["udp", 6000]],
+    async beforeUp({ lab }) {
+      laptopWeb = await lab.hosts.laptop.start(`socat TCP-LISTEN:80,reuseaddr,fork SYSTEM:'echo laptop tcp/80 saw \\$SOCAT_PEERADDR; sleep 0.3'`, { waitForTcpPort: 80 });
+    },
+    async afterDestroy() {
+      await laptopWeb?.stop();
+    },
     async traffic({ lab }) {
+      assert.equal(answered(await askTcp(lab, 8081)), `laptop ${saw("tcp", 80)}`);
       assert.equal(answered(await askTcp(lab, 8080)), saw("tcp", 80));
       assert.equal(answered(await askUdp(lab, 9000)), saw("udp", 5300));
       assert.equal(answered(await askUdp(lab, 9001)), saw("udp", 5301));
@@ -101,6 +112,7 @@ describe("variants: port layouts, tunnel shapes, marks and users", function () {
           const r = await stack.up(program(wider));
           const changed = Object.fromEntries(Object.entries(opsOf(r.steps)).filter(([, op]) => op !== "same"));
           assert.deepEqual(changed, { "home-router-1": "update", "home-vps-1": "update" });
+          assert.equal(answered(await askTcp(lab, 8081)), `laptop ${saw("tcp", 80)}`);
           assert.equal(answered(await askUdp(lab, 9002)), saw("udp", 5302));
           assert.equal(answered(await askUdp(lab, 9000)), saw("udp", 5300));
           assert.equal(answered(await askTcp(lab, 8080)), saw("tcp", 80));
@@ -135,6 +147,28 @@ describe("variants: port layouts, tunnel shapes, marks and users", function () {
       assert.equal(answered(await askTcp(lab, 5000)), saw("tcp", 5000));
       assert.equal(answered(await askUdp(lab, 5000)), saw("udp", 5000));
     },
+    more: [
+      [
+        "renaming the live tunnel (wg-home → wg-alt, port 52000): the Tunnel is replaced (deleted first), what uses it is updated, traffic flows",
+        async ({ lab, stack, program, args }) => {
+          const renamed = { ...args, tunnel: { ...args.tunnel, interfaceName: "wg-alt", listenPort: 52000 } };
+          const p = await stack.preview(program(renamed));
+          const changed = Object.fromEntries(Object.entries(opsOf(p.steps)).filter(([, op]) => op !== "same"));
+          assert.deepEqual(changed, { "home-tunnel": "replace", "home-routes": "update", "home-return": "update", "home-router-0": "update" });
+          const r = await stack.up(program(renamed));
+          assert.deepEqual(Object.fromEntries(Object.entries(opsOf(r.steps)).filter(([, op]) => op !== "same")), changed);
+          const { vps, router } = lab.hosts;
+          for (const h of [vps, router]) assert.equal((await h.exec("ip link show wg-home")).code, 1, `${h.name}: wg-home is gone`);
+          assert.equal((await vps.run("wg show wg-alt listen-port")).trim(), "52000");
+          assert.match(await router.run("ip route show table 8764"), /^default via 10\.99\.0\.1 dev wg-alt/m);
+          assert.match(await router.run("sysctl net.ipv4.conf.wg-alt.rp_filter"), /= 2$/m);
+          assert.equal(answered(await askTcp(lab, 5000)), saw("tcp", 5000));
+          assert.equal(answered(await askUdp(lab, 5000)), saw("udp", 5000));
+          const steps = await stack.refresh();
+          assert.deepEqual(steps.filter((s) => s.op !== "same").map((s) => [s.name, s.changes]), [], "in sync after the rename");
+        },
+      ],
+    ],
   });
 
   // Another tool on the router (like mwan3 or pbr) marks every packet and connection with bit
