@@ -41,6 +41,8 @@ export const SNAPSHOT_COMMANDS = [
   "ip -br link",
   "sysctl net.ipv4.ip_forward",
   "sysctl -a 2>/dev/null | grep '\\.rp_filter ' | sort",
+  // boot entries, the runner and init hooks (and directories made for them), and natgate's /run state
+  "find /run/natgate /etc/natgate /etc/systemd/system/natgate.service /etc/systemd/system/multi-user.target.wants/natgate.service /etc/init.d/natgate /etc/rc.d /etc/hotplug.d /lib/upgrade 2>/dev/null; true",
 ];
 
 /**

@@ -71,7 +71,8 @@ async function snapshot(h: LabHost): Promise<string> {
       "echo '# ip route'; ip -4 route show table all;" +
       "echo '# ip link'; ip -o link | sed 's/^[0-9]*: //';" +
       "echo '# sysctl'; sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.ipv4.conf.tun0.rp_filter;" +
-      "echo '# files'; find /run/natgate /var/run/natgate /var/lib/natgate 2>/dev/null; true",
+      // natgate's state files, its boot entries and runner, and the init hooks (and the directories made for them)
+      "echo '# files'; find /run/natgate /var/run/natgate /var/lib/natgate /etc/natgate /etc/systemd/system/natgate.service /etc/systemd/system/multi-user.target.wants/natgate.service /etc/init.d/natgate /etc/rc.d /etc/hotplug.d /lib/upgrade 2>/dev/null; true",
   );
 }
 
@@ -257,7 +258,7 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     const webBefore = await vps.run("nft -j list table ip natgate_dnat_web");
     const s0 = remoteStats.writes;
     await up(res.vpsFwd!, { ...vpsFwd, protocol: "tcp", ports: "5000-5999" });
-    assert.equal(remoteStats.writes - s0, 1);
+    assert.equal(remoteStats.writes - s0, 2, "one nft transaction, then the boot entry with the new ports");
     const live = await vps.run("nft list table ip natgate_dnat_fwd");
     assert.match(live, /tcp dport 5000-5999 dnat to 10\.10\.10\.2/);
     assert.doesNotMatch(live, /6000|udp|l4proto/);

@@ -48,7 +48,7 @@ async function snapshot(h: LabHost): Promise<string> {
       "echo '# ip addr'; ip addr;" +
       "echo '# ip route'; ip route show table all; ip -6 route show table all;" +
       "echo '# ip rule'; ip rule; ip -6 rule;" +
-      "echo '# files'; ls -la /etc/natgate /var/run/wireguard 2>&1; true",
+      "echo '# files'; ls -la /etc/natgate /var/run/wireguard 2>&1; find /etc/natgate /etc/systemd/system/natgate.service /etc/systemd/system/multi-user.target.wants/natgate.service /etc/init.d/natgate /etc/rc.d /etc/hotplug.d /lib/upgrade 2>/dev/null; true",
   );
   return `${state}# processes\n${processes(h).join("\n")}\n`;
 }
