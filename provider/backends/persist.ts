@@ -154,12 +154,13 @@ start() {
 }
 `;
 
-// hotplug-call sources this in a subshell for every interface event.
+// hotplug-call sources this in a subshell for every interface event, after 20-firewall (fw4
+// reloads there on ifup and on an ifupdate with new addresses).
 const PROCD_HOTPLUG = `${OWNED}
-# An interface came up (the WAN after a reconnect, or late at boot): run natgate's boot entries
-# again. They only put back what is missing: the tunnel's peer when its endpoint did not resolve
-# at boot, an accept that the firewall's reload for this interface dropped.
-[ "$ACTION" = ifup ] || exit 0
+# An interface came up or changed (the WAN after a reconnect, or late at boot): run natgate's boot
+# entries again. They only put back what is missing: the tunnel's peer when its endpoint did not
+# resolve at boot, an accept that the firewall's reload for this interface dropped.
+case $ACTION in ifup|ifupdate) ;; *) exit 0 ;; esac
 /bin/sh ${RUNNER_PATH} </dev/null >/dev/null 2>&1 &
 `;
 

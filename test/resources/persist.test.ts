@@ -140,6 +140,19 @@ async function boot(h: LabHost): Promise<{ code: number; ms: number; log: string
   return { code: r.code, ms, log };
 }
 
+/**
+ * OpenWrt keeps sysupgrade's list in /lib/upgrade/keep.d, and /lib is the machine's, shared by every
+ * lab host and every lab running at once: give the host a copy-on-write /lib (like its /etc) for
+ * as long as the test needs it.
+ */
+async function privateLib(h: LabHost): Promise<() => Promise<void>> {
+  const lib = (await h.run("readlink -f /lib")).trim();
+  const dir = `${lab.dir}/persist-${h.name}-lib`;
+  await h.run(`mkdir -p ${dir}/upper ${dir}/work && mount -t overlay overlay -o lowerdir=${lib},upperdir=${dir}/upper,workdir=${dir}/work ${lib}`);
+  // Lazily: processes started meanwhile (sessions, wireguard-go) may still map files from it.
+  return async () => void (await h.exec(`umount -l ${lib}`));
+}
+
 const ls = async (h: LabHost, dir: string) => (await h.run(`ls ${dir} 2>/dev/null; true`)).split("\n").filter(Boolean);
 
 describe("boot persistence (lab: the seed over WireGuard survives a simulated reboot of both hosts)", function () {
@@ -151,6 +164,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
   const ipForward: Record<string, string> = {};
   let services: LabProcess[] = [];
   const res: Record<string, Res> = {};
+  let releaseLib: (() => Promise<void>) | undefined;
 
   const inputs: [string, string, Props][] = [
     ["tunnel", "Tunnel", { listener: { connection: vpsConn, address: "10.10.10.1/24" }, dialer: { connection: routerConn, address: "10.10.10.2/24" } }],
@@ -186,6 +200,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     for (const [k, kind, news] of [...inputs].reverse()) {
       await providers[kind]!.delete!(res[k]?.id ?? "", res[k]?.outs ?? (await check(kind, news))).catch((e) => console.error(`cleanup of ${k}: ${(e as Error).message}`));
     }
+    await releaseLib?.();
     await closeAll();
     // The dead-man switches armed by the route and rule changes sleep out their 30 s after being
     // cancelled: let them end here, so the next file's process snapshots do not see them go.
@@ -325,6 +340,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
   });
 
   it("on an OpenWrt host: /etc/init.d/natgate (START=99) enabled in rc.d, a hotplug script, kept by sysupgrade", async () => {
+    releaseLib = await privateLib(router);
     await router.run("touch /etc/openwrt_release");
     assert.equal(await up(res.routes!), false, "up without refresh sees nothing");
     assert.equal((await refresh(res.routes!)).props.drift.length > 0, true);
@@ -336,7 +352,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.match(init, /^start\(\) \{\n\t\/bin\/sh \/etc\/natgate\/boot\.sh\n\}$/m);
     assert.equal((await router.run("stat -c %a /etc/init.d/natgate")).trim(), "755");
     assert.equal((await router.run("readlink /etc/rc.d/S99natgate")).trim(), "../init.d/natgate");
-    assert.match(await router.run("cat /etc/hotplug.d/iface/99-natgate"), /\[ "\$ACTION" = ifup \] \|\| exit 0\n\/bin\/sh \/etc\/natgate\/boot\.sh /);
+    assert.match(await router.run("cat /etc/hotplug.d/iface/99-natgate"), /\ncase \$ACTION in ifup\|ifupdate\) ;; \*\) exit 0 ;; esac\n\/bin\/sh \/etc\/natgate\/boot\.sh /);
     assert.equal(await router.run("cat /lib/upgrade/keep.d/natgate"), "/etc/natgate/\n");
 
     // A reboot of the router, then procd: rc.common sources the init script and calls start.
@@ -359,6 +375,12 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     await logger.remove();
     assert.ok(log.includes("boot entries: 4 run, 0 failed"), `boot.sh did not run from the hotplug script:\n${log.join("\n")}`);
     assert.deepEqual(snapshotDiff(before, await snapshotHost(router)), []);
+    // An interface going down runs nothing.
+    const quiet = await fakeLogger(router);
+    await router.run(`ACTION=ifdown INTERFACE=wan PATH=${quiet.path} sh -c '. /etc/hotplug.d/iface/99-natgate'`);
+    await sleep(1000);
+    assert.deepEqual(await quiet.lines(), []);
+    await quiet.remove();
     await router.run("rm -f /etc/rc.common");
     await assertNoDrift();
   });
@@ -391,7 +413,9 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
       const diff = snapshotDiff(initial[h.name]!, await snapshotHost(h));
       assert.deepEqual(diff, [], `${h.name} differs from before:\n${diff.join("\n")}`);
     }
-    assert.equal(fs.existsSync("/lib/upgrade"), false, "the directories made for keep.d are gone");
+    assert.equal((await router.exec("test -e /lib/upgrade")).code, 1, "the directories made for keep.d are gone");
+    await releaseLib?.();
+    releaseLib = undefined;
     assert.deepEqual(await traffic(1), ["", ""]);
   });
 });
