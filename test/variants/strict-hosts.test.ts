@@ -257,14 +257,14 @@ describe("variants: stricter hosts", function () {
     });
     after(async () => stopAll(services));
 
-    async function failingUp(program: () => unknown): Promise<Error> {
+    async function failingUp(tool: string, program: () => unknown): Promise<Error> {
       stack = variantStack();
       const started = Date.now();
       const e = await stack.up(program).then(
         () => undefined,
         (x: Error) => x,
       );
-      timings.push({ variant: "failing up (missing tool)", up: Date.now() - started });
+      timings.push({ variant: `failing up (no ${tool})`, up: Date.now() - started });
       assert.ok(e, "up should fail");
       console.log(`      the error: ${e.message.split("\n").filter((l) => /not found/.test(l))[0] ?? e.message}`);
       return e;
@@ -273,7 +273,7 @@ describe("variants: stricter hosts", function () {
     it("no wg: the Tunnel fails naming wg and wireguard-tools; the VPS's key is rolled back; both hosts as before", async () => {
       const initial = await snapshotAll(lab);
       await setRouterRootPath(lab, [pathWithout(lab, ["wg"])]);
-      const e = await failingUp(portForwardProgram("home", { ...baseArgs(lab), forwards: [{ ports: 5000 }] }));
+      const e = await failingUp("wg", portForwardProgram("home", { ...baseArgs(lab), forwards: [{ ports: 5000 }] }));
       assert.match(e.message, /wg not found on host 192\.168\.1\.1: install package wireguard-tools/, e.message);
       assert.deepEqual(stack!.state.filter((r) => r.custom), [], "nothing was created");
       await clearRouterRootPath(lab);
@@ -283,7 +283,7 @@ describe("variants: stricter hosts", function () {
     it("no nft: a DnatRule on the router fails naming nft and nftables; the router is as before", async () => {
       const initial = await snapshotAll(lab);
       await setRouterRootPath(lab, [pathWithout(lab, ["nft"])]);
-      const e = await failingUp(() => {
+      const e = await failingUp("nft", () => {
         new DnatRule("lan-web", { connection: connectionTo(lab, "router"), inInterface: "wg0", ports: 5000, toAddress: lab.hosts.lan.addr });
       });
       assert.match(e.message, /nft not found on host 192\.168\.1\.1: install package nftables/, e.message);
@@ -295,7 +295,7 @@ describe("variants: stricter hosts", function () {
     it("no conntrack: the PathCheck fails naming conntrack; the VPS's capture was stopped; destroy leaves both hosts as before", async () => {
       const initial = await snapshotAll(lab);
       await setRouterRootPath(lab, [pathWithout(lab, ["conntrack"])]);
-      const e = await failingUp(portForwardProgram("home", { ...baseArgs(lab), forwards: [{ ports: 5000 }], verify: { port: 5000 } }));
+      const e = await failingUp("conntrack", portForwardProgram("home", { ...baseArgs(lab), forwards: [{ ports: 5000 }], verify: { port: 5000 } }));
       assert.match(e.message, /conntrack not found on host 192\.168\.1\.1: install package conntrack/, e.message);
       assert.equal((await processesIn(lab.hosts.vps, "conntrack")).trim(), "", "no conntrack -E left running on the VPS");
       // The data path itself was applied and works; only the check could not run.

@@ -130,7 +130,8 @@ export async function timedDestroy(variant: string, stack: Stack) {
 export function printTimings(title: string): void {
   if (!timings.length) return;
   console.log(`\n      ${title} (ms):`);
-  for (const t of timings) console.log(`        ${t.variant.padEnd(30)} up ${String(t.up).padStart(6)}   destroy ${String(t.destroy ?? "-").padStart(6)}`);
+  const ms = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? "-" : String(n)).padStart(6);
+  for (const t of timings) console.log(`        ${t.variant.padEnd(32)} up ${ms(t.up)}   destroy ${ms(t.destroy)}`);
   timings.length = 0;
 }
 
