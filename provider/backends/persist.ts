@@ -81,7 +81,11 @@ const RUNNER_SH = `#!/bin/sh
 # still run; the exit status is 1 if any failed.
 LC_ALL=C
 PATH=$PATH:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL PATH
+# wg retries an endpoint name that does not resolve for minutes, and the WAN may not be up yet:
+# fail that line soon instead; the tunnel's peer comes last in its entry, and the next run (an
+# interface coming up) adds it.
+WG_ENDPOINT_RESOLUTION_RETRIES=\${WG_ENDPOINT_RESOLUTION_RETRIES:-3}
+export LC_ALL PATH WG_ENDPOINT_RESOLUTION_RETRIES
 ng_dir=${BOOT_DIR}
 if [ -d /run ]; then ng_run=/run/natgate; else ng_run=/var/run/natgate; fi
 ng_log() {

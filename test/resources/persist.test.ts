@@ -197,6 +197,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     // Leave no natgate state (nor the fakes) behind for the next test file, whatever failed above.
     await vps.exec("rmdir /run/systemd/system /run/systemd 2>/dev/null; rm -f /etc/openwrt_release /etc/rc.common");
     await router.exec("rm -f /etc/openwrt_release /etc/rc.common; nft delete table inet fw4 2>/dev/null");
+    await router.exec("sed -i '/ vps\\.lab\\.test$/d' /etc/hosts; [ ! -f /etc/resolv.conf.natgate-test ] || mv /etc/resolv.conf.natgate-test /etc/resolv.conf");
     for (const [k, kind, news] of [...inputs].reverse()) {
       await providers[kind]!.delete!(res[k]?.id ?? "", res[k]?.outs ?? (await check(kind, news))).catch((e) => console.error(`cleanup of ${k}: ${(e as Error).message}`));
     }
@@ -383,6 +384,40 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     await quiet.remove();
     await router.run("rm -f /etc/rc.common");
     await assertNoDrift();
+  });
+
+  it("an endpoint name that does not resolve at boot fails only the tunnel's peer; the next run (the WAN is up) adds it", async () => {
+    const news = {
+      interfaceName: "ng1",
+      listenPort: 51821,
+      listener: { connection: vpsConn, address: "10.20.20.1/24", endpoint: "vps.lab.test" },
+      dialer: { connection: routerConn, address: "10.20.20.2/24" },
+    };
+    await router.run("echo '198.51.100.1 vps.lab.test' >> /etc/hosts && cp /etc/resolv.conf /etc/resolv.conf.natgate-test");
+    const named = await create("Tunnel", news);
+    try {
+      // The router reboots, and the name does not resolve yet: its resolver (dnsmasq on OpenWrt)
+      // answers at once but has no upstream, a temporary failure that wg retries.
+      await router.run("ip link del ng1 && sed -i '/ vps\\.lab\\.test$/d' /etc/hosts && echo 'nameserver 127.0.0.1' > /etc/resolv.conf");
+      for (let k = 0; k < 50 && processes(router).includes("wireguard-go ng1"); k++) await sleep(100);
+      const first = await boot(router);
+      assert.equal(first.code, 1);
+      assert.ok(first.log.some((l) => /^tunnel-ng1\.sh: FAILED/.test(l)), first.log.join("\n"));
+      assert.deepEqual(first.log.filter((l) => / applied$/.test(l)), ["tunnel-wg0.sh: applied", "routes-8764.sh: applied", "ret-home.sh: applied", "dnat-fwd.sh: applied"]);
+      const link = JSON.parse(await router.run("ip -j addr show dev ng1"))[0];
+      assert.ok(link.flags.includes("UP") && link.addr_info.some((a: { local: string }) => a.local === "10.20.20.2"), JSON.stringify(link));
+      assert.equal((await router.run("wg show ng1 peers")).trim(), "", "no peer without its endpoint");
+      console.log(`      boot.sh with the endpoint name not resolving: ${first.ms} ms`);
+      await router.run("echo '198.51.100.1 vps.lab.test' >> /etc/hosts");
+      assert.equal((await boot(router)).code, 0);
+      let up = false;
+      for (let k = 0; k < 20 && !up; k++) up = (await router.exec("ping -c 1 -W 1 10.20.20.1")).code === 0;
+      assert.ok(up, "router -> 10.20.20.1 through ng1 after the second run");
+      assert.equal((await refresh(named)).changes, false);
+    } finally {
+      await destroy(named);
+      await router.run("sed -i '/ vps\\.lab\\.test$/d' /etc/hosts && mv /etc/resolv.conf.natgate-test /etc/resolv.conf");
+    }
   });
 
   it("persist: false writes no boot entry; switching it off removes the entry, on puts it back", async () => {

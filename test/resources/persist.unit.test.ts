@@ -90,16 +90,16 @@ describe("boot persistence (unit)", () => {
     assert.equal(out[4]!.split("\n").length, 2, "one iptables accept per protocol, where FORWARD drops");
   });
 
-  it("the tunnel's entry holds the peer's public key and a plan that also works when run again", () => {
+  it("the tunnel's entry holds the peer's public key and a plan that also works when run again, the peer last", () => {
     const [listener, dialer] = entries();
     assert.equal(listener!.name, "tunnel-wg0.sh");
     const steps = dialer!.suffix.split("\n").filter((l) => !l.startsWith("echo "));
     assert.deepEqual(steps.slice(0, 5), [
       "ip link show dev wg0 >/dev/null 2>&1 || natgate_wg_link_add wg0",
       "wg set wg0 private-key /etc/natgate/wg/wg0.key",
-      `wg set wg0 peer ${"L".repeat(43)}= endpoint 192.0.2.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`,
       "ip address replace 10.10.10.2/24 dev wg0",
       "ip link set dev wg0 mtu 1420 up",
+      `wg set wg0 peer ${"L".repeat(43)}= endpoint 192.0.2.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`,
     ]);
   });
 

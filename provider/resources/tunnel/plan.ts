@@ -98,7 +98,9 @@ export function planSide(desired: SideState, liveRaw: SideState): string[] {
 /**
  * The plan a boot entry runs: `desired` from nothing, and when run again (an interface came up)
  * changing nothing. So the link is made only when missing and addresses are replaced, not added;
- * `wg set` and `ip link set` set absolute values anyway.
+ * `wg set` and `ip link set` set absolute values anyway. The peer comes last: an endpoint name
+ * that does not resolve yet at boot then fails only that line, and the interface the other boot
+ * entries route through is already up (the next run, when the WAN comes up, adds the peer).
  */
 export function bootPlan(desired: SideState): string[] {
   const d = desired.link;
@@ -107,9 +109,9 @@ export function bootPlan(desired: SideState): string[] {
   const out = [`${cmd("ip", "link", "show", "dev", ifname)} >/dev/null 2>&1 || ${cmd(LINK_ADD_FUNCTION, ifname)}`];
   const keyPort = renderInterfaceKeyPort(ifname, d, desired.keyFile);
   if (keyPort) out.push(keyPort);
-  for (const p of sortPeers(d.peers)) out.push(renderPeer(ifname, p));
   for (const a of [...d.addresses].sort()) out.push(renderAddressReplace(ifname, a));
   out.push(renderLinkSet(ifname, d));
+  for (const p of sortPeers(d.peers)) out.push(renderPeer(ifname, p));
   return out;
 }
 
