@@ -10,6 +10,7 @@ export type NatgateErrorCode =
   | "hostkey-mismatch"
   | "sudo-password"
   | "missing-tool"
+  | "not-root"
   | "remote"
   | "config";
 

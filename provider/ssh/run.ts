@@ -30,13 +30,22 @@ export interface RunResult extends ExecResult {
 }
 
 const MISSING_TOOL_MARKER = "natgate-missing-tool:";
+const NOT_ROOT_MARKER = "natgate-not-root:";
+const NOT_ROOT_EXIT = 126;
 
 /**
- * POSIX sh functions a script may start with (BusyBox ash compatible).
+ * What every natgate script starts with (POSIX sh, BusyBox ash compatible).
+ * It stops at once unless it runs as root: nft, ip, wg and conntrack need CAP_NET_ADMIN, so a
+ * script run as a plain user would fail halfway with a "Permission denied" that does not say why;
+ * the marker line becomes a not-root error telling the user to set sudo.
  * `need CMD PACKAGE [OPENWRT_PACKAGE]` stops the script with exit 127 and a marker line that
  * runScript turns into a missing-tool error naming the package.
  */
-export const SH_PRELUDE = `need() {
+export const SH_PRELUDE = `if [ "$(id -u)" != 0 ]; then
+  printf '%s %s\\n' '${NOT_ROOT_MARKER}' "$(id -u)" >&2
+  exit ${NOT_ROOT_EXIT}
+fi
+need() {
   command -v "$1" >/dev/null 2>&1 && return 0
   printf '%s %s %s%s\\n' '${MISSING_TOOL_MARKER}' "$1" "$2" "\${3:+ $3}" >&2
   exit 127
@@ -139,6 +148,15 @@ function hostName(conn: Connection): string {
 }
 
 function classify(conn: Connection, r: ExecResult): void {
+  if (r.code === NOT_ROOT_EXIT) {
+    const m = new RegExp(`^${NOT_ROOT_MARKER} (\\S+)\\s*$`, "m").exec(r.stderr);
+    if (m) {
+      throw new NatgateError(
+        "not-root",
+        `connected to ${hostName(conn)} as ${conn.user} (uid ${m[1]}), but natgate needs root there: set connection.sudo = true (the user needs passwordless sudo) or connect as root`,
+      );
+    }
+  }
   if (r.code === 127) {
     const m = new RegExp(`^${MISSING_TOOL_MARKER} (\\S+) (\\S+)(?: (\\S+))?\\s*$`, "m").exec(r.stderr);
     if (m) {

@@ -36,7 +36,7 @@ printf '%s %s %s\\n' "$pid" "$watchdog" "$out"
  * Stops a capture and prints its events. With a 4th argument (an interface), first prints
  * "natgate-link <name> <operstate> <flags>" or "natgate-link <name> missing".
  */
-export const STOP_CAPTURE_SCRIPT = `pid=$1; watchdog=$2; out=$3; link=$4
+export const STOP_CAPTURE_SCRIPT = `${SH_PRELUDE}pid=$1; watchdog=$2; out=$3; link=$4
 if [ -n "$link" ]; then
   if [ -e "/sys/class/net/$link/flags" ]; then
     printf 'natgate-link %s %s %s\\n' "$link" "$(cat "/sys/class/net/$link/operstate")" "$(cat "/sys/class/net/$link/flags")"

@@ -297,6 +297,22 @@ describe("ssh: runScript against lab hosts", function () {
     );
   });
 
+  it("refuses to run a natgate script as a non-root user without sudo, saying to set sudo or connect as root; nothing after the prelude runs", async () => {
+    const path = marker();
+    const ops = rootConn(router, { user: "ops", privateKey: lab.users.ops.privateKey });
+    const e = await rejectsWith(
+      runScript(ops, SH_PRELUDE + `touch ${path}; mkdir /etc/natgate-x`),
+      "not-root",
+      /^connected to 192\.168\.1\.1 as ops \(uid \d+\), but natgate needs root there: set connection\.sudo = true \(the user needs passwordless sudo\) or connect as root$/,
+    );
+    assert.doesNotMatch(e.message, /Permission denied/);
+    await assertAbsent(router, path);
+    const viaSudo = await runScript({ ...ops, sudo: true }, SH_PRELUDE + "id -u");
+    assert.equal(viaSudo.stdout, "0\n");
+    // A script without the prelude is not checked: the check is the prelude's, not the SSH layer's.
+    assert.notEqual((await runScript(ops, "id -u")).stdout, "0\n");
+  });
+
   it("gives up on a script after timeoutSeconds", async () => {
     const start = Date.now();
     await rejectsWith(runScript(rootConn(vps), "sleep 10", [], { timeoutSeconds: 1 }), "timeout", /did not finish within 1 s/);

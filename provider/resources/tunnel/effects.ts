@@ -1,4 +1,4 @@
-import { NatgateError, runScript, type Connection, type RunResult } from "../../ssh";
+import { NatgateError, runScript, SH_PRELUDE, type Connection, type RunResult } from "../../ssh";
 import { PERSIST_REMOVE_SH, bootEntryName, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import { keyFileFor, type Role } from "./model";
 import { liveSideFromSections, splitSections, type LiveSide } from "./parse";
@@ -92,8 +92,8 @@ export async function syncSideBoot(t: SideTarget, entry: BootEntry | undefined, 
   const name = tunnelBootEntryName(t.interfaceName);
   if (observeBoot(name, entry, status).drift.length === 0) return status;
   const r = entry
-    ? await run(t, persistWriteScript(entry.body), persistWriteArgs(entry), "writing the tunnel's boot entry")
-    : await run(t, PERSIST_REMOVE_SH, [name], "removing the tunnel's boot entry");
+    ? await run(t, SH_PRELUDE + persistWriteScript(entry.body), persistWriteArgs(entry), "writing the tunnel's boot entry")
+    : await run(t, SH_PRELUDE + PERSIST_REMOVE_SH, [name], "removing the tunnel's boot entry");
   t.knownFingerprint = r.fingerprint;
   return bootOf(splitSections(r.stdout));
 }
