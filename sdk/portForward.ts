@@ -5,6 +5,7 @@ import { DnatRule, Protocol } from "./dnatRule";
 import { ConnmarkReturnPath } from "./connmarkReturnPath";
 import { PolicyRouteTable } from "./policyRouteTable";
 import { PathCheck } from "./pathCheck";
+import { forwardLayoutProblems, type ForwardLayout } from "./forwardChecks";
 
 /** One public port (or range) on the VPS forwarded to a LAN host. */
 export interface ForwardArgs {
@@ -28,8 +29,14 @@ export interface RouterForwardArgs {
 export interface PortForwardArgs {
   vps: {
     connection: pulumi.Input<ConnectionArgs>;
-    /** The VPS's public address: forwarded ports are matched on it (and the router dials it). */
+    /** The VPS's public address: clients connect to it and the router dials it. */
     publicAddress: pulumi.Input<string>;
+    /**
+     * The address forwarded packets arrive for on the VPS itself, when that is not the public one:
+     * behind a cloud's 1:1 NAT (EC2, GCP, Azure) the public address is on no interface and packets
+     * arrive for the VPS's private address. Default: publicAddress.
+     */
+    localAddress?: pulumi.Input<string>;
   };
   router: {
     connection: pulumi.Input<ConnectionArgs>;
@@ -72,6 +79,8 @@ export interface PortForwardArgs {
     mask?: pulumi.Input<number | string>;
     table?: pulumi.Input<number>;
     priority?: pulumi.Input<number>;
+    /** Priority of the rule for router-local services' replies (default priority + 1). */
+    localSourcePriority?: pulumi.Input<number>;
   };
   /**
    * After everything is applied, prove the path: connect from the machine running Pulumi to this
@@ -114,8 +123,26 @@ export class PortForward extends pulumi.ComponentResource {
       throw new Error(`PortForward ${name}: forwards and routerForwards are both empty: nothing to forward`);
     }
     const child = { parent: this };
-    const vpsConn = args.vps.connection;
-    const routerConn = args.router.connection;
+    const rp = args.returnPath ?? {};
+    // Contradictions between fields fail before any child touches a host: every child's
+    // connection waits for this check, so a bad layout stops the whole component at preview.
+    const layoutOk = pulumi
+      .output({
+        lanSubnet: args.router.lanSubnet,
+        lanHost: args.lanHost,
+        forwards: args.forwards,
+        routerForwards: args.routerForwards ?? [],
+        priority: rp.priority,
+        localSourcePriority: rp.localSourcePriority,
+      })
+      .apply((layout) => {
+        const problems = forwardLayoutProblems(layout as ForwardLayout);
+        if (problems.length) throw new Error(`PortForward ${name}:\n  ${problems.join("\n  ")}`);
+        return true;
+      });
+    const afterCheck = <T>(v: pulumi.Input<T>) => pulumi.all([layoutOk, v]).apply(([, x]) => x);
+    const vpsConn = afterCheck(args.vps.connection);
+    const routerConn = afterCheck(args.router.connection);
 
     let routerIf: pulumi.Input<string>;
     let vpsIf: pulumi.Input<string>;
@@ -147,7 +174,6 @@ export class PortForward extends pulumi.ComponentResource {
     }
     this.routerTunnelAddress = routerTunnelIp;
 
-    const rp = args.returnPath ?? {};
     // Unset, both resources fall back to the same provider default (8764).
     const table = rp.table;
     this.routeTable = new PolicyRouteTable(`${name}-routes`, {
@@ -168,6 +194,7 @@ export class PortForward extends pulumi.ComponentResource {
       mark: rp.mark,
       mask: rp.mask,
       priority: rp.priority,
+      localSourcePriority: rp.localSourcePriority,
       // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
       localSource: hasRouterLocal ? routerTunnelIp : undefined,
       persist: args.persist,
@@ -195,7 +222,7 @@ export class PortForward extends pulumi.ComponentResource {
     this.vpsRules = vpsForwards.map((f, i) =>
       new DnatRule(`${name}-vps-${i}`, {
         connection: vpsConn,
-        destination: args.vps.publicAddress,
+        destination: args.vps.localAddress ?? args.vps.publicAddress,
         protocol: f.protocol,
         ports: f.ports,
         toAddress: routerTunnelIp,

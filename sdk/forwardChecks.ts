@@ -1,0 +1,104 @@
+import * as ipaddr from "ipaddr.js";
+
+/** The parts of a PortForward's description that can contradict each other, resolved. */
+export interface ForwardLayout {
+  lanSubnet: string;
+  lanHost?: string;
+  forwards: { protocol?: string; ports: number | string; to?: string; toPorts?: number | string }[];
+  routerForwards: { protocol?: string; ports: number | string; toPorts?: number | string }[];
+  priority?: number;
+  localSourcePriority?: number;
+}
+
+interface Range { lo: number; hi: number }
+
+// Port syntax errors are the DnatRule check's to report (it names the field); here an unreadable
+// spec is skipped so a contradiction is only claimed between specs that parse.
+function range(spec: number | string | undefined): Range | undefined {
+  if (spec === undefined) return undefined;
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(String(spec).trim());
+  if (!m) return undefined;
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  return lo <= hi ? { lo, hi } : undefined;
+}
+
+function protocols(p: string | undefined): string[] {
+  return p === "both" ? ["tcp", "udp"] : [p ?? "tcp"];
+}
+
+function show(r: Range): string {
+  return r.lo === r.hi ? String(r.lo) : `${r.lo}-${r.hi}`;
+}
+
+interface Claim { what: string; protocols: string[]; range: Range }
+
+/** Overlaps among `claims`, or with `against` given, only between a claim and one of `against`. */
+function overlaps(claims: Claim[], where: string, against?: Claim[]): string[] {
+  const out: string[] = [];
+  const pairs: [Claim, Claim][] = against
+    ? against.flatMap((a) => claims.map((b): [Claim, Claim] => [a, b]))
+    : claims.flatMap((a, i) => claims.slice(i + 1).map((b): [Claim, Claim] => [a, b]));
+  for (const [a, b] of pairs) {
+    const proto = a.protocols.filter((p) => b.protocols.includes(p));
+    if (proto.length && a.range.lo <= b.range.hi && b.range.lo <= a.range.hi) {
+      out.push(
+        `${b.what} (${proto.join("+")} ${show(b.range)}) overlaps ${a.what} (${show(a.range)}) ${where}: ` +
+          `only one of them would receive those ports; make the ranges disjoint`,
+      );
+    }
+  }
+  return out;
+}
+
+function inSubnet(address: string, subnet: string): boolean | undefined {
+  try {
+    const [net, len] = ipaddr.parseCIDR(subnet);
+    const a = ipaddr.parse(address);
+    return a.kind() === net.kind() && a.match(net, len);
+  } catch {
+    return undefined; // malformed: the resources' own checks name the field
+  }
+}
+
+/**
+ * Contradictions between a PortForward's fields that no single child resource can see: a LAN
+ * host the routing table cannot reach (its replies and DNATed packets would go back into the
+ * tunnel), two forwards claiming the same public or router ports, a return-path priority whose
+ * companion rule would land after the main table. Each message names the field to change.
+ */
+export function forwardLayoutProblems(l: ForwardLayout): string[] {
+  const out: string[] = [];
+  l.forwards.forEach((f, i) => {
+    const to = f.to ?? l.lanHost;
+    if (to !== undefined && inSubnet(to, l.lanSubnet) === false) {
+      out.push(
+        `forwards[${i}] goes to ${to}, which is not in router.lanSubnet ${l.lanSubnet}: the return path's ` +
+          `routing table only reaches lanSubnet, so its packets would go back into the tunnel; fix lanSubnet or the address`,
+      );
+    }
+  });
+  const claim = (what: string, protocol: string | undefined, spec: number | string | undefined): Claim[] => {
+    const r = range(spec);
+    return r ? [{ what, protocols: protocols(protocol), range: r }] : [];
+  };
+  // On the VPS every forward claims its public ports.
+  out.push(...overlaps([
+    ...l.forwards.flatMap((f, i) => claim(`forwards[${i}]`, f.protocol, f.ports)),
+    ...l.routerForwards.flatMap((f, i) => claim(`routerForwards[${i}]`, f.protocol, f.ports)),
+  ], "on the VPS"));
+  // On the router, forwards keep their public ports until its DNAT, which would also take a
+  // router-local forward arriving on its toPorts (several router-local ones may share a port).
+  out.push(...overlaps(
+    l.routerForwards.flatMap((f, i) => claim(`routerForwards[${i}] (router port)`, f.protocol, f.toPorts ?? f.ports)),
+    "on the router's tunnel address",
+    l.forwards.flatMap((f, i) => claim(`forwards[${i}]`, f.protocol, f.ports)),
+  ));
+  if (l.routerForwards.length && l.localSourcePriority === undefined && l.priority !== undefined && l.priority >= 32765) {
+    out.push(
+      `returnPath.priority ${l.priority}: routerForwards also need the rule after it (priority + 1), which would come ` +
+        `after the main table's 32766; choose a priority of at most 32764, or set returnPath.localSourcePriority`,
+    );
+  }
+  return out;
+}

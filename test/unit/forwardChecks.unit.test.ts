@@ -1,0 +1,50 @@
+import { strict as assert } from "assert";
+import { forwardLayoutProblems, type ForwardLayout } from "../../sdk/forwardChecks";
+
+const seed: ForwardLayout = {
+  lanSubnet: "192.168.1.0/24",
+  lanHost: "192.168.1.99",
+  forwards: [{ protocol: "both", ports: "5000-6000" }],
+  routerForwards: [{ protocol: "tcp", ports: 2222, toPorts: 22 }],
+};
+
+describe("PortForward layout checks (pure)", () => {
+  it("the seed has no problem", () => {
+    assert.deepEqual(forwardLayoutProblems(seed), []);
+  });
+
+  it("a LAN host outside lanSubnet is named with the field to fix", () => {
+    const p = forwardLayoutProblems({ ...seed, lanSubnet: "192.168.2.0/24" });
+    assert.equal(p.length, 1);
+    assert.match(p[0], /forwards\[0\] goes to 192\.168\.1\.99, which is not in router\.lanSubnet 192\.168\.2\.0\/24/);
+    assert.match(forwardLayoutProblems({ ...seed, forwards: [{ ports: 80, to: "10.0.0.5" }] })[0], /forwards\[0\] goes to 10\.0\.0\.5/);
+  });
+
+  it("overlapping public ports are refused, disjoint or other-protocol ones are not", () => {
+    const p = forwardLayoutProblems({ ...seed, forwards: [{ ports: "5000-6000" }, { ports: 5500, toPorts: 80 }] });
+    assert.equal(p.length, 1);
+    assert.match(p[0], /forwards\[1\] \(tcp 5500\) overlaps forwards\[0\] \(5000-6000\) on the VPS/);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ protocol: "tcp", ports: "5000-6000" }, { protocol: "udp", ports: 5500 }] }), []);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "5000-5499" }, { ports: "5500-6000" }] }), []);
+    assert.match(forwardLayoutProblems({ ...seed, routerForwards: [{ ports: 5999, toPorts: 22 }] })[0], /routerForwards\[0\] \(tcp 5999\) overlaps forwards\[0\]/);
+  });
+
+  it("a router-local port inside a forwarded range is refused (the router's DNAT would take it)", () => {
+    const p = forwardLayoutProblems({ ...seed, forwards: [{ ports: "1-1000" }] });
+    assert.equal(p.length, 1);
+    assert.match(p[0], /routerForwards\[0\] \(router port\) \(tcp 22\) overlaps forwards\[0\] \(1-1000\) on the router's tunnel address/);
+    const twoToSsh = [{ ports: 2222, toPorts: 22 }, { ports: 2223, toPorts: 22 }];
+    assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: twoToSsh }), [], "two public ports may reach one router port");
+  });
+
+  it("a return-path priority with no room for the router-local rule names returnPath fields", () => {
+    const p = forwardLayoutProblems({ ...seed, priority: 32765 });
+    assert.match(p[0], /returnPath\.priority 32765.*returnPath\.localSourcePriority/);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, priority: 32765, localSourcePriority: 900 }), []);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: [], priority: 32765 }), []);
+  });
+
+  it("leaves malformed values to the resources' own checks", () => {
+    assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "nonsense", forwards: [{ ports: "6000-5000" }] }), []);
+  });
+});
