@@ -278,6 +278,28 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     assert.equal(await askTcp(8080), CLIENT);
   });
 
+  it("a destination that is not the VPS's own (a cloud's 1:1 NAT) fails create and update before anything is written; an AnyIP address counts as its own", async () => {
+    const before = await snapshot(vps);
+    const w0 = remoteStats.writes;
+    const notOwn = /^NatgateError: DnatRule (nat|web): destination 198\.51\.100\.77 is not an address of host 198\.51\.100\.1 \(its addresses: [0-9., ]*198\.51\.100\.1[0-9., ]*\): behind a cloud's 1:1 NAT packets arrive for the host's own address: match that \(PortForward: vps\.localAddress\)$/;
+    const nat = { ...vpsWeb, name: "nat", destination: "198.51.100.77" };
+    await assert.rejects(providers.DnatRule!.create(await check("DnatRule", nat)), notOwn);
+    const web = { ...vpsWeb, destination: "198.51.100.77" };
+    await assert.rejects(providers.DnatRule!.update!(res.vpsWeb!.id, res.vpsWeb!.outs, await check("DnatRule", web)), notOwn);
+    assert.equal(remoteStats.writes, w0, "nothing written");
+    assertSameState("VPS", before, await snapshot(vps));
+    assert.equal(await askTcp(8080), CLIENT, "the existing rule still works");
+    // Routed to the host without being on an interface (AnyIP): the kernel takes it as its own.
+    await vps.run("ip route add local 198.51.100.78/32 dev lo table local");
+    try {
+      const anyip = await create("DnatRule", { ...vpsWeb, name: "anyip", destination: "198.51.100.78" });
+      await destroy(anyip);
+    } finally {
+      await vps.run("ip route del local 198.51.100.78/32 dev lo table local");
+    }
+    assertSameState("VPS", before, await snapshot(vps));
+  });
+
   it("with iptables FORWARD policy DROP on the VPS, the accept goes into that chain and is removed exactly", async () => {
     await vps.run("iptables -P FORWARD DROP");
     try {

@@ -20,6 +20,7 @@ import {
 } from "../../backends/nftables";
 import { SYSCTL_SH, ipForward, parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl } from "../../backends/sysctl";
 import { BOOT_SH, bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
+import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
 import { shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
@@ -36,6 +37,19 @@ dnat_show() {
   ipt_show || exit 1
   echo "@@sysctl"; sysctl_show ${FORWARD.path} "$2"
   boot_show "$3"
+}
+# dnat_local ADDR...: whether the host takes each address as its own (the kernel's answer, so an
+# address routed locally without being on an interface counts too), and the host's addresses.
+dnat_local() {
+  echo "@@local"
+  for ng_a in "$@"; do
+    case "$(ip route get "$ng_a" 2>/dev/null | head -n 1)" in
+      "local "*) echo "$ng_a local" ;;
+      *) echo "$ng_a remote" ;;
+    esac
+  done
+  echo "@@addrs"
+  ip -o -4 addr show | sed -n 's,.* inet \\([0-9.]*\\)/.*,\\1,p'
 }
 # dnat_accepts_replace LINES COMMENT (boot entries): LINES are "insert rule FAMILY TABLE CHAIN ..."
 # for other firewalls' forward chains. One transaction deletes the rules carrying COMMENT there
@@ -63,8 +77,12 @@ dnat_accepts_replace() {
 
 const PRELUDE = HOSTSTATE_SH + NFT_SH + IPTABLES_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + "need nft nftables nftables-json\n";
 
-/** $1 table, $2 owner, $3 boot entry */
-export const DNAT_READ_SH = PRELUDE + `dnat_show "$1" "$2" "$3"\n`;
+/** $1 table, $2 owner, $3 boot entry, then the addresses whose locality matters (dnat_local). */
+export const DNAT_READ_SH = PRELUDE + `need ip iproute2 ip-full
+dnat_show "$1" "$2" "$3"
+shift 3
+dnat_local "$@"
+`;
 
 /**
  * $1 table, $2 owner, $3 nft transaction (own table and accepts in other tables), $4 iptables rules
@@ -94,6 +112,37 @@ sysctl_release ${FORWARD.path} "$2" || exit 1
 boot_remove "$5" || exit 1
 dnat_show "$1" "$2" "$5"
 `;
+
+/** The host's view of addresses: which of those asked about it takes as its own, and its IPv4 addresses. */
+export interface Locality {
+  local: Map<string, boolean>;
+  addresses: string[];
+}
+
+export function parseLocality(stdout: string): Locality {
+  const s = splitSections(stdout);
+  const local = new Map<string, boolean>();
+  for (const l of s.get("local")?.lines ?? []) {
+    const m = /^(\S+) (local|remote)$/.exec(l.trim());
+    if (m) local.set(m[1]!, m[2] === "local");
+  }
+  const addresses = (s.get("addrs")?.lines ?? []).map((l) => l.trim()).filter((a) => a !== "" && !a.startsWith("127."));
+  return { local, addresses: [...new Set(addresses)] };
+}
+
+/**
+ * Why a rule cannot work on this host, or undefined. A destination the host does not take as its
+ * own never appears in prerouting: behind a cloud's 1:1 NAT (EC2, GCP, Azure) the public address
+ * is on no interface and packets arrive for the host's private address.
+ */
+export function localityProblem(i: DnatRuleInputs, where: string, loc: Locality): string | undefined {
+  if (i.destination === undefined || loc.local.get(i.destination) !== false) return undefined;
+  const addrs = loc.addresses.length ? loc.addresses.join(", ") : "none found";
+  return (
+    `destination ${i.destination} is not an address of host ${where} (its addresses: ${addrs}): ` +
+    `behind a cloud's 1:1 NAT packets arrive for the host's own address: match that (PortForward: vps.localAddress)`
+  );
+}
 
 export interface DnatLive {
   /** This rule's own table. */
@@ -193,9 +242,14 @@ function observation(i: DnatRuleInputs, live: DnatLive): Observation {
   };
 }
 
-async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive> {
-  const out = await host.run(`reading DnatRule ${i.name}`, DNAT_READ_SH, [dnatTableName(i.name), dnatOwner(i.name), dnatBootEntryName(i.name)]);
-  return parseDnatShow(out.stdout, i.name);
+async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive & { locality: Locality }> {
+  const out = await host.run(`reading DnatRule ${i.name}`, DNAT_READ_SH, [
+    dnatTableName(i.name),
+    dnatOwner(i.name),
+    dnatBootEntryName(i.name),
+    ...(i.destination !== undefined ? [i.destination] : []),
+  ]);
+  return { ...parseDnatShow(out.stdout, i.name), locality: parseLocality(out.stdout) };
 }
 
 export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
@@ -209,7 +263,10 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
   deleteBeforeReplace: false,
 
   async converge(host, i) {
-    let after = await readLive(host, i);
+    const live = await readLive(host, i);
+    const problem = localityProblem(i, host.connection.host, live.locality);
+    if (problem) throw new NatgateError("config", `DnatRule ${i.name}: ${problem}`);
+    let after: DnatLive = live;
     const plan = planDnat(i, after);
     if (plan.drift.length > 0) after = await apply(host, i, plan);
     after.boot = await syncBoot(host, `DnatRule ${i.name}`, dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, after) : undefined, after.boot);
