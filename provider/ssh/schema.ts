@@ -16,7 +16,8 @@ function hostProblem(host: string): string | undefined {
 }
 
 // Zod calls this with the raw issue, which still has the input: say "is required" when absent.
-const typeError = (message: string) => (iss: { input?: unknown }) =>
+// The one copy: every natgate schema builds on this module's ConnectionSchema anyway.
+export const typeError = (message: string) => (iss: { input?: unknown }) =>
   iss.input === undefined ? "is required" : message;
 
 const host = z

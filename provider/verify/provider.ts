@@ -3,15 +3,7 @@ import { z } from "zod";
 import { runPathCheck } from "./check";
 import { INPUT_FIELDS, PathCheckSchema, type PathCheckInputs } from "./schema";
 
-/** What the engine sends for a value not known yet (preview with another resource's output). */
-const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-
-function containsUnknown(v: unknown): boolean {
-  if (v === UNKNOWN) return true;
-  if (Array.isArray(v)) return v.some(containsUnknown);
-  if (v && typeof v === "object") return Object.values(v).some(containsUnknown);
-  return false;
-}
+import { containsUnknown, UNKNOWN } from "../resources/common/unknown";
 
 // The provider closure and the report's fields, which the SDK declares as outputs.
 const NOT_INPUTS = new Set(["__provider", "callerAddress", "probe", "vpsEntry", "routerEntry", "hops", "ok"]);

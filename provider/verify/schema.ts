@@ -2,8 +2,7 @@ import { isIP } from "net";
 import { z } from "zod";
 import { ConnectionSchema } from "../ssh";
 import { interfaceName, mark32, portNumber } from "../resources/common/fields";
-
-const typeError = (message: string) => (iss: { input?: unknown }) => (iss.input === undefined ? "is required" : message);
+import { typeError } from "../ssh/schema";
 
 const ipAddress = (example: string) =>
   z

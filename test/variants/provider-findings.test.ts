@@ -17,6 +17,16 @@ import {
 } from "./variantLab";
 import type { PortForwardArgs } from "natgate";
 
+/** The first check failure line of a failed preview, or "" when the preview passed. */
+async function previewFailure(stack: Stack, args: PortForwardArgs): Promise<string> {
+  try {
+    await stack.preview(portForwardProgram("home", args));
+    return "";
+  } catch (e) {
+    return (e as Error).message.split("\n").find((l) => l.includes("failed its check")) ?? (e as Error).message;
+  }
+}
+
 const base = (lab: Lab): PortForwardArgs => ({ ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 5000 }] });
 
 describe("variants: provider findings", function () {
@@ -54,6 +64,11 @@ describe("variants: provider findings", function () {
       await lab.hosts.core.run("nft delete table ip variants_cloudnat");
     }
     await assertHostsAsBefore(lab, before);
+  });
+
+  it("a tunnel interface name wg-quick allows but the route fields do not ('wg+home') is refused by the Tunnel's own check (one rule for all resources)", async () => {
+    const f = await previewFailure(stack, { ...base(lab), tunnel: { interfaceName: "wg+home" } });
+    assert.match(f, /"home-tunnel": failed its check: interfaceName.*may contain only/, f);
   });
 
   it("a non-root user without sudo: the error says to set sudo: true or connect as root", async () => {

@@ -1,9 +1,6 @@
-import * as ipaddr from "ipaddr.js";
 import { z } from "zod";
-
-// Zod calls this with the raw issue, which still has the input: say "is required" when absent.
-const typeError = (message: string) => (iss: { input?: unknown }) =>
-  iss.input === undefined ? "is required" : message;
+import { typeError } from "../../ssh/schema";
+import { parseCidr } from "./addresses";
 
 /**
  * A resource's own name: it becomes part of an nft table name (natgate_dnat_<name>), an iptables
@@ -21,6 +18,8 @@ export const resourceName = z
 /**
  * Linux interface names: at most IFNAMSIZ-1 = 15 bytes, no '/', no whitespace. natgate accepts the
  * subset that needs no quoting in nft, ip and sysctl paths (':' would be an alias label, '*' a wildcard).
+ * The Tunnel uses it too (not wg-quick's wider set with '=' and '+'), so a name it accepts is one
+ * every other resource's tunnelInterface/dev accepts, and safe as the name of its key file.
  */
 export const interfaceName = z
   .string({ error: typeError("must be a string (an interface name like wg0)") })
@@ -35,10 +34,9 @@ export const ipv4 = z.ipv4({ error: typeError("must be an IPv4 address like 10.1
 export const networkCidr = z
   .cidrv4({ error: typeError("must be an IPv4 network like 192.168.1.0/24") })
   .superRefine((v, ctx) => {
-    const network = ipaddr.IPv4.networkAddressFromCIDR(v).toString();
-    const len = v.split("/")[1];
-    if (`${network}/${len}` !== v) {
-      ctx.addIssue({ code: "custom", message: `has host bits set: write ${network}/${len}` });
+    const c = parseCidr(v);
+    if (typeof c !== "string" && c.network !== c.text) {
+      ctx.addIssue({ code: "custom", message: `has host bits set: write ${c.network}` });
     }
   });
 

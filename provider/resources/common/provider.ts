@@ -3,8 +3,9 @@ import { z } from "zod";
 import type { Connection } from "../../ssh";
 import { Host } from "./host";
 
-/** What the engine sends for a value not known yet (preview with another resource's output). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+import { containsUnknown, UNKNOWN } from "./unknown";
+
+export { containsUnknown, UNKNOWN };
 const PROVIDER_KEY = "__provider";
 
 export interface Failure {
@@ -46,13 +47,6 @@ export interface ResourceKind<I extends BaseInputs> {
   converge(host: Host, i: I, olds: Record<string, unknown> | undefined): Promise<Observation>;
   observe(host: Host, i: I, props: Record<string, unknown>): Promise<Observation>;
   remove(host: Host, i: I, props: Record<string, unknown>): Promise<void>;
-}
-
-export function containsUnknown(v: unknown): boolean {
-  if (v === UNKNOWN) return true;
-  if (Array.isArray(v)) return v.some(containsUnknown);
-  if (v && typeof v === "object") return Object.values(v).some(containsUnknown);
-  return false;
 }
 
 function pathText(path: ReadonlyArray<PropertyKey>): string {

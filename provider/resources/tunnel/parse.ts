@@ -1,5 +1,5 @@
 import { backendOfLinkKind, type WireGuardBackend } from "../../backends/wireguard";
-import { parseCidr } from "./addresses";
+import { parseCidr } from "../common/addresses";
 import { compareText, sortPeers, type PeerState, type Role, type SideState } from "./model";
 
 /**

@@ -1,4 +1,4 @@
-import { parseIp } from "./addresses";
+import { parseIp } from "../common/addresses";
 import { sortPeers, type LinkState, type PeerState, type SideState } from "./model";
 import { cmd, renderAddressAdd, renderAddressDel, renderAddressReplace, renderInterfaceKeyPort, renderLinkSet, renderPeer, renderPeerRemove, renderSide } from "./render";
 

@@ -3,7 +3,7 @@ import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { renderLinkAdd } from "../../backends/wireguard";
 import { KEY_DIR, keyFileFor, otherRole, publicKeyPlaceholder, sortPeers, type LinkState, type PeerState, type Role, type SideState } from "./model";
 import type { TunnelInputs } from "./schema";
-import { formatEndpoint } from "./addresses";
+import { formatEndpoint } from "../common/addresses";
 
 /**
  * A side's state as the shell commands that build it from nothing. Preview shows these

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh";
-import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "./addresses";
+import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
+import { interfaceName } from "../common/fields";
+import { containsUnknown, UNKNOWN } from "../common/unknown";
 
 /**
  * Tunnel inputs. One point-to-point WireGuard link: the `listener` has a public
@@ -14,19 +16,8 @@ export const TUNNEL_DEFAULTS = {
   persistentKeepalive: 25, // below the shortest common NAT UDP timeout (30 s)
 } as const;
 
-/** What the engine sends for a value not known yet (preview). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-
-// Linux IFNAMSIZ is 16 including the NUL; the character set is wg-quick's, which also
-// keeps names safe as file names (the key file is named after the interface).
-const interfaceName = z.string({ error: "must be a string (an interface name like wg0)" }).superRefine((v, ctx) => {
-  if (v === UNKNOWN) return;
-  if (v.length === 0 || v.length > 15) {
-    ctx.addIssue({ code: "custom", message: `"${v}" must be 1 to 15 characters (Linux IFNAMSIZ)` });
-  } else if (!/^[a-zA-Z0-9_=+.-]+$/.test(v) || v === "." || v === "..") {
-    ctx.addIssue({ code: "custom", message: `"${v}" may only contain letters, digits and _=+.- (like wg0)` });
-  }
-});
+// One interface-name rule for every resource: the other resources' tunnelInterface/dev fields name
+// this interface too, and its key file is named after it.
 
 const int = (what: string, min: number, max: number) =>
   z
@@ -232,10 +223,4 @@ export function parseTunnelArgs(raw: unknown): { inputs: TunnelInputs; failures:
   return { inputs: normalize(r.data), failures: [] };
 }
 
-/** Whether any string anywhere in `v` is the engine's unknown marker. */
-export function containsUnknown(v: unknown): boolean {
-  if (v === UNKNOWN) return true;
-  if (Array.isArray(v)) return v.some(containsUnknown);
-  if (v !== null && typeof v === "object") return Object.values(v).some(containsUnknown);
-  return false;
-}
+export { containsUnknown, UNKNOWN };
