@@ -9,6 +9,8 @@ export interface PathCheckArgs {
   routerConnection: pulumi.Input<ConnectionArgs>;
   /** The VPS's public address; the probe connects to it from the machine running Pulumi. */
   publicAddress: pulumi.Input<string>;
+  /** The VPS's own address when a cloud NATs publicAddress to it 1:1 (what its conntrack sees). */
+  vpsAddress?: pulumi.Input<string>;
   /** A forwarded TCP port with a service behind it (a refusing service also proves the path). */
   port: pulumi.Input<number>;
   /** The router's address inside the tunnel, without prefix (what the VPS DNATs to), e.g. `10.10.10.2`. */

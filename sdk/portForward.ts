@@ -236,6 +236,7 @@ export class PortForward extends pulumi.ComponentResource {
         vpsConnection: vpsConn,
         routerConnection: routerConn,
         publicAddress: args.vps.publicAddress,
+        vpsAddress: args.vps.localAddress,
         port: args.verify.port,
         routerTunnelAddress: routerTunnelIp,
         tunnelInterface: routerIf,

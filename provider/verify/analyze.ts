@@ -40,6 +40,8 @@ export interface PathCheckReport {
 
 export interface AnalyzeInput {
   publicAddress: string;
+  /** what the VPS sees as the destination (its own address behind a 1:1 NAT); default publicAddress */
+  vpsAddress?: string;
   port: number;
   routerTunnelAddress: string;
   tunnelInterface: string;
@@ -88,7 +90,7 @@ function reportEntry(f: ConntrackFlow): ReportEntry {
 /** The VPS connection that is the probe's: begun during the check, for the public address and port. */
 function findVpsFlow(input: AnalyzeInput): ConntrackFlow | undefined {
   const flows = flowsOf(parseConntrack(input.vpsEvents)).filter(
-    (f) => f.began && f.first.protocol === "tcp" && f.first.orig.dst === input.publicAddress && f.first.orig.dport === input.port,
+    (f) => f.began && f.first.protocol === "tcp" && f.first.orig.dst === (input.vpsAddress ?? input.publicAddress) && f.first.orig.dport === input.port,
   );
   if (flows.length <= 1) return flows[0];
   // NATs on the way often keep the source port: that tells the probe from other clients.
@@ -152,7 +154,7 @@ export function analyzePath(input: AnalyzeInput): PathCheckReport {
   const caller = vps.first.orig.src;
   const v = vps.first;
   if (v.reply.src !== input.routerTunnelAddress) {
-    const answeredItself = v.reply.src === input.publicAddress || v.reply.src === v.orig.dst;
+    const answeredItself = v.reply.src === (input.vpsAddress ?? input.publicAddress) || v.reply.src === v.orig.dst;
     hops.push({
       hop: "VPS DNAT",
       ok: false,

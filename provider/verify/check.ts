@@ -27,7 +27,8 @@ export async function runPathCheck(i: PathCheckInputs): Promise<PathCheckReport>
   const family = isIP(i.publicAddress) === 6 ? ["-f", "ipv6"] : [];
   const routerFamily = isIP(i.routerTunnelAddress) === 6 ? ["-f", "ipv6"] : [];
   const limit = Math.ceil(i.timeoutSeconds) + CAPTURE_GRACE_SECONDS;
-  const vpsFilter = [...family, "-p", "tcp", "--orig-dst", i.publicAddress, "--dport", String(i.port)];
+  const vpsAddress = i.vpsAddress ?? i.publicAddress;
+  const vpsFilter = [...family, "-p", "tcp", "--orig-dst", vpsAddress, "--dport", String(i.port)];
   // The VPS may remap the port (2222 → 22), so the router's side is filtered on the address only.
   const routerFilter = [...routerFamily, "-p", "tcp", "--orig-dst", i.routerTunnelAddress];
 
@@ -60,6 +61,7 @@ export async function runPathCheck(i: PathCheckInputs): Promise<PathCheckReport>
   const [vps, router] = results;
   const report = analyzePath({
     publicAddress: i.publicAddress,
+    vpsAddress,
     port: i.port,
     routerTunnelAddress: i.routerTunnelAddress,
     tunnelInterface: i.tunnelInterface,

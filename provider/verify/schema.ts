@@ -16,6 +16,11 @@ export const PathCheckSchema = z.strictObject({
   routerConnection: ConnectionSchema,
   /** The VPS's public address: the probe connects to it. */
   publicAddress: ipAddress("198.51.100.1"),
+  /**
+   * The address the probe's packets arrive for on the VPS, when its cloud NATs the public address
+   * 1:1 (EC2, GCP, Azure) and conntrack there sees the VPS's own address. Default: publicAddress.
+   */
+  vpsAddress: ipAddress("172.31.5.9").optional(),
   /** A forwarded TCP port with a service listening behind it. */
   port: portNumber,
   /** The router's address inside the tunnel (what the VPS DNATs to). */

@@ -52,7 +52,7 @@ describe("PortForward: layouts that contradict themselves fail at preview, namin
 describe("PortForward: a VPS behind its cloud's 1:1 NAT (public address on no interface)", function () {
   this.timeout(180_000);
 
-  it("forwards with vps.localAddress = the VPS's own address; the LAN service sees the client", async () => {
+  it("forwards with vps.localAddress = the VPS's own address; the LAN service sees the client; the PathCheck follows it", async () => {
     const lab = getLab();
     const stack = variantStack();
     // The cloud's NAT in the lab's core: 198.51.100.77 (the public address users know) → the VPS's 198.51.100.1.
@@ -63,7 +63,11 @@ describe("PortForward: a VPS behind its cloud's 1:1 NAT (public address on no in
     const before = await snapshotAll(lab);
     try {
       // The router dials the public address too: the cloud NAT forwards WireGuard's port like any other.
-      const args = { ...base(lab), vps: { ...base(lab).vps, publicAddress: "198.51.100.77", localAddress: "198.51.100.1" } };
+      const args: PortForwardArgs = {
+        ...base(lab),
+        vps: { ...base(lab).vps, publicAddress: "198.51.100.77", localAddress: "198.51.100.1" },
+        verify: { port: 5000 },
+      };
       await stack.up(portForwardProgram("home", args));
       const r = await lab.hosts.client.exec("socat -T3 - TCP:198.51.100.77:5000,connect-timeout=3 </dev/null");
       assert.equal(r.stdout.trim(), `tcp/5000 saw ${CLIENT}`, r.stderr.trim());
