@@ -1,12 +1,18 @@
 /**
  * iptables backend, for one job: an accept in the filter FORWARD chain that ufw, Docker or a
- * hand-made `iptables -P FORWARD DROP` own. An accept in natgate's own nft table cannot override
+ * hand-made `iptables -P FORWARD DROP` own (or in INPUT, for a DNAT to the host itself). An accept in natgate's own nft table cannot override
  * their drop (an accept only ends its own base chain), so the accept goes where the drop is.
  *
  * Owned rules carry `-m comment --comment natgate:<name>` and are found and deleted by it only.
  * A rule is a list of words without spaces or quotes (validated values only), so it travels as one
  * argument and is split by the shell with globbing off; nothing in it is ever evaluated.
  */
+
+/**
+ * The filter chain a DNATed packet meets: FORWARD when it goes on to another host, INPUT when
+ * the DNAT target is an address of the host itself (a router-local service).
+ */
+export type FilterChain = "FORWARD" | "INPUT";
 
 export interface IptablesForward {
   /** Whether `iptables` exists on the host. */
@@ -44,16 +50,16 @@ export function splitIptablesLine(line: string): string[] {
   return words;
 }
 
-/** `iptables -t filter -S FORWARD` output → what natgate needs to know. */
-export function parseForwardChain(text: string, present: boolean, owner: string): IptablesForward {
+/** `iptables -t filter -S FORWARD` (or INPUT) output → what natgate needs to know. */
+export function parseForwardChain(text: string, present: boolean, owner: string, chain: FilterChain = "FORWARD"): IptablesForward {
   const comment = commentOf(owner);
   let policy: string | undefined;
   const owned: string[] = [];
   let others = 0;
   for (const raw of text.split("\n")) {
     const words = splitIptablesLine(raw.trim());
-    if (words[0] === "-P" && words[1] === "FORWARD") policy = words[2];
-    if (words[0] !== "-A" || words[1] !== "FORWARD") continue;
+    if (words[0] === "-P" && words[1] === chain) policy = words[2];
+    if (words[0] !== "-A" || words[1] !== chain) continue;
     const rest = words.slice(2);
     const i = rest.indexOf("--comment");
     if (i >= 0 && rest[i + 1] === comment) owned.push(rest.join(" "));
@@ -71,37 +77,41 @@ export function assertSafeRule(rule: string): void {
   }
 }
 
-export function iptablesLine(rule: string): string {
-  return `iptables -t filter -I FORWARD ${rule}`;
+export function iptablesLine(rule: string, chain: FilterChain = "FORWARD"): string {
+  return `iptables -t filter -I ${chain} ${rule}`;
 }
 
 export const IPTABLES_SH = `
-# ipt_show: "@@iptables present|absent" then the filter FORWARD chain
+# ipt_show: "@@iptables present|absent" then the filter FORWARD chain, "@@iptinput" then INPUT
 ipt_show() {
   if command -v iptables >/dev/null 2>&1; then
     echo "@@iptables present"
     iptables -w -t filter -S FORWARD || return 1
+    echo "@@iptinput"
+    iptables -w -t filter -S INPUT || return 1
   else
     echo "@@iptables absent"
   fi
 }
-# ipt_sync DELETE ADD: newline-separated rules; deletes first, adds go to the top of the chain.
+# ipt_sync DELETE ADD [CHAIN]: newline-separated rules of filter CHAIN (FORWARD when absent);
+# deletes first, adds go to the top of the chain.
 # A for-list is split once, on newlines; each rule is then split on spaces, with globbing off.
 ipt_sync() {
   ng_rc=0
+  ng_chain=\${3:-FORWARD}
   ng_old_ifs=$IFS
   set -f
   IFS='
 '
   for ng_rule in $1; do
     IFS=$ng_old_ifs
-    iptables -w -t filter -D FORWARD $ng_rule || ng_rc=1
+    iptables -w -t filter -D "$ng_chain" $ng_rule || ng_rc=1
   done
   IFS='
 '
   for ng_rule in $2; do
     IFS=$ng_old_ifs
-    iptables -w -t filter -C FORWARD $ng_rule 2>/dev/null || iptables -w -t filter -I FORWARD 1 $ng_rule || ng_rc=1
+    iptables -w -t filter -C "$ng_chain" $ng_rule 2>/dev/null || iptables -w -t filter -I "$ng_chain" 1 $ng_rule || ng_rc=1
   done
   IFS=$ng_old_ifs
   set +f

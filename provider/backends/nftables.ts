@@ -295,8 +295,9 @@ const XCHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTIN
  * `policy drop`) where a DNATed packet may be dropped, and the rules carrying `comment` anywhere
  * outside natgate's own tables. A chain counts when its policy is drop or it has rules of its own
  * (fw4 and firewalld end in jumps to reject chains), like forwardNeedsAccept for iptables.
+ * With hook "input", the same for a DNAT to the host itself, whose packets meet input chains.
  */
-export function foreignForwardState(items: NftItem[], comment: string): { dropChains: ChainRef[]; owned: ForeignRule[] } {
+export function foreignForwardState(items: NftItem[], comment: string, hook: "forward" | "input" = "forward"): { dropChains: ChainRef[]; owned: ForeignRule[] } {
   const dropChains: ChainRef[] = [];
   const owned: ForeignRule[] = [];
   const counts = new Map<string, number>();
@@ -313,7 +314,7 @@ export function foreignForwardState(items: NftItem[], comment: string): { dropCh
   }
   for (const it of items) {
     const c = it.chain;
-    if (!c || !foreign(c) || c.hook !== "forward" || c.type !== "filter") continue;
+    if (!c || !foreign(c) || c.hook !== hook || c.type !== "filter") continue;
     if (c.family === "ip" && XTABLES.has(c.table) && XCHAINS.has(c.name)) continue;
     const ref = { family: c.family, table: c.table, chain: c.name };
     if (c.policy === "drop" || (counts.get(chainId(ref)) ?? 0) > 0) dropChains.push(ref);

@@ -375,6 +375,35 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     await assertForwarding([5000]);
   });
 
+  it("a DnatRule to the router itself (tun0:2222 → its sshd) under INPUT policy DROP (ufw's default): the accept goes into INPUT, is repaired and removed exactly", async () => {
+    const banner = async () => (await client.exec(`socat -T 2 -u TCP:${PUBLIC}:2222,connect-timeout=2 STDOUT`)).stdout;
+    const hadFilter = (await router.exec("nft list table ip filter")).code === 0;
+    const before = await snapshot(router);
+    const local = { connection: routerConn, name: "local", ports: 2222, inInterface: "tun0", toAddress: "10.10.10.2", toPorts: 22 };
+    const accept = "-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 22 -m comment --comment natgate:local -j ACCEPT";
+    await up(res.vpsSsh!, { ...vpsSsh, toPorts: undefined }); // VPS:2222 → the router's tunnel address, port 2222
+    // The router's own firewall: established flows and the LAN (the lab's SSH) only.
+    await router.run("iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && iptables -A INPUT -i br-lan -j ACCEPT && iptables -P INPUT DROP");
+    try {
+      const inputBefore = await router.run("iptables -S INPUT");
+      const r = await create("DnatRule", local);
+      assert.deepEqual(r.outs.forwardAccept, [`iptables -t filter -I INPUT ${accept}`]);
+      assert.doesNotMatch(await router.run("iptables -S FORWARD"), /natgate:local/, "FORWARD never sees these packets");
+      assert.match(await banner(), /^SSH-2\.0-/);
+      await router.run(`iptables -D INPUT ${accept}`);
+      assert.equal(await banner(), "", "without the accept, INPUT drops the DNATed SYN");
+      assert.ok((await refresh(r)).drift.some((d: string) => d.startsWith("missing iptables accept (filter INPUT")), JSON.stringify(r.outs.drift));
+      assert.equal((await up(r, local)).changed, true);
+      assert.match(await banner(), /^SSH-2\.0-/);
+      await destroy(r);
+      assert.equal(await router.run("iptables -S INPUT"), inputBefore, "INPUT exactly as the test made it");
+    } finally {
+      await router.run(`iptables -P INPUT ACCEPT && iptables -F INPUT${hadFilter ? "" : " && nft delete table ip filter"}`);
+      await up(res.vpsSsh!, vpsSsh);
+    }
+    assertSameState("router", before, await snapshot(router));
+  });
+
   it("changing the mark moves the ip rule and the nft marks; the old rule is gone", async () => {
     const moved = { ...returnPath, mark: 0x1234 }; // the seed's mark; mask defaults to its bits
     await up(res.returnPath!, moved);

@@ -78,7 +78,7 @@ describe("boot persistence (unit)", () => {
     const e = dnatBootEntry(dnat, dnatLive);
     const set = e.prefix.split("\n").filter((l) => !l.startsWith("#")).join("\n");
     const out = execFileSync("dash", ["-c", `${set}\nprintf '%s\\0' "$@"`], { encoding: "utf8" }).split("\0").slice(0, -1);
-    assert.equal(out.length, 8);
+    assert.equal(out.length, 10);
     assert.deepEqual(out.slice(0, 2), ["natgate_dnat_fwd", "dnat_fwd"]);
     assert.match(out[2]!, /^add table ip natgate_dnat_fwd\ndelete table ip natgate_dnat_fwd\n/);
     assert.equal(out[5], "dnat-fwd.sh");
@@ -88,6 +88,7 @@ describe("boot persistence (unit)", () => {
     ]);
     assert.equal(out[7], "natgate:fwd");
     assert.equal(out[4]!.split("\n").length, 2, "one iptables accept per protocol, where FORWARD drops");
+    assert.deepEqual(out.slice(8), ["", ""], "none in INPUT: the target is another host");
   });
 
   it("the tunnel's entry holds the peer's public key and a plan that also works when run again, the peer last", () => {

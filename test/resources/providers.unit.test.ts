@@ -173,6 +173,28 @@ describe("plans (what a converge would write, from live state)", () => {
     assert.deepEqual(off.drift, ["net.ipv4.ip_forward is 0, forwarding needs 1"]);
   });
 
+  it("DnatRule to an address of the host itself: the accepts go where INPUT drops, not FORWARD; moving the target moves them", () => {
+    const r = DnatRuleSchema.parse({ connection, name: "fwd", ports: 2222, inInterface: "tun0", toAddress: "10.10.10.2", toPorts: 22 });
+    const t = tableLines(dnatTable(r));
+    const held = { path: "net/ipv4/ip_forward", value: "1", prev: "1", held: true };
+    const locality = { local: new Map([["10.10.10.2", true]]), addresses: ["10.10.10.2"] };
+    const iptables = parseForwardChain("-P FORWARD DROP\n", true, "fwd");
+    const iptablesInput = parseForwardChain("-P INPUT DROP\n-A INPUT -i br-lan -j ACCEPT\n", true, "fwd", "INPUT");
+    const fw4 = { family: "inet", table: "fw4", chain: "input" };
+    const live = { nft: t, foreign: none, foreignInput: [fw4], iptables, iptablesInput, forward: held, locality };
+    const plan = planDnat(r, live);
+    assert.deepEqual(plan.iptAdd, [], "FORWARD never sees these packets");
+    assert.deepEqual(plan.iptInAdd, ["-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 22 -m comment --comment natgate:fwd -j ACCEPT"]);
+    assert.deepEqual(plan.foreignOps, ['insert rule inet fw4 input meta l4proto tcp ct status dnat ct reply ip saddr 10.10.10.2 ct reply proto-src 22 accept comment "natgate:fwd"']);
+    assert.match(plan.drift.join("\n"), /missing iptables accept \(filter INPUT drops packets to this host, the DNAT target\): iptables -t filter -I INPUT -p tcp/);
+    // The same rule once its target is another host: the INPUT accept is stale, FORWARD gets one.
+    const elsewhere = { ...live, locality: { local: new Map([["10.10.10.2", false]]), addresses: [] }, iptablesInput: { ...iptablesInput, owned: plan.iptInAdd } };
+    const moved = planDnat(r, elsewhere);
+    assert.deepEqual(moved.iptInDelete, plan.iptInAdd);
+    assert.deepEqual(moved.iptAdd, plan.iptInAdd);
+    assert.deepEqual(moved.foreignOps, []);
+  });
+
   it("DnatRule: a stale accept of this rule (ports changed) is deleted, other rules' are not", () => {
     const live = parseForwardChain(fixture("iptables-forward.txt"), true, "fwd");
     const narrower = DnatRuleSchema.parse({ ...dnat, protocol: "tcp" });

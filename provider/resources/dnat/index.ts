@@ -5,6 +5,7 @@ import {
   forwardNeedsAccept,
   iptablesLine,
   parseForwardChain,
+  type FilterChain,
   type IptablesForward,
 } from "../../backends/iptables";
 import {
@@ -85,14 +86,16 @@ dnat_local "$@"
 `;
 
 /**
- * $1 table, $2 owner, $3 nft transaction (own table and accepts in other tables), $4 iptables rules
- * to delete, $5 to add, $6 boot entry; boot entries only: $7 accepts for other firewalls' chains,
- * put in place of those carrying comment $8 (dnat_accepts_replace).
+ * $1 table, $2 owner, $3 nft transaction (own table and accepts in other tables), $4 iptables
+ * FORWARD rules to delete, $5 to add, $6 boot entry; boot entries only: $7 accepts for other
+ * firewalls' chains, put in place of those carrying comment $8 (dnat_accepts_replace); $9 and $10
+ * iptables INPUT rules to delete and add (a DNAT to the host itself).
  */
 export const DNAT_APPLY_SH =
   PRELUDE +
   `ng_lock
 ipt_sync "$4" "$5" || exit 1
+ipt_sync "$9" "\${10}" INPUT || exit 1
 sysctl_hold ${FORWARD.path} ${FORWARD.value} "$2" || exit 1
 [ -z "$3" ] || nft_apply "$3" || exit 1
 [ -z "$7" ] || dnat_accepts_replace "$7" "$8" || exit 1
@@ -100,14 +103,15 @@ dnat_show "$1" "$2" "$6"
 `;
 
 /**
- * $1 table, $2 owner, $3 iptables rules to delete, $4 nft transaction deleting the table and
- * accepts in other tables, $5 boot entry
+ * $1 table, $2 owner, $3 iptables FORWARD rules to delete, $4 nft transaction deleting the table
+ * and accepts in other tables, $5 boot entry, $6 iptables INPUT rules to delete
  */
 export const DNAT_DELETE_SH =
   PRELUDE +
   `ng_lock
 nft_apply "$4" || exit 1
 ipt_sync "$3" "" || exit 1
+ipt_sync "$6" "" INPUT || exit 1
 sysctl_release ${FORWARD.path} "$2" || exit 1
 boot_remove "$5" || exit 1
 dnat_show "$1" "$2" "$5"
@@ -150,8 +154,16 @@ export interface DnatLive {
   /** Forward chains of other nftables firewalls that may drop, and this rule's accepts in them. */
   foreign: { dropChains: ChainRef[]; owned: ForeignRule[] };
   iptables: IptablesForward;
+  /**
+   * Where the accepts go instead when toAddress is an address of the host (the DNATed packet is
+   * delivered locally, through INPUT, not FORWARD): filter INPUT and other firewalls' input chains.
+   */
+  iptablesInput?: IptablesForward;
+  foreignInput?: ChainRef[];
   forward: LiveSysctl;
   boot: BootStatus;
+  /** From the read script only; apply carries it over. */
+  locality?: Locality;
 }
 
 export function parseDnatShow(stdout: string, name: string): DnatLive {
@@ -161,10 +173,14 @@ export function parseDnatShow(stdout: string, name: string): DnatLive {
   const boot = s.get("boot");
   if (!s.has("nft") || !ipt || !forward || !boot) throw new Error(`unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
   const items = parseNftJson(s.get("nft")!.lines.join("\n"));
+  const iptInput = s.get("iptinput");
   return {
     nft: tableLinesFromItems(items, "ip", dnatTableName(name)),
     foreign: foreignForwardState(items, commentOf(name)),
+    foreignInput: foreignForwardState(items, commentOf(name), "input").dropChains,
     iptables: parseForwardChain(ipt.lines.join("\n"), ipt.arg === "present", name),
+    iptablesInput: parseForwardChain(iptInput?.lines.join("\n") ?? "", ipt.arg === "present" && iptInput !== undefined, name, "INPUT"),
+    ...(s.has("local") ? { locality: parseLocality(stdout) } : {}),
     forward,
     boot: parseBootShow(boot.lines),
   };
@@ -177,15 +193,41 @@ interface Plan {
   foreignOps: string[];
   iptDelete: string[];
   iptAdd: string[];
+  /** The same for filter INPUT (a DNAT to the host itself). */
+  iptInDelete: string[];
+  iptInAdd: string[];
   hold: boolean;
+}
+
+/** Whether the DNAT target is the host itself: its packets then meet INPUT, not FORWARD. */
+export function acceptChain(i: DnatRuleInputs, live: Pick<DnatLive, "locality">): FilterChain {
+  return live.locality?.local.get(i.toAddress) === true ? "INPUT" : "FORWARD";
+}
+
+/** The iptables accepts wanted in each filter chain, on this host as it is now. */
+function wantedAccepts(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Record<FilterChain, string[]> {
+  const chain = acceptChain(i, live);
+  const liveChain = chain === "INPUT" ? live.iptablesInput : live.iptables;
+  const want = liveChain && forwardNeedsAccept(liveChain) ? dnatForwardAccepts(i) : [];
+  return { FORWARD: chain === "FORWARD" ? want : [], INPUT: chain === "INPUT" ? want : [] };
+}
+
+/** Other nftables firewalls' chains where this rule's packets may be dropped. */
+function dropChainsFor(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): ChainRef[] {
+  return acceptChain(i, live) === "INPUT" ? (live.foreignInput ?? []) : live.foreign.dropChains;
 }
 
 export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Plan {
   const nftDrift = lineDrift("nft", tableLines(dnatTable(i)), live.nft);
-  const want = forwardNeedsAccept(live.iptables) ? dnatForwardAccepts(i) : [];
+  const wanted = wantedAccepts(i, live);
+  const want = wanted.FORWARD;
   const iptDelete = live.iptables.owned.filter((r) => !want.includes(r));
   const iptAdd = want.filter((r) => !live.iptables.owned.includes(r));
-  const wantForeign = live.foreign.dropChains.flatMap((c) => dnatNftAccepts(i, c));
+  const inOwned = live.iptablesInput?.owned ?? [];
+  const iptInDelete = inOwned.filter((r) => !wanted.INPUT.includes(r));
+  const iptInAdd = wanted.INPUT.filter((r) => !inOwned.includes(r));
+  const local = acceptChain(i, live) === "INPUT";
+  const wantForeign = dropChainsFor(i, live).flatMap((c) => dnatNftAccepts(i, c));
   const ownedLines = live.foreign.owned.map((o) => o.line);
   const foreignDelete = live.foreign.owned.filter((o) => !wantForeign.some((w) => w.line === o.line));
   const foreignAdd = wantForeign.filter((w) => !ownedLines.includes(w.line));
@@ -193,7 +235,9 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Plan 
     ...nftDrift,
     ...iptAdd.map((r) => `missing iptables accept (filter FORWARD drops forwarded packets): ${iptablesLine(r)}`),
     ...iptDelete.map((r) => `unexpected iptables rule: ${iptablesLine(r)}`),
-    ...foreignAdd.map((w) => `missing accept in ${chainId(w)} (it drops forwarded packets): ${w.line}`),
+    ...iptInAdd.map((r) => `missing iptables accept (filter INPUT drops packets to this host, the DNAT target): ${iptablesLine(r, "INPUT")}`),
+    ...iptInDelete.map((r) => `unexpected iptables rule: ${iptablesLine(r, "INPUT")}`),
+    ...foreignAdd.map((w) => `missing accept in ${chainId(w)} (it drops ${local ? "packets to this host, the DNAT target" : "forwarded packets"}): ${w.line}`),
     ...foreignDelete.map((o) => `unexpected rule: ${o.line}`),
   ];
   // Each insert goes to the top of its chain: reversed, they end up in the rendered order.
@@ -204,7 +248,7 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Plan 
   const hold = live.forward.value !== FORWARD.value || !live.forward.held;
   if (live.forward.value !== FORWARD.value) drift.push(`${sysctlName(FORWARD.path)} is ${live.forward.value ?? "missing"}, forwarding needs ${FORWARD.value}`);
   else if (!live.forward.held) drift.push(`${sysctlName(FORWARD.path)} is not recorded as needed by this rule (it would not be restored on delete)`);
-  return { drift, nftChange: nftDrift.length > 0, foreignOps, iptDelete, iptAdd, hold };
+  return { drift, nftChange: nftDrift.length > 0, foreignOps, iptDelete, iptAdd, iptInDelete, iptInAdd, hold };
 }
 
 /**
@@ -212,18 +256,20 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Plan 
  * on this host as it is now (the accepts go where something drops, as converge puts them).
  */
 export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive): BootEntry {
-  const accepts = forwardNeedsAccept(live.iptables) ? dnatForwardAccepts(i) : [];
-  const foreign = live.foreign.dropChains.flatMap((c) => dnatNftAccepts(i, c));
+  const wanted = wantedAccepts(i, live);
+  const foreign = dropChainsFor(i, live).flatMap((c) => dnatNftAccepts(i, c));
   const args = [
     dnatTableName(i.name),
     dnatOwner(i.name),
     replaceTableTransaction(dnatTable(i)),
     "",
     // Each add is inserted at the top: reversed, they end up in the chain in this order.
-    [...accepts].reverse().join("\n"),
+    [...wanted.FORWARD].reverse().join("\n"),
     dnatBootEntryName(i.name),
     [...foreign].reverse().map((w) => w.line.replace(/^nft /, "")).join("\n"),
     commentOf(i.name),
+    "",
+    [...wanted.INPUT].reverse().join("\n"),
   ];
   return bootEntry("dnat", i.name, `DnatRule ${i.name}`, args, shPrelude() + DNAT_APPLY_SH);
 }
@@ -235,7 +281,11 @@ function observation(i: DnatRuleInputs, live: DnatLive): Observation {
     rendered: [...live.nft, sysctlLine(live.forward), ...boot.rendered],
     drift: [...plan.drift, ...boot.drift],
     facts: {
-      forwardAccept: [...live.iptables.owned.map(iptablesLine), ...live.foreign.owned.map((o) => o.line)].sort(),
+      forwardAccept: [
+        ...live.iptables.owned.map((r) => iptablesLine(r)),
+        ...(live.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
+        ...live.foreign.owned.map((o) => o.line),
+      ].sort(),
       sysctlPrevious: live.forward.prev === undefined ? {} : { [sysctlName(FORWARD.path)]: live.forward.prev },
       ...boot.facts,
     },
@@ -248,6 +298,7 @@ async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive & { loc
     dnatOwner(i.name),
     dnatBootEntryName(i.name),
     ...(i.destination !== undefined ? [i.destination] : []),
+    i.toAddress,
   ]);
   return { ...parseDnatShow(out.stdout, i.name), locality: parseLocality(out.stdout) };
 }
@@ -268,7 +319,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     if (problem) throw new NatgateError("config", `DnatRule ${i.name}: ${problem}`);
     let after: DnatLive = live;
     const plan = planDnat(i, after);
-    if (plan.drift.length > 0) after = await apply(host, i, plan);
+    if (plan.drift.length > 0) after = { ...(await apply(host, i, plan)), locality: live.locality };
     after.boot = await syncBoot(host, `DnatRule ${i.name}`, dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, after) : undefined, after.boot);
     const obs = observation(i, after);
     if (obs.drift.length) {
@@ -285,21 +336,24 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     const live = await readLive(host, i);
     const entry = bootEntryPath(dnatBootEntryName(i.name));
     const hasEntry = (live.boot.files.get(entry) ?? "-") !== "-";
-    if (live.nft.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && !live.forward.held && !hasEntry) return;
+    const inOwned = live.iptablesInput?.owned ?? [];
+    if (live.nft.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && inOwned.length === 0 && !live.forward.held && !hasEntry) return;
     live.iptables.owned.forEach(assertSafeRule);
+    inOwned.forEach(assertSafeRule);
     const table = dnatTableName(i.name);
     const txn = [`add table ip ${table}`, `delete table ip ${table}`, ...live.foreign.owned.map((o) => `delete rule ${chainId(o)} handle ${o.handle}`)];
     const out = await host.run(
       `deleting DnatRule ${i.name}`,
       DNAT_DELETE_SH,
-      [table, dnatOwner(i.name), live.iptables.owned.join("\n"), txn.join("\n") + "\n", dnatBootEntryName(i.name)],
+      [table, dnatOwner(i.name), live.iptables.owned.join("\n"), txn.join("\n") + "\n", dnatBootEntryName(i.name), inOwned.join("\n")],
       { writes: true },
     );
     const after = parseDnatShow(out.stdout, i.name);
     const left = [
       ...after.nft,
       ...after.foreign.owned.map((o) => o.line),
-      ...after.iptables.owned.map(iptablesLine),
+      ...after.iptables.owned.map((r) => iptablesLine(r)),
+      ...(after.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
       ...(after.forward.held ? ["ip_forward holder file"] : []),
       ...((after.boot.files.get(entry) ?? "-") !== "-" ? [entry] : []),
     ];
@@ -310,6 +364,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
 /** Runs the plan (non-empty); returns the state read back (its check is converge's). */
 async function apply(host: Host, i: DnatRuleInputs, plan: Plan): Promise<DnatLive> {
   plan.iptDelete.forEach(assertSafeRule);
+  plan.iptInDelete.forEach(assertSafeRule);
   const out = await host.run(
     `applying DnatRule ${i.name}`,
     DNAT_APPLY_SH,
@@ -321,6 +376,10 @@ async function apply(host: Host, i: DnatRuleInputs, plan: Plan): Promise<DnatLiv
       // Each add is inserted at the top: reversed, they end up in the chain in this order.
       [...plan.iptAdd].reverse().join("\n"),
       dnatBootEntryName(i.name),
+      "",
+      "",
+      plan.iptInDelete.join("\n"),
+      [...plan.iptInAdd].reverse().join("\n"),
     ],
     { writes: true },
   );
