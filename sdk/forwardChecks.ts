@@ -54,6 +54,8 @@ function overlaps(claims: Claim[], where: string, against?: Claim[]): string[] {
 function inSubnet(address: string, subnet: string): boolean | undefined {
   try {
     const [net, len] = ipaddr.parseCIDR(subnet);
+    // Host bits set: PolicyRouteTable's own check says how to write the network.
+    if (net.kind() === "ipv4" && ipaddr.IPv4.networkAddressFromCIDR(subnet).toString() !== net.toString()) return undefined;
     const a = ipaddr.parse(address);
     return a.kind() === net.kind() && a.match(net, len);
   } catch {

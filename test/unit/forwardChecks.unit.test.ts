@@ -46,5 +46,6 @@ describe("PortForward layout checks (pure)", () => {
 
   it("leaves malformed values to the resources' own checks", () => {
     assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "nonsense", forwards: [{ ports: "6000-5000" }] }), []);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "10.1.2.3/16" }), [], "host bits: PolicyRouteTable names the fix");
   });
 });
