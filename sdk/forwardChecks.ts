@@ -33,12 +33,9 @@ function show(r: Range): string {
 
 interface Claim { what: string; protocols: string[]; range: Range }
 
-/** Overlaps among `claims`, or with `against` given, only between a claim and one of `against`. */
-function overlaps(claims: Claim[], where: string, against?: Claim[]): string[] {
+function overlaps(claims: Claim[], where: string): string[] {
   const out: string[] = [];
-  const pairs: [Claim, Claim][] = against
-    ? against.flatMap((a) => claims.map((b): [Claim, Claim] => [a, b]))
-    : claims.flatMap((a, i) => claims.slice(i + 1).map((b): [Claim, Claim] => [a, b]));
+  const pairs = claims.flatMap((a, i) => claims.slice(i + 1).map((b): [Claim, Claim] => [a, b]));
   for (const [a, b] of pairs) {
     const proto = a.protocols.filter((p) => b.protocols.includes(p));
     if (proto.length && a.range.lo <= b.range.hi && b.range.lo <= a.range.hi) {
@@ -66,7 +63,8 @@ function inSubnet(address: string, subnet: string): boolean | undefined {
 /**
  * Contradictions between a PortForward's fields that no single child resource can see: a LAN
  * host the routing table cannot reach (its replies and DNATed packets would go back into the
- * tunnel), two forwards claiming the same public or router ports, a return-path priority whose
+ * tunnel), two forwards claiming the same public ports (the VPS passes them to the router
+ * unchanged, so the router's rules would clash too), a return-path priority whose
  * companion rule would land after the main table. Each message names the field to change.
  */
 export function forwardLayoutProblems(l: ForwardLayout): string[] {
@@ -89,13 +87,6 @@ export function forwardLayoutProblems(l: ForwardLayout): string[] {
     ...l.forwards.flatMap((f, i) => claim(`forwards[${i}]`, f.protocol, f.ports)),
     ...l.routerForwards.flatMap((f, i) => claim(`routerForwards[${i}]`, f.protocol, f.ports)),
   ], "on the VPS"));
-  // On the router, forwards keep their public ports until its DNAT, which would also take a
-  // router-local forward arriving on its toPorts (several router-local ones may share a port).
-  out.push(...overlaps(
-    l.routerForwards.flatMap((f, i) => claim(`routerForwards[${i}] (router port)`, f.protocol, f.toPorts ?? f.ports)),
-    "on the router's tunnel address",
-    l.forwards.flatMap((f, i) => claim(`forwards[${i}]`, f.protocol, f.ports)),
-  ));
   if (l.routerForwards.length && l.localSourcePriority === undefined && l.priority !== undefined && l.priority >= 32765) {
     out.push(
       `returnPath.priority ${l.priority}: routerForwards also need the rule after it (priority + 1), which would come ` +

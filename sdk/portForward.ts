@@ -111,7 +111,7 @@ export class PortForward extends pulumi.ComponentResource {
   public readonly routerRules: DnatRule[];
   public readonly vpsRules: DnatRule[];
   public readonly pathCheck?: PathCheck;
-  /** The router's address inside the tunnel (what the VPS DNATs to). */
+  /** The router's address inside the tunnel (what the VPS DNATs every public port to, unchanged). */
   public readonly routerTunnelAddress: pulumi.Output<string>;
 
   constructor(name: string, args: PortForwardArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -200,10 +200,11 @@ export class PortForward extends pulumi.ComponentResource {
       persist: args.persist,
     }, { ...child, dependsOn: [this.routeTable] });
 
-    this.routerRules = args.forwards.map((f, i) => {
-      const to = f.to ?? args.lanHost;
-      if (to === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
-      return new DnatRule(`${name}-router-${i}`, {
+    // The VPS forwards every public port unchanged; the router does all remapping, also for its
+    // own services (2222 → its sshd on 22): a DNAT to one of its own addresses is what puts the
+    // accept where an INPUT policy of drop (ufw, fw4's input REJECT) would stop it.
+    const routerDnat = (ruleName: string, f: { protocol?: pulumi.Input<Protocol>; ports: pulumi.Input<number | string>; toPorts?: pulumi.Input<number | string> }, to: pulumi.Input<string>) =>
+      new DnatRule(ruleName, {
         connection: routerConn,
         inInterface: routerIf,
         destination: routerTunnelIp,
@@ -213,20 +214,23 @@ export class PortForward extends pulumi.ComponentResource {
         toPorts: f.toPorts,
         persist: args.persist,
       }, { ...child, dependsOn: [this.returnPath] });
-    });
-
-    const vpsForwards = [
-      ...args.forwards.map((f) => ({ protocol: f.protocol, ports: f.ports, toPorts: undefined })),
-      ...(args.routerForwards ?? []).map((f) => ({ protocol: f.protocol, ports: f.ports, toPorts: f.toPorts })),
+    this.routerRules = [
+      ...args.forwards.map((f, i) => {
+        const to = f.to ?? args.lanHost;
+        if (to === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
+        return routerDnat(`${name}-router-${i}`, f, to);
+      }),
+      ...(args.routerForwards ?? []).map((f, i) => routerDnat(`${name}-router-local-${i}`, f, routerTunnelIp)),
     ];
-    this.vpsRules = vpsForwards.map((f, i) =>
+
+    const publicPorts = [...args.forwards, ...(args.routerForwards ?? [])];
+    this.vpsRules = publicPorts.map((f, i) =>
       new DnatRule(`${name}-vps-${i}`, {
         connection: vpsConn,
         destination: args.vps.localAddress ?? args.vps.publicAddress,
         protocol: f.protocol,
         ports: f.ports,
         toAddress: routerTunnelIp,
-        toPorts: f.toPorts,
         persist: args.persist,
       }, { ...child, dependsOn: [this.returnPath, ...this.routerRules] }),
     );

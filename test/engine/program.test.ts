@@ -78,6 +78,7 @@ describe("examples: program shape under mocks, checked by the real providers", f
       "home-routes": "PolicyRouteTable",
       "home-return": "ConnmarkReturnPath",
       "home-router-0": "DnatRule",
+      "home-router-local-0": "DnatRule",
       "home-vps-0": "DnatRule",
       "home-vps-1": "DnatRule",
     });
@@ -95,8 +96,9 @@ describe("examples: program shape under mocks, checked by the real providers", f
     dependsOn(run.get("home-routes"), "home-tunnel");
     dependsOn(run.get("home-return"), "home-routes", "home-tunnel");
     dependsOn(run.get("home-router-0"), "home-return");
-    dependsOn(run.get("home-vps-0"), "home-return", "home-router-0");
-    dependsOn(run.get("home-vps-1"), "home-return", "home-router-0");
+    dependsOn(run.get("home-router-local-0"), "home-return");
+    dependsOn(run.get("home-vps-0"), "home-return", "home-router-0", "home-router-local-0");
+    dependsOn(run.get("home-vps-1"), "home-return", "home-router-0", "home-router-local-0");
 
     const input = (n: string) => run.get(n).inputs;
     assert.deepEqual(
@@ -105,7 +107,13 @@ describe("examples: program shape under mocks, checked by the real providers", f
     );
     assert.deepEqual(
       { ...input("home-vps-1"), connection: undefined, name: undefined },
-      { connection: undefined, name: undefined, destination: "198.51.100.1", protocol: "tcp", ports: 2222, toAddress: "10.10.10.2", toPorts: 22 },
+      { connection: undefined, name: undefined, destination: "198.51.100.1", protocol: "tcp", ports: 2222, toAddress: "10.10.10.2" },
+      "the VPS passes every public port on unchanged",
+    );
+    // The router remaps its own service's port: a DNAT to itself puts the accept where INPUT drops.
+    assert.deepEqual(
+      { ...input("home-router-local-0"), connection: undefined, name: undefined },
+      { connection: undefined, name: undefined, inInterface: "wg0", destination: "10.10.10.2", protocol: "tcp", ports: 2222, toAddress: "10.10.10.2", toPorts: 22 },
     );
     assert.equal(input("home-router-0").inInterface, "wg0");
     assert.equal(input("home-router-0").toAddress, "192.168.1.99");

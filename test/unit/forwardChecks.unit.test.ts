@@ -29,10 +29,8 @@ describe("PortForward layout checks (pure)", () => {
     assert.match(forwardLayoutProblems({ ...seed, routerForwards: [{ ports: 5999, toPorts: 22 }] })[0], /routerForwards\[0\] \(tcp 5999\) overlaps forwards\[0\]/);
   });
 
-  it("a router-local port inside a forwarded range is refused (the router's DNAT would take it)", () => {
-    const p = forwardLayoutProblems({ ...seed, forwards: [{ ports: "1-1000" }] });
-    assert.equal(p.length, 1);
-    assert.match(p[0], /routerForwards\[0\] \(router port\) \(tcp 22\) overlaps forwards\[0\] \(1-1000\) on the router's tunnel address/);
+  it("a router-local target port inside a forwarded range is fine: the router matches public ports before DNAT", () => {
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "1-1000" }] }), []);
     const twoToSsh = [{ ports: 2222, toPorts: 22 }, { ports: 2223, toPorts: 22 }];
     assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: twoToSsh }), [], "two public ports may reach one router port");
   });

@@ -38,11 +38,6 @@ describe("PortForward: layouts that contradict themselves fail at preview, namin
     assert.match(m, /forwards\[1\] \(tcp 5500\) overlaps forwards\[0\] \(5000-6000\) on the VPS/);
   });
 
-  it("a router-local port inside a forwarded range", async () => {
-    const m = await previewError(lab, stack, { ...base(lab), forwards: [{ ports: "1-1000" }], routerForwards: [{ ports: 2222, toPorts: 22 }] });
-    assert.match(m, /routerForwards\[0\] \(router port\) \(tcp 22\) overlaps forwards\[0\]/);
-  });
-
   it("returnPath.priority with no room for the router-local rule names the component's own fields", async () => {
     const m = await previewError(lab, stack, { ...base(lab), routerForwards: [{ ports: 2222, toPorts: 22 }], returnPath: { priority: 32765 } });
     assert.match(m, /returnPath\.priority 32765.*returnPath\.localSourcePriority/);
