@@ -74,3 +74,32 @@ describe("PortForward: a VPS behind its cloud's 1:1 NAT (public address on no in
     await assertHostsAsBefore(lab, before);
   });
 });
+
+describe("PortForward: a router whose INPUT policy drops (ufw's default; fw4's input reject)", function () {
+  this.timeout(180_000);
+
+  it("router-local forwards (VPS:2222 → its sshd) still arrive; destroy leaves INPUT as it was", async () => {
+    const lab = getLab();
+    const stack = variantStack();
+    const router = lab.hosts.router;
+    const hadFilter = (await router.exec("nft list table ip filter")).code === 0;
+    const banner = async () => (await lab.hosts.client.exec("socat -T 2 -u TCP:198.51.100.1:2222,connect-timeout=2 STDOUT")).stdout;
+    // Established flows and the LAN (the lab's SSH) only, as a hardened router would.
+    await router.run("iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT && iptables -A INPUT -i br-lan -j ACCEPT && iptables -P INPUT DROP");
+    try {
+      const inputBefore = await router.run("iptables -S INPUT");
+      const before = await snapshotAll(lab);
+      try {
+        await stack.up(portForwardProgram("home", { ...base(lab), routerForwards: [{ protocol: "tcp", ports: 2222, toPorts: 22 }] }));
+        assert.match(await banner(), /^SSH-2\.0-/, "the router's sshd answers through VPS:2222");
+        assert.match(await router.run("iptables -S INPUT"), /natgate:home_router_local_0/, "the accept sits where the drop is");
+      } finally {
+        await cleanup(stack);
+      }
+      await assertHostsAsBefore(lab, before);
+      assert.equal(await router.run("iptables -S INPUT"), inputBefore);
+    } finally {
+      await router.run(`iptables -P INPUT ACCEPT && iptables -F INPUT${hadFilter ? "" : " && nft delete table ip filter"}`);
+    }
+  });
+});
