@@ -30,8 +30,8 @@ export interface Observation {
 
 /**
  * One resource kind: a schema (pure), a render (pure), and three host operations. `converge`
- * must read first and write only when the live state differs, then read back and throw if the
- * result still differs; `remove` must treat "not there" as success.
+ * must read first, write only when the live state differs, and return what it read back (the
+ * provider refuses a result that still differs); `remove` must treat "not there" as success.
  */
 export interface ResourceKind<I extends BaseInputs> {
   kind: string;
@@ -143,6 +143,20 @@ function userInputs(v: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
+/** Converge, then refuse a host that does not read back as applied (something else undid it, or a bug). */
+async function convergeChecked<I extends BaseInputs>(
+  kind: ResourceKind<I>,
+  host: Host,
+  i: I,
+  olds: Record<string, unknown> | undefined,
+): Promise<Observation> {
+  const obs = await kind.converge(host, i, olds);
+  if (obs.drift.length) {
+    throw new Error(`${kind.kind} ${i.name} on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
+  }
+  return obs;
+}
+
 /** The pulumi.dynamic.ResourceProvider of one resource kind. */
 export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulumi.dynamic.ResourceProvider {
   const outputsOf = (i: I, host: Host, obs: Observation, rendered: string[]): Record<string, unknown> =>
@@ -179,14 +193,14 @@ export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulum
     async create(inputs) {
       const i = parseInputs(kind, inputs);
       const host = new Host(i.connection, undefined);
-      const obs = await kind.converge(host, i, undefined);
+      const obs = await convergeChecked(kind, host, i, undefined);
       return { id: resourceId(kind.kind, i), outs: outputsOf(i, host, obs, kind.render(i)) };
     },
 
     async update(_id, olds, news) {
       const i = parseInputs(kind, news);
       const host = new Host(i.connection, hostOf(olds) === hostOf(news) ? knownFingerprint(olds) : undefined);
-      const obs = await kind.converge(host, i, olds);
+      const obs = await convergeChecked(kind, host, i, olds);
       return { outs: outputsOf(i, host, obs, kind.render(i)) };
     },
 
