@@ -278,6 +278,21 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     assert.equal(await askTcp(8080), CLIENT);
   });
 
+  it("a second PolicyRouteTable on a table that already holds other routes is refused, and the first one's routes stay", async () => {
+    const table = await router.run("ip route show table 8764");
+    const other = { ...routes, name: "other", routes: [{ to: "default", via: "10.10.10.1", dev: "tun0" }, { to: "10.77.0.0/16", dev: "br-lan" }] };
+    await assert.rejects(create("PolicyRouteTable", other), (e: Error) => {
+      assert.match(e.message, /routing table 8764 on .* already holds routes natgate would not put there:\n {2}192\.168\.1\.0\/24 dev br-lan/);
+      assert.match(e.message, /choose another table id \(PortForward: returnPath\.table\)/);
+      return true;
+    });
+    assert.equal(await router.run("ip route show table 8764"), table, "nothing of the first table was touched");
+    await assertForwarding([5000]);
+    const elsewhere = await create("PolicyRouteTable", { ...other, table: 8765 });
+    await destroy(elsewhere);
+    assert.equal(await router.run("ip route show table 8765"), "");
+  });
+
   it("a destination that is not the VPS's own (a cloud's 1:1 NAT) fails create and update before anything is written; an AnyIP address counts as its own", async () => {
     const before = await snapshot(vps);
     const w0 = remoteStats.writes;

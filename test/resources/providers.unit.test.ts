@@ -11,7 +11,7 @@ import { dnatTable } from "../../provider/resources/dnat/render";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
 import { planConnmark } from "../../provider/resources/connmark";
 import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
-import { planRoutes } from "../../provider/resources/routetable";
+import { foreignRoutes, planRoutes } from "../../provider/resources/routetable";
 import { PolicyRouteTableSchema } from "../../provider/resources/routetable/schema";
 
 const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "fixtures", name), "utf8");
@@ -256,6 +256,19 @@ describe("plans (what a converge would write, from live state)", () => {
     const moved = PolicyRouteTableSchema.parse({ ...routes, table: 8764, routes: [{ to: "default", via: "10.10.10.9", dev: "tun0" }] });
     assert.deepEqual(planRoutes(moved, live.slice(0, 1)).batch, ["route replace table 8764 default via 10.10.10.9 dev tun0"], "no delete: replace rewrites it in place");
     assert.deepEqual(planRoutes(p, live.filter((r) => r.to === "default" || r.to === "192.168.1.0/24")).drift, []);
+  });
+
+  it("PolicyRouteTable: a new resource names the routes of others it would have to delete; its own (a retried create) are not others'", () => {
+    const p = PolicyRouteTableSchema.parse({ ...routes, table: 8764 });
+    const live = parseRoutes(fixture("ip-route-8764.json"));
+    assert.deepEqual(foreignRoutes(p, live), [
+      "10.1.2.3 dev br-lan",
+      "blackhole 10.97.0.0/16",
+      "10.98.0.0/16 via 192.168.1.5 dev br-lan onlink",
+      "10.99.0.0/16 via 192.168.1.5 dev br-lan src 192.168.1.1 metric 10",
+    ]);
+    assert.deepEqual(foreignRoutes(p, live.filter((r) => r.to === "default")), [], "a partial apply of its own routes is not foreign");
+    assert.deepEqual(foreignRoutes(p, []), []);
   });
 
   it("the nft fixture of the seed's router rule reads back with no drift", () => {

@@ -4,6 +4,7 @@ import { BOOT_SH, bootEntry, bootEntryName, bootEntryPath, bootRenderedLine, obs
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
+import { NatgateError } from "../../ssh/errors";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs, type RouteInput } from "./schema";
 
 /** A route as the kernel will list it: host routes without "/32", metric 0 left out. */
@@ -98,6 +99,21 @@ export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drif
   return { drift, batch, replaced };
 }
 
+/**
+ * Routes a new resource would have to delete because someone else put them in its table: another
+ * PortForward's return path on the same router, the user's own policy routing. The resource owns
+ * its table whole, so it refuses to take one that holds anything it would not put there itself
+ * (a create retried after a partial apply only finds its own routes).
+ */
+export function foreignRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): string[] {
+  const wantLines = i.routes.map((r) => routeLine(i.table, normalizeRoute(r)));
+  const prefix = `ip route replace table ${i.table} `;
+  return live
+    .map((r) => liveRouteLine(i.table, r))
+    .filter((l) => !wantLines.includes(l))
+    .map((l) => (l.startsWith(prefix) ? l.slice(prefix.length) : l));
+}
+
 function observation(i: PolicyRouteTableInputs, live: RoutesLive): Observation {
   const boot = observeBoot(routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, live.boot);
   return {
@@ -121,8 +137,17 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
   // The new resource would own the same table (same id on the same host): delete first.
   deleteBeforeReplace: true,
 
-  async converge(host, i) {
+  async converge(host, i, olds) {
     let after = await readLive(host, i);
+    const foreign = olds === undefined ? foreignRoutes(i, after.routes) : [];
+    if (foreign.length) {
+      throw new NatgateError(
+        "config",
+        `PolicyRouteTable ${i.name}: routing table ${i.table} on ${host.label} already holds routes natgate would not put there:\n  ` +
+          `${foreign.join("\n  ")}\nnatgate owns its table whole and would delete them: choose another table id (PortForward: ` +
+          `returnPath.table), or, if they are leftovers, remove them with: ip route flush table ${i.table}`,
+      );
+    }
     const plan = planRoutes(i, after.routes);
     if (plan.drift.length > 0) after = await apply(host, i, plan);
     after.boot = await syncBoot(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after.boot);
