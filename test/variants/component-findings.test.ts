@@ -3,10 +3,10 @@
 import { strict as assert } from "assert";
 import { getLab, type Lab } from "../lab";
 import type { Stack } from "../engine/stack";
-import { assertHostsAsBefore, baseArgs, CLIENT, cleanup, lanServices, portForwardProgram, snapshotAll, sshLogins, stopAll, variantStack } from "./variantLab";
+import { assertHostsAsBefore, CLIENT, cleanup, CLOUD_PUBLIC, cloudNat, lanServices, oneForwardArgs, portForwardProgram, snapshotAll, sshLogins, stopAll, variantStack } from "./variantLab";
 import type { PortForwardArgs } from "natgate";
 
-const base = (lab: Lab): PortForwardArgs => ({ ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 5000 }] });
+const base = oneForwardArgs;
 
 /** The failure of a preview that must fail, with the logins it caused on the hosts (must be none). */
 async function previewError(lab: Lab, stack: Stack, args: PortForwardArgs): Promise<string> {
@@ -51,25 +51,23 @@ describe("PortForward: a VPS behind its cloud's 1:1 NAT (public address on no in
     const lab = getLab();
     const stack = variantStack();
     // The cloud's NAT in the lab's core: 198.51.100.77 (the public address users know) → the VPS's 198.51.100.1.
-    await lab.hosts.core.run("nft -f -", {
-      input: "table ip variants_cloudnat {\n  chain pre { type nat hook prerouting priority dstnat; policy accept; ip daddr 198.51.100.77 dnat to 198.51.100.1; }\n}\n",
-    });
+    await cloudNat.add(lab);
     const services = await lanServices(lab, [["tcp", 5000]]);
     const before = await snapshotAll(lab);
     try {
       // The router dials the public address too: the cloud NAT forwards WireGuard's port like any other.
       const args: PortForwardArgs = {
         ...base(lab),
-        vps: { ...base(lab).vps, publicAddress: "198.51.100.77", localAddress: "198.51.100.1" },
+        vps: { ...base(lab).vps, publicAddress: CLOUD_PUBLIC, localAddress: "198.51.100.1" },
         verify: { port: 5000 },
       };
       await stack.up(portForwardProgram("home", args));
-      const r = await lab.hosts.client.exec("socat -T3 - TCP:198.51.100.77:5000,connect-timeout=3 </dev/null");
+      const r = await lab.hosts.client.exec(`socat -T3 - TCP:${CLOUD_PUBLIC}:5000,connect-timeout=3 </dev/null`);
       assert.equal(r.stdout.trim(), `tcp/5000 saw ${CLIENT}`, r.stderr.trim());
     } finally {
       await cleanup(stack);
       await stopAll(services);
-      await lab.hosts.core.run("nft delete table ip variants_cloudnat");
+      await cloudNat.remove(lab);
     }
     await assertHostsAsBefore(lab, before);
   });

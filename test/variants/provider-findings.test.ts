@@ -5,11 +5,13 @@ import { getLab, type Lab } from "../lab";
 import type { Stack } from "../engine/stack";
 import {
   assertHostsAsBefore,
-  baseArgs,
   CLIENT,
   cleanup,
+  CLOUD_PUBLIC,
+  cloudNat,
   connectionTo,
   lanServices,
+  oneForwardArgs,
   portForwardProgram,
   snapshotAll,
   stopAll,
@@ -27,7 +29,7 @@ async function previewFailure(stack: Stack, args: PortForwardArgs): Promise<stri
   }
 }
 
-const base = (lab: Lab): PortForwardArgs => ({ ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 5000 }] });
+const base = oneForwardArgs;
 
 describe("variants: provider findings", function () {
   this.timeout(180_000);
@@ -41,13 +43,11 @@ describe("variants: provider findings", function () {
 
   it("a VPS behind its cloud's 1:1 NAT (public address on no interface, as on EC2/GCP/Azure): forwards work, or up fails naming publicAddress", async () => {
     // The cloud's NAT: 198.51.100.77 (what the user knows as the VPS's public address) → the VPS's own 198.51.100.1.
-    await lab.hosts.core.run("nft -f -", {
-      input: "table ip variants_cloudnat {\n  chain pre { type nat hook prerouting priority dstnat; policy accept; ip daddr 198.51.100.77 dnat to 198.51.100.1; }\n}\n",
-    });
+    await cloudNat.add(lab);
     const services = await lanServices(lab, [["tcp", 5000]]);
     const before = await snapshotAll(lab);
     try {
-      const args = { ...base(lab), vps: { ...base(lab).vps, publicAddress: "198.51.100.77" } };
+      const args = { ...base(lab), vps: { ...base(lab).vps, publicAddress: CLOUD_PUBLIC } };
       const up = await stack.up(portForwardProgram("home", args)).then(
         () => "",
         (e: Error) => e.message,
@@ -55,13 +55,13 @@ describe("variants: provider findings", function () {
       if (up) {
         assert.match(up, /198\.51\.100\.77 is not an address of host 198\.51\.100\.1 .*vps\.localAddress/, up);
       } else {
-        const r = await lab.hosts.client.exec("socat -T3 - TCP:198.51.100.77:5000,connect-timeout=3 </dev/null");
+        const r = await lab.hosts.client.exec(`socat -T3 - TCP:${CLOUD_PUBLIC}:5000,connect-timeout=3 </dev/null`);
         assert.equal(r.stdout.trim(), `tcp/5000 saw ${CLIENT}`, `up succeeded but the forward does not work: ${r.stderr.trim()}`);
       }
     } finally {
       await cleanup(stack);
       await stopAll(services);
-      await lab.hosts.core.run("nft delete table ip variants_cloudnat");
+      await cloudNat.remove(lab);
     }
     await assertHostsAsBefore(lab, before);
   });

@@ -8,9 +8,9 @@ import * as path from "path";
 import { PortForward, type PortForwardArgs } from "natgate";
 import type { Lab, LabHost, LabProcess } from "../lab";
 import { Stack, type Step } from "../engine/stack";
-import { askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, type Probe } from "../engine/seedLab";
+import { askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, stopAll, type Probe } from "../engine/seedLab";
 
-export { askTcp, askUdp, PUBLIC };
+export { askTcp, askUdp, PUBLIC, stopAll };
 export const PROJECT = "natgate-variants";
 export const CLIENT = "203.0.113.10";
 
@@ -33,6 +33,21 @@ export function baseArgs(lab: Lab): PortForwardArgs {
     forwards: [],
   };
 }
+
+/** The smallest useful layout: the lab's hosts and one TCP forward of port 5000. */
+export function oneForwardArgs(lab: Lab): PortForwardArgs {
+  return { ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 5000 }] };
+}
+
+/** A cloud's 1:1 NAT in the lab's core: CLOUD_PUBLIC (the address users know) → the VPS's own address. */
+export const CLOUD_PUBLIC = "198.51.100.77";
+export const cloudNat = {
+  add: (lab: Lab) =>
+    lab.hosts.core.run("nft -f -", {
+      input: `table ip variants_cloudnat {\n  chain pre { type nat hook prerouting priority dstnat; policy accept; ip daddr ${CLOUD_PUBLIC} dnat to ${PUBLIC}; }\n}\n`,
+    }),
+  remove: (lab: Lab) => lab.hosts.core.run("nft delete table ip variants_cloudnat"),
+};
 
 /** A program: one PortForward, exporting what a user would look at. */
 export function portForwardProgram(name: string, args: PortForwardArgs): () => unknown {
@@ -92,10 +107,6 @@ export async function lanServices(lab: Lab, list: Array<["tcp" | "udp", number]>
     throw e;
   }
   return started;
-}
-
-export async function stopAll(procs: LabProcess[]): Promise<void> {
-  for (const p of procs) await p.stop();
 }
 
 /** The answer the client got; fails with the probe's reason when nothing came back. */
