@@ -1,0 +1,42 @@
+import { renderDnat } from "../../provider/resources/dnat/render";
+import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
+import { renderConnmark } from "../../provider/resources/connmark/render";
+import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
+
+const conn = { host: "198.51.100.1", password: "x" };
+
+export const DNAT_CASES: Record<string, object> = {
+  vps: { name: "vps", protocol: "both", ports: "5000-6000", destination: "198.51.100.1", toAddress: "10.10.10.2" },
+  ssh: { name: "ssh", ports: 2222, destination: "198.51.100.1", toAddress: "10.10.10.2", toPorts: 22 },
+  router: { name: "router", protocol: "both", ports: "5000-6000", inInterface: "wg0", toAddress: "192.168.1.99" },
+  shift: { name: "shift", protocol: "both", ports: "7000-7003", inInterface: "wg0", toAddress: "192.168.1.99", toPorts: "8000-8003" },
+  udp: { name: "udp", protocol: "udp", ports: "53", inInterface: "wg0", toAddress: "192.168.1.99", toPorts: "5353" },
+  noclamp: { name: "noclamp", ports: 443, destination: "198.51.100.1", toAddress: "10.10.10.2", clampMss: false, persist: false },
+  long: { name: "a_rather_long_resource_name_32ch", ports: 80, inInterface: "wg0", toAddress: "192.168.1.99" },
+};
+
+export const RET_CASES: Record<string, object> = {
+  default: { name: "home", tunnelInterface: "wg0", localSource: "10.10.10.2" },
+  seed: { name: "seed", tunnelInterface: "tun0", mark: 0x1234, table: 1234, priority: 960, restoreInOutput: false },
+  masked: { name: "masked", tunnelInterface: "tun0", mark: 0x1000, mask: 0x3000, table: 1235, priority: 970, persist: false },
+};
+
+export interface GoldenCase {
+  backend: string;
+  file: string;
+  text: string;
+}
+
+/** Every golden case: filled in per backend by the renders of each kind. */
+export function goldenCases(): GoldenCase[] {
+  const out: GoldenCase[] = [];
+  for (const [k, v] of Object.entries(DNAT_CASES)) {
+    const i = DnatRuleSchema.parse({ connection: conn, ...v });
+    out.push({ backend: "nftables", file: `dnat-${k}.txt`, text: renderDnat(i).join("\n") + "\n" });
+  }
+  for (const [k, v] of Object.entries(RET_CASES)) {
+    const i = ConnmarkReturnPathSchema.parse({ connection: conn, ...v });
+    out.push({ backend: "nftables", file: `ret-${k}.txt`, text: renderConnmark(i).join("\n") + "\n" });
+  }
+  return out;
+}
