@@ -1,7 +1,14 @@
 // Watch a host's conntrack events while the probe runs. Events, not listings: a connection
 // whose only reply is a TCP reset is deleted by the kernel at once, so a `conntrack -L` after
 // the probe would not show it, and the hop that answered with the reset could not be named.
-import { NatgateError, runScript, SH_PRELUDE, type Connection } from "../ssh";
+import { SH_PRELUDE, type Connection } from "../ssh";
+import { NatgateError } from "../ssh/errors";
+
+/** runScript, loaded on first use so that check and diff, which never touch a host, do not load ssh2. */
+function runScript(...args: Parameters<typeof import("../ssh").runScript>): ReturnType<typeof import("../ssh").runScript> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require("../ssh") as typeof import("../ssh")).runScript(...args);
+}
 
 /**
  * Starts `conntrack -E -o id <filter>` in the background with its output in a temp file and

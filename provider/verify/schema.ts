@@ -1,8 +1,7 @@
 import { isIP } from "net";
 import { z } from "zod";
-import { ConnectionSchema } from "../ssh";
 import { interfaceName, mark32, portNumber } from "../resources/common/fields";
-import { typeError } from "../ssh/schema";
+import { ConnectionSchema, typeError } from "../ssh/schema";
 
 const ipAddress = (example: string) =>
   z

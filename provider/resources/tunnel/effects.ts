@@ -1,4 +1,5 @@
-import { NatgateError, runScript, SH_PRELUDE, type Connection, type RunResult } from "../../ssh";
+import type { Connection, RunResult } from "../../ssh";
+import { NatgateError } from "../../ssh/errors";
 import { PERSIST_REMOVE_SH, bootEntryName, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import { keyFileFor, type Role } from "./model";
 import { liveSideFromSections, splitSections, type LiveSide } from "./parse";
@@ -36,8 +37,14 @@ function tail(text: string, lines = 15): string {
   return all.slice(-lines).join("\n");
 }
 
+/** The SSH transport, loaded on first use so that check and diff, which never touch a host, do not load ssh2. */
+function ssh(): typeof import("../../ssh") {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require("../../ssh") as typeof import("../../ssh");
+}
+
 async function run(t: SideTarget, script: string, args: string[], what: string): Promise<RunResult> {
-  const r = await runScript(t.connection, script, args, { knownFingerprint: t.knownFingerprint, timeoutSeconds: 120 });
+  const r = await ssh().runScript(t.connection, script, args, { knownFingerprint: t.knownFingerprint, timeoutSeconds: 120 });
   if (r.code === FOREIGN_INTERFACE_EXIT && /natgate-foreign-interface/.test(r.stderr)) {
     throw new NatgateError(
       "config",
@@ -92,8 +99,8 @@ export async function syncSideBoot(t: SideTarget, entry: BootEntry | undefined, 
   const name = tunnelBootEntryName(t.interfaceName);
   if (observeBoot(name, entry, status).drift.length === 0) return status;
   const r = entry
-    ? await run(t, SH_PRELUDE + persistWriteScript(entry.body), persistWriteArgs(entry), "writing the tunnel's boot entry")
-    : await run(t, SH_PRELUDE + PERSIST_REMOVE_SH, [name], "removing the tunnel's boot entry");
+    ? await run(t, ssh().SH_PRELUDE + persistWriteScript(entry.body), persistWriteArgs(entry), "writing the tunnel's boot entry")
+    : await run(t, ssh().SH_PRELUDE + PERSIST_REMOVE_SH, [name], "removing the tunnel's boot entry");
   t.knownFingerprint = r.fingerprint;
   return bootOf(splitSections(r.stdout));
 }
