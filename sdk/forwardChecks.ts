@@ -1,4 +1,5 @@
 import * as ipaddr from "ipaddr.js";
+import { interfaceNameProblem } from "../provider/resources/common/fields";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
 export interface ForwardLayout {
@@ -8,6 +9,12 @@ export interface ForwardLayout {
   routerForwards: { protocol?: string; ports: number | string; toPorts?: number | string }[];
   priority?: number;
   localSourcePriority?: number;
+  /**
+   * Interface names by the field that gives them (`router.lanInterface`,
+   * `existingTunnel.vpsInterfaceName`...), checked with the rule every resource uses; one that no
+   * child resource receives would otherwise not be checked at all.
+   */
+  interfaces?: Record<string, string | undefined>;
 }
 
 interface Range { lo: number; hi: number }
@@ -64,11 +71,16 @@ function inSubnet(address: string, subnet: string): boolean | undefined {
  * Contradictions between a PortForward's fields that no single child resource can see: a LAN
  * host the routing table cannot reach (its replies and DNATed packets would go back into the
  * tunnel), two forwards claiming the same public ports (the VPS passes them to the router
- * unchanged, so the router's rules would clash too), a return-path priority whose
- * companion rule would land after the main table. Each message names the field to change.
+ * unchanged, so the router's rules would clash too), a return-path priority whose companion
+ * rule would land after the main table, an interface name no resource may act on (all, lo,
+ * -h...). Each message names the field to change.
  */
 export function forwardLayoutProblems(l: ForwardLayout): string[] {
   const out: string[] = [];
+  for (const [field, name] of Object.entries(l.interfaces ?? {})) {
+    const why = name === undefined ? undefined : interfaceNameProblem(name);
+    if (why) out.push(`${field}: ${why}`);
+  }
   l.forwards.forEach((f, i) => {
     const to = f.to ?? l.lanHost;
     if (to !== undefined && inSubnet(to, l.lanSubnet) === false) {

@@ -16,17 +16,46 @@ export const resourceName = z
   .max(NAME_MAX, { error: `must be at most ${NAME_MAX} characters` });
 
 /**
+ * Names the kernel or the tools read as something other than one interface, with what is wrong.
+ * `all` and `default` are the /proc/sys/net/ipv{4,6}/conf/ entries that set every interface and
+ * the template for new ones (ConnmarkReturnPath's rp_filter on "all" would loosen the whole host);
+ * `lo` is loopback, which nothing natgate builds may route or forward through; "." and ".." are
+ * directories in those paths.
+ */
+const RESERVED_INTERFACE_NAMES: Record<string, string> = {
+  all: '"all" is not an interface: sysctl\'s net.ipv4.conf.all would set every interface of the host; give one interface\'s name, like wg0',
+  default: '"default" is not an interface: sysctl\'s net.ipv4.conf.default is the template for new interfaces; give one interface\'s name, like wg0',
+  lo: '"lo" is the loopback interface: nothing routed or forwarded there leaves the host; give the tunnel\'s or the LAN\'s interface, like wg0',
+  ".": '"." is not an interface name (it is a directory in /proc/sys/net/ipv4/conf): give a name like wg0',
+  "..": '".." is not an interface name (it is a directory in /proc/sys/net/ipv4/conf): give a name like wg0',
+};
+
+/** Why `name` cannot be an interface natgate acts on, or undefined when it can. */
+export function interfaceNameProblem(name: string): string | undefined {
+  const r = interfaceName.safeParse(name);
+  return r.success ? undefined : r.error.issues.map((i) => i.message).join("; ");
+}
+
+/**
  * Linux interface names: at most IFNAMSIZ-1 = 15 bytes, no '/', no whitespace. natgate accepts the
- * subset that needs no quoting in nft, ip and sysctl paths (':' would be an alias label, '*' a wildcard).
+ * subset that needs no quoting in nft, ip and sysctl paths (':' would be an alias label, '*' a wildcard),
+ * without the names that mean more than one interface (all, default), loopback (lo), and names
+ * starting with '-' (wireguard-go, ip and wg would read them as an option: `wireguard-go -h`).
  * The Tunnel uses it too (not wg-quick's wider set with '=' and '+'), so a name it accepts is one
  * every other resource's tunnelInterface/dev accepts, and safe as the name of its key file.
  */
 export const interfaceName = z
   .string({ error: typeError("must be a string (an interface name like wg0)") })
-  .min(1, { error: "must not be empty" })
+  .min(1, { error: "must not be empty: give an interface name like wg0" })
   .max(15, { error: "must be at most 15 characters (Linux IFNAMSIZ)" })
-  .regex(/^[A-Za-z0-9_.-]+$/, { error: "may contain only A-Z, a-z, 0-9, '_', '.' and '-'" })
-  .refine((s) => s !== "." && s !== "..", { error: "is not a valid interface name" });
+  .regex(/^[A-Za-z0-9_.-]+$/, { error: "may contain only A-Z, a-z, 0-9, '_', '.' and '-' (an interface name like wg0)" })
+  .superRefine((s, ctx) => {
+    if (s.startsWith("-")) {
+      ctx.addIssue({ code: "custom", message: "must not start with '-' (wireguard-go, ip and wg would read it as an option): give a name like wg0" });
+    } else if (Object.prototype.hasOwnProperty.call(RESERVED_INTERFACE_NAMES, s)) {
+      ctx.addIssue({ code: "custom", message: RESERVED_INTERFACE_NAMES[s]! });
+    }
+  });
 
 export const ipv4 = z.ipv4({ error: typeError("must be an IPv4 address like 10.10.10.2") });
 
