@@ -8,3 +8,14 @@ export function containsUnknown(v: unknown): boolean {
   if (v !== null && typeof v === "object") return Object.values(v).some(containsUnknown);
   return false;
 }
+
+/**
+ * Refuses text about to be sent to a host (a script, its arguments, a boot entry) that holds the
+ * engine's unknown marker: it belongs in preview text only. Reaching this is a natgate bug, not
+ * a user error; nothing has been sent when it throws.
+ */
+export function assertNoUnknown(what: string, ...texts: string[]): void {
+  if (texts.some((t) => t.includes(UNKNOWN))) {
+    throw new Error(`${what}: refusing to send a value the engine does not know yet (preview placeholder ${UNKNOWN}) to a host`);
+  }
+}

@@ -1,11 +1,13 @@
 import { NatgateError } from "../../ssh";
-import { bootEntry, bootEntryPath, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
+import { bootEntry, bootEntryPath, bootEntryText, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
 import type { WireGuardBackend } from "../../backends/wireguard";
 import { describeSide, applySide, deleteSide, prepareSide, readSide, syncSideBoot, tunnelBootEntryName, type SideRead, type SideTarget } from "./effects";
 import { keyFileFor, type Role, type SideState } from "./model";
 import { bootPlan, planSide, renderLive } from "./plan";
 import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
-import { APPLY_HEAD, applySteps } from "./scripts";
+import { APPLY_HEAD, applySteps, assertRunnable } from "./scripts";
+import { wireGuardKeyProblem } from "./parse";
+import { containsUnknown } from "../common/unknown";
 import { parseTunnelArgs, type TunnelInputs } from "./schema";
 
 /** What a Tunnel stores in state: its checked inputs plus what only the hosts know. */
@@ -51,7 +53,37 @@ export function inputsFromProps(props: Record<string, unknown> | undefined): Tun
     const list = r.failures.map((f) => `${f.property}: ${f.reason}`).join("\n");
     throw new NatgateError("config", `the Tunnel's inputs are not valid${list ? `:\n${list}` : " (some are still unknown)"}`);
   }
+  // The schema lets the engine's unknown marker through (preview renders around it); anything
+  // that reaches a host must be known, or it would become an address or host name in a command.
+  if (containsUnknown(r.inputs)) {
+    throw new NatgateError("config", "the Tunnel's inputs are not all known yet (another resource's output): natgate only acts on a host once every value is known");
+  }
   return r.inputs;
+}
+
+/**
+ * The public key natgate read from a side's host (`wg pubkey` of its key file), checked before it
+ * goes into the other side's commands and boot entry: the text came from another machine.
+ */
+export function publicKeyFrom(t: SideTarget, read: SideRead): string {
+  const file = keyFileFor(t.interfaceName);
+  const key = read.live.keyFilePublicKey;
+  if (key === undefined) {
+    throw new NatgateError(
+      "remote",
+      `no public key could be read from ${describeSide(t)}: \`wg pubkey < ${file}\` printed nothing; check that file ` +
+        `(it holds the private key) or remove it so that the next up generates a new key pair`,
+    );
+  }
+  const why = wireGuardKeyProblem(key);
+  if (why) {
+    throw new NatgateError(
+      "remote",
+      `the public key read from ${describeSide(t)} (\`wg pubkey < ${file}\`) ${why}; it was not used. ` +
+        `Check that host's wg and the key file, or remove the file so that the next up generates a new key pair`,
+    );
+  }
+  return key;
 }
 
 export function tunnelId(a: TunnelInputs): string {
@@ -124,7 +156,7 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
   }
   try {
     targets.forEach((t, i) => assertWireGuard(t, reads[i]!));
-    const keys: PublicKeys = { listener: reads[0]!.live.keyFilePublicKey, dialer: reads[1]!.live.keyFilePublicKey };
+    const keys: PublicKeys = { listener: publicKeyFrom(targets[0]!, reads[0]!), dialer: publicKeyFrom(targets[1]!, reads[1]!) };
     const desired = ROLES.map((r) => desiredSide(a, r, keys));
     const plans = targets.map((_, i) => planSide(desired[i]!, reads[i]!.live.state));
     // Listener first: the dialer sends a handshake as soon as its peer is set (persistent
@@ -135,7 +167,9 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
       after.push(plans[i]!.length > 0 ? await applySide(t, plans[i]!) : reads[i]!);
     }
     targets.forEach((t, i) => verifyInSync(t, desired[i]!, after[i]!.live.state));
-    const boots = await Promise.all(targets.map((t, i) => syncSideBoot(t, sideBootEntry(a, t.role, keys), after[i]!.boot)));
+    const entries = targets.map((t) => sideBootEntry(a, t.role, keys));
+    entries.forEach((e, i) => e && assertRunnable(`the tunnel's boot entry on ${describeSide(targets[i]!)}`, bootEntryText(e)));
+    const boots = await Promise.all(targets.map((t, i) => syncSideBoot(t, entries[i], after[i]!.boot)));
     const observed = ROLES.map((r, i) => observeSideBoot(a, r, keys, boots[i]!));
     observed.forEach((o, i) => {
       if (o.drift.length) {

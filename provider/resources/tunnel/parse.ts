@@ -15,6 +15,21 @@ export interface WgDump {
   peers: (PeerState & { latestHandshake: number; rxBytes: number; txBytes: number })[];
 }
 
+/**
+ * Why `text` is not a WireGuard public key as `wg pubkey` prints it, or undefined when it is one:
+ * 44 characters of base64 ending in '=' that decode to 32 bytes, with the unused low bits of the
+ * last character zero (wg itself refuses a key whose re-encoding differs). Only the length and
+ * the kinds of character are told back, never the text: it came from a host.
+ */
+export function wireGuardKeyProblem(text: string): string | undefined {
+  const like = "a WireGuard public key is 44 characters of base64 ending in '=' (32 bytes), like wOisl+YgHvQpAojqyZpFbbu+7lLuUcrupnrtFKhMTTg=";
+  if (text.length !== 44) return `is ${text.length} characters long: ${like}`;
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(text)) return `has characters that are not base64 or does not end in '=': ${like}`;
+  const bytes = Buffer.from(text, "base64");
+  if (bytes.length !== 32 || bytes.toString("base64") !== text) return `does not decode to 32 bytes the way wg encodes them: ${like}`;
+  return undefined;
+}
+
 const none = (v: string | undefined): string | undefined => (v === undefined || v === "(none)" || v === "" ? undefined : v);
 
 /** `wg show IF dump`: one interface line (4 fields), then one line per peer (8 fields). */

@@ -11,12 +11,24 @@ import { formatEndpoint } from "../common/addresses";
  * so what a user previews is what runs.
  */
 
-// Words made only of these characters need no quoting; everything else goes through the
-// ssh layer's quoting. Placeholders (<dialer public key>) are shown as they are: they
-// only appear in previews, never in a command that runs.
+// Words made only of these characters need no quoting (none of them is special to sh in an
+// argument); everything else goes through the ssh layer's quoting. '[' and ']' are not among
+// them: they are glob characters, so an IPv6 endpoint "[2001:db8::1]:51820" is quoted (unquoted,
+// a file named "1:51820" in the remote working directory would replace it). A public key is 44
+// characters of base64, checked where it is read from its host (lifecycle.ts), so it is never
+// more than such a word. Placeholders (<dialer public key>) are shown as they are: they only
+// appear in previews; applyScript (scripts.ts) refuses a plan that still holds one.
+const PLACEHOLDERS: ReadonlySet<string> = new Set([publicKeyPlaceholder("listener"), publicKeyPlaceholder("dialer")]);
+
+/** Whether `text` holds a public key placeholder: it is preview text, not a command to run. */
+export function hasPlaceholder(text: string): boolean {
+  for (const p of PLACEHOLDERS) if (text.includes(p)) return true;
+  return false;
+}
+
 function word(w: string): string {
-  if (/^<[a-z ]+>$/.test(w)) return w;
-  return /^[A-Za-z0-9_./:,=+@%\[\]-]+$/.test(w) ? w : shQuote(w);
+  if (PLACEHOLDERS.has(w)) return w;
+  return /^[A-Za-z0-9_./:,=+@%-]+$/.test(w) ? w : shQuote(w);
 }
 
 export function cmd(...words: (string | number)[]): string {

@@ -2,6 +2,8 @@ import { SH_PRELUDE, shQuote } from "../../ssh";
 import { HOSTSTATE_SH } from "../../backends/hoststate";
 import { BOOT_SH } from "../../backends/persist";
 import { WIREGUARD_SH } from "../../backends/wireguard";
+import { assertNoUnknown } from "../common/unknown";
+import { hasPlaceholder } from "./render";
 
 /**
  * The remote side of a tunnel: POSIX sh (BusyBox ash compatible) run by runScript as
@@ -86,9 +88,21 @@ natgate_tunnel_read "$1" "$2" "$3"
 `;
 }
 
+/**
+ * Refuses script text that still holds preview-only values: a public key placeholder
+ * (`<dialer public key>`, which sh would read as a redirection from a file "dialer") or the
+ * engine's unknown marker. Both are fine in rendered lines, never in what runs on a host.
+ */
+export function assertRunnable(what: string, text: string): void {
+  if (hasPlaceholder(text)) throw new Error(`${what}: the commands still hold a public key placeholder (preview text); refusing to run them`);
+  assertNoUnknown(what, text);
+}
+
 /** Runs a plan (see plan.ts), then prints the live state for verification. Args: IF KEYFILE ENTRY. */
 export function applyScript(plan: string[]): string {
-  return APPLY_HEAD + applySteps(plan);
+  const script = APPLY_HEAD + applySteps(plan);
+  assertRunnable("configuring the tunnel", script);
+  return script;
 }
 
 /**
