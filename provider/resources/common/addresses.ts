@@ -59,14 +59,6 @@ export function isNetworkOrBroadcast(cidr: Cidr): boolean {
   return cidr.prefix < 127 && cidr.network === `${cidr.address}/${cidr.prefix}`;
 }
 
-/** Whether the address `ip` lies inside `cidr`'s subnet. */
-export function contains(cidr: Cidr, ip: string): boolean {
-  const a = ipaddr.parse(ip);
-  const net = ipaddr.parse(cidr.address);
-  if (a.kind() !== net.kind()) return false;
-  return a.match(net, cidr.prefix);
-}
-
 /** Host name per RFC 1123 (letters, digits, hyphens; dot-separated labels). */
 export function isHostName(text: string): boolean {
   if (text.length === 0 || text.length > 253) return false;

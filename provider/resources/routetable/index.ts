@@ -49,10 +49,6 @@ export interface RoutesLive {
   boot: BootStatus;
 }
 
-export function parseRoutesShow(stdout: string): LiveRoute[] {
-  return parseRoutesLive(stdout).routes;
-}
-
 export function parseRoutesLive(stdout: string): RoutesLive {
   const sections = splitSections(stdout);
   const s = sections.get("routes");
