@@ -9,7 +9,7 @@ import { strict as assert } from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { DnatRule, type ConnectionArgs, type PortForwardArgs } from "natgate";
+import { ConnmarkReturnPath, DnatRule, PolicyRouteTable, type ConnectionArgs, type PortForwardArgs } from "natgate";
 import { getLab, type Lab } from "../lab";
 import type { Stack } from "../engine/stack";
 import {
@@ -79,6 +79,23 @@ const CASES: HostileCase[] = [
     expect: [
       { resource: "a-tunnel", property: "interfaceName", reason: /may contain only A-Z, a-z, 0-9, '_', '.' and '-'/ },
       { resource: "b-tunnel", property: "interfaceName", reason: /must be at most 15 characters \(Linux IFNAMSIZ\)/ },
+    ],
+  },
+  {
+    // "all" would set net.ipv4.conf.all.rp_filter for the whole host; "-h" would become `wireguard-go -h`.
+    title: "interface names that are not one interface or read as an option: `-h`, `all`, `default`, `lo`",
+    program: (lab) => () => {
+      pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "-h" } }))();
+      new ConnmarkReturnPath("ret", { connection: connectionTo(lab, "router"), tunnelInterface: "all" });
+      new PolicyRouteTable("rt", { connection: connectionTo(lab, "router"), routes: [{ to: "default", dev: "default" }, { to: "192.168.1.0/24", dev: "lo" }] });
+      rule(lab, { inInterface: "-i" })();
+    },
+    expect: [
+      { resource: "home-tunnel", property: "interfaceName", reason: /must not start with '-' .*: give a name like wg0/ },
+      { resource: "ret", property: "tunnelInterface", reason: /"all" is not an interface: sysctl's net\.ipv4\.conf\.all would set every interface of the host; .*like wg0/ },
+      { resource: "rt", property: "routes[0].dev", reason: /"default" is not an interface: .*like wg0/ },
+      { resource: "rt", property: "routes[1].dev", reason: /"lo" is the loopback interface: .*like wg0/ },
+      { resource: "web", property: "inInterface", reason: /must not start with '-'/ },
     ],
   },
   {
