@@ -1,7 +1,7 @@
 import { isIP } from "net";
 import { z } from "zod";
-import { utils as ssh2utils } from "ssh2";
 import { parseHostKeyPin } from "./hostkey";
+import { checkPrivateKeyText, type KeyProblem } from "./keyFormat";
 
 // RFC 1123 labels; dots only between labels (one trailing dot allowed, as in DNS).
 const HOSTNAME =
@@ -101,25 +101,21 @@ function checkPrivateKey(v: AuthFields, ctx: z.RefinementCtx): void {
   }
 }
 
-// Messages are ours, not ssh2's, so no part of the key text can leak into them.
+// Checked without ssh2 (keyFormat.ts), which a preview must not load (issue 8). Messages are
+// fixed texts per problem, so no part of the key text or passphrase can leak into them.
+const KEY_PROBLEMS: Record<KeyProblem, string> = {
+  unreadable: "is not a private key ssh can read (OpenSSH or PEM format, the text of the file, not its path)",
+  public: "is a public key: give the private key text (the file without .pub)",
+  "unsupported-type": "is a key of a type natgate's SSH client cannot use: give an ed25519, RSA or ECDSA (nistp256/384/521) key",
+  "unsupported-cipher":
+    "is encrypted with chacha20-poly1305, which natgate's SSH client cannot decrypt: re-encrypt it with `ssh-keygen -p -Z aes256-ctr -f FILE`",
+  encrypted: "is encrypted: set privateKeyPassword to its passphrase",
+  "wrong-passphrase": "could not be decrypted with privateKeyPassword (wrong passphrase)",
+};
+
 function privateKeyProblem(key: string, passphrase: string | undefined): string | undefined {
-  let parsed: ReturnType<typeof ssh2utils.parseKey>;
-  try {
-    parsed = ssh2utils.parseKey(key, passphrase);
-  } catch {
-    parsed = new Error("unparsable");
-  }
-  if (!(parsed instanceof Error)) {
-    const k = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (k && k.isPrivateKey()) return undefined;
-    return "is a public key: give the private key text (the file without .pub)";
-  }
-  const msg = parsed.message;
-  if (/no passphrase/i.test(msg)) return "is encrypted: set privateKeyPassword";
-  if (/decrypt|passphrase|bad/i.test(msg) && passphrase !== undefined) {
-    return "could not be decrypted with privateKeyPassword";
-  }
-  return "is not a private key ssh can read (OpenSSH or PEM format, the text of the file, not its path)";
+  const r = checkPrivateKeyText(key, passphrase);
+  return r.ok ? undefined : KEY_PROBLEMS[r.problem];
 }
 
 const objectError = { error: typeError("must be an object like @pulumi/command's remote.ConnectionArgs") };
