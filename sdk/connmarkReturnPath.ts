@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource, HostResourceArgs } from "./hostResource";
+import { HostResource, type FirewallResourceArgs } from "./hostResource";
 
-export interface ConnmarkReturnPathArgs extends HostResourceArgs {
+export interface ConnmarkReturnPathArgs extends FirewallResourceArgs {
   /** The tunnel interface connections arrive on (e.g. `wg0`, `tun0`). */
   tunnelInterface: pulumi.Input<string>;
   /** Routing table marked replies are looked up in (default 8764, as {@link PolicyRouteTable}'s). */
@@ -36,8 +36,10 @@ export interface ConnmarkReturnPathArgs extends HostResourceArgs {
 export class ConnmarkReturnPath extends HostResource {
   /** Sysctl values found before natgate changed them (restored on delete). */
   declare public readonly sysctlPrevious: pulumi.Output<Record<string, string>>;
+  /** The backend that wrote the return path's own objects: `nftables` or `iptables`. */
+  declare public readonly activeBackend: pulumi.Output<string>;
 
   constructor(name: string, args: ConnmarkReturnPathArgs, opts?: pulumi.CustomResourceOptions) {
-    super("ConnmarkReturnPath", name, args, ["sysctlPrevious"], opts);
+    super("ConnmarkReturnPath", name, args, ["sysctlPrevious", "activeBackend"], opts);
   }
 }

@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource, HostResourceArgs } from "./hostResource";
+import { HostResource, type FirewallResourceArgs } from "./hostResource";
 
 export type Protocol = "tcp" | "udp" | "both";
 
-export interface DnatRuleArgs extends HostResourceArgs {
+export interface DnatRuleArgs extends FirewallResourceArgs {
   /** `tcp`, `udp` or `both` (default `tcp`). */
   protocol?: pulumi.Input<Protocol>;
   /** Port or range matched: `2222` or `"5000-6000"`. */
@@ -29,8 +29,15 @@ export class DnatRule extends HostResource {
   declare public readonly sysctlPrevious: pulumi.Output<Record<string, string>>;
   /** Accepts natgate placed in other firewalls' dropping forward chains (ufw/Docker FORWARD, fw4, firewalld). */
   declare public readonly forwardAccept: pulumi.Output<string[]>;
+  /** The backend that wrote the rule's own objects: `nftables` or `iptables`. */
+  declare public readonly activeBackend: pulumi.Output<string>;
+  /**
+   * Packets and bytes of the forward's connections per protocol, both directions as they pass the
+   * host (a target on the host itself: inbound only), as read by the last `up` or `refresh`.
+   */
+  declare public readonly counters: pulumi.Output<Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>>;
 
   constructor(name: string, args: DnatRuleArgs, opts?: pulumi.CustomResourceOptions) {
-    super("DnatRule", name, args, ["sysctlPrevious", "forwardAccept"], opts);
+    super("DnatRule", name, args, ["sysctlPrevious", "forwardAccept", "activeBackend", "counters"], opts);
   }
 }

@@ -20,6 +20,19 @@ export interface HostResourceArgs {
   persist?: pulumi.Input<boolean>;
 }
 
+/** Which tool writes a resource's packet-filter rules on its host. */
+export type Backend = "auto" | "nftables" | "iptables";
+
+/** Inputs of the resources that write packet-filter rules (DnatRule, ConnmarkReturnPath). */
+export interface FirewallResourceArgs extends HostResourceArgs {
+  /**
+   * `auto` (default): nftables where `nft` exists and works on the host, else iptables
+   * (iptables-legacy or iptables-nft, through iptables-restore); the output `activeBackend` says
+   * which. `nftables` / `iptables` insist on one and fail, before writing, where it is missing.
+   */
+  backend?: pulumi.Input<Backend>;
+}
+
 /**
  * A natgate resource acting on one host. Its provider is `providerFor(kind)`; the connection is a
  * secret in state; `outputs` names the provider's output-only properties, which Pulumi only

@@ -9,4 +9,5 @@ export { PolicyRouteTable } from "./policyRouteTable";
 export type { PolicyRouteTableArgs, RouteArgs } from "./policyRouteTable";
 export { PathCheck } from "./pathCheck";
 export { PortForward } from "./portForward";
-export type { PortForwardArgs, ForwardArgs, RouterForwardArgs } from "./portForward";
+export type { PortForwardArgs, ForwardArgs, RouterForwardArgs, ForwardCounters } from "./portForward";
+export type { Backend } from "./hostResource";

@@ -6,6 +6,7 @@ import { ConnmarkReturnPath } from "./connmarkReturnPath";
 import { PolicyRouteTable } from "./policyRouteTable";
 import { PathCheck } from "./pathCheck";
 import { forwardLayoutProblems, type ForwardLayout } from "./forwardChecks";
+import type { Backend } from "./hostResource";
 
 /** One public port (or range) on the VPS forwarded to a LAN host. */
 export interface ForwardArgs {
@@ -26,6 +27,14 @@ export interface RouterForwardArgs {
   toPorts?: pulumi.Input<number | string>;
 }
 
+/** The traffic one forward carried, per host and protocol. */
+export interface ForwardCounters {
+  /** `<protocol> <ports>` as written in the forward. */
+  forward: string;
+  vps: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
+  router: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
+}
+
 export interface PortForwardArgs {
   vps: {
     connection: pulumi.Input<ConnectionArgs>;
@@ -37,6 +46,8 @@ export interface PortForwardArgs {
      * arrive for the VPS's private address. Default: publicAddress.
      */
     localAddress?: pulumi.Input<string>;
+    /** Which tool writes natgate's rules on the VPS: `auto` (default: nftables where nft works, else iptables), `nftables`, `iptables`. */
+    backend?: pulumi.Input<Backend>;
   };
   router: {
     connection: pulumi.Input<ConnectionArgs>;
@@ -44,6 +55,8 @@ export interface PortForwardArgs {
     lanInterface: pulumi.Input<string>;
     /** The LAN's subnet, e.g. `192.168.1.0/24`. */
     lanSubnet: pulumi.Input<string>;
+    /** Which tool writes natgate's rules on the router: `auto` (default), `nftables`, `iptables` (OpenWrt 21.02 and older with fw3). */
+    backend?: pulumi.Input<Backend>;
   };
   /** The LAN host that receives the forwards (each forward may name another with `to`). */
   lanHost?: pulumi.Input<string>;
@@ -113,6 +126,11 @@ export class PortForward extends pulumi.ComponentResource {
   public readonly pathCheck?: PathCheck;
   /** The router's address inside the tunnel (what the VPS DNATs every public port to, unchanged). */
   public readonly routerTunnelAddress: pulumi.Output<string>;
+  /**
+   * Per forward (in the order of forwards, then routerForwards): its ports and the packet and byte
+   * counts of its connections on the VPS and on the router, per protocol, as of the last up or refresh.
+   */
+  public readonly counters: pulumi.Output<ForwardCounters[]>;
 
   constructor(name: string, args: PortForwardArgs, opts?: pulumi.ComponentResourceOptions) {
     super("natgate:index:PortForward", name, {}, opts);
@@ -198,6 +216,7 @@ export class PortForward extends pulumi.ComponentResource {
       // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
       localSource: hasRouterLocal ? routerTunnelIp : undefined,
       persist: args.persist,
+      backend: args.router.backend,
     }, { ...child, dependsOn: [this.routeTable] });
 
     // The VPS forwards every public port unchanged; the router does all remapping, also for its
@@ -213,6 +232,7 @@ export class PortForward extends pulumi.ComponentResource {
         toAddress: to,
         toPorts: f.toPorts,
         persist: args.persist,
+        backend: args.router.backend,
       }, { ...child, dependsOn: [this.returnPath] });
     this.routerRules = [
       ...args.forwards.map((f, i) => {
@@ -232,7 +252,17 @@ export class PortForward extends pulumi.ComponentResource {
         ports: f.ports,
         toAddress: routerTunnelIp,
         persist: args.persist,
+        backend: args.vps.backend,
       }, { ...child, dependsOn: [this.returnPath, ...this.routerRules] }),
+    );
+    this.counters = pulumi.all(
+      publicPorts.map((f, i) =>
+        pulumi.all([f.protocol ?? "tcp", f.ports, this.vpsRules[i]!.counters, this.routerRules[i]!.counters]).apply(([protocol, ports, vps, router]) => ({
+          forward: `${protocol} ${ports}`,
+          vps: vps ?? {},
+          router: router ?? {},
+        })),
+      ),
     );
 
     if (args.verify) {
@@ -251,6 +281,6 @@ export class PortForward extends pulumi.ComponentResource {
       }, { ...child, dependsOn: [...this.vpsRules] });
     }
 
-    this.registerOutputs({ routerTunnelAddress: this.routerTunnelAddress });
+    this.registerOutputs({ routerTunnelAddress: this.routerTunnelAddress, counters: this.counters });
   }
 }

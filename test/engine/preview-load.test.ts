@@ -13,6 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ProviderServer, Props, startProviderServer } from "./harness";
 import { loadProgram, RecordedResource, runProgram } from "./mocks";
 import { kindOf } from "./stack";
+import { NATGATE_VERSION } from "../../provider/resources/common/version";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const SEED = path.join(repoRoot, "examples", "seed", "index.ts");
@@ -106,7 +107,8 @@ describe("a preview loads neither ssh2 nor natgate's SSH transport in the provid
         assert.deepEqual(r.failures, [], `${rec.name} passes its check`);
         checkedFirst.set(rec.name, { rec, inputs: r.inputs });
         // The same inputs again: a no-change Diff.
-        const same = await server.diff(`${rec.name}-id`, rec.urn, r.inputs, r.inputs);
+        // Old outputs carry the version of the release that wrote them (an older one is an upgrade).
+        const same = await server.diff(`${rec.name}-id`, rec.urn, { ...r.inputs, natgateVersion: NATGATE_VERSION }, r.inputs);
         assert.notEqual(same.changes, "some", `${rec.name}: unchanged inputs diff as no change`);
         return { id: undefined, state: r.inputs };
       },
@@ -126,7 +128,7 @@ describe("a preview loads neither ssh2 nor natgate's SSH transport in the provid
         assert.ok(old, `${rec.name} was in the first preview`);
         const r = await server.check(rec.urn, old.inputs, news);
         assert.deepEqual(r.failures, [], `${rec.name} passes its check`);
-        const d = await server.diff(`${rec.name}-id`, rec.urn, old.inputs, r.inputs);
+        const d = await server.diff(`${rec.name}-id`, rec.urn, { ...old.inputs, natgateVersion: NATGATE_VERSION }, r.inputs);
         diffs++;
         if (d.changes === "some") changed++;
         return { id: `${rec.name}-id`, state: r.inputs };

@@ -1,4 +1,7 @@
-import { renderDnat } from "../../provider/resources/dnat/render";
+import { iptDnatChains, iptJumpSpecs, iptRestoreText, iptReturnPathChains } from "../../provider/backends/iptablesFirewall";
+import { replaceTableTransaction } from "../../provider/backends/nftables";
+import { cmarkFirewall, cmarkTable } from "../../provider/resources/connmark/render";
+import { dnatFirewall, dnatTable, renderDnat } from "../../provider/resources/dnat/render";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
 import { renderConnmark } from "../../provider/resources/connmark/render";
 import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
@@ -30,13 +33,21 @@ export interface GoldenCase {
 /** Every golden case: filled in per backend by the renders of each kind. */
 export function goldenCases(): GoldenCase[] {
   const out: GoldenCase[] = [];
+  // The preview lines, then what an apply sends: the nft transaction, or the iptables-restore text and the jumps.
+  const text = (rendered: string[], apply: string) => rendered.join("\n") + "\n# apply:\n" + apply;
   for (const [k, v] of Object.entries(DNAT_CASES)) {
     const i = DnatRuleSchema.parse({ connection: conn, ...v });
     out.push({ backend: "nftables", file: `dnat-${k}.txt`, text: renderDnat(i).join("\n") + "\n" });
+    out.push({ backend: "nftables", file: `dnat-${k}.apply.txt`, text: text(renderDnat(i, "nftables"), replaceTableTransaction(dnatTable(i))) });
+    const chains = iptDnatChains(dnatFirewall(i));
+    out.push({ backend: "iptables", file: `dnat-${k}.txt`, text: text(renderDnat({ ...i, backend: "iptables" }), iptRestoreText(chains) + iptJumpSpecs(chains) + "\n") });
   }
   for (const [k, v] of Object.entries(RET_CASES)) {
     const i = ConnmarkReturnPathSchema.parse({ connection: conn, ...v });
     out.push({ backend: "nftables", file: `ret-${k}.txt`, text: renderConnmark(i).join("\n") + "\n" });
+    out.push({ backend: "nftables", file: `ret-${k}.apply.txt`, text: text(renderConnmark(i, "nftables"), replaceTableTransaction(cmarkTable(i))) });
+    const chains = iptReturnPathChains(cmarkFirewall(i));
+    out.push({ backend: "iptables", file: `ret-${k}.txt`, text: text(renderConnmark({ ...i, backend: "iptables" }), iptRestoreText(chains) + iptJumpSpecs(chains) + "\n") });
   }
   return out;
 }

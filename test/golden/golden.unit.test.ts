@@ -6,6 +6,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { goldenCases } from "./cases";
+import { NATGATE_VERSION } from "../../provider/resources/common/version";
 
 const dir = __dirname;
 
@@ -21,4 +22,11 @@ describe("golden renders per backend per resource", () => {
       assert.equal(c.text, fs.readFileSync(file, "utf8"));
     });
   }
+});
+
+describe("version", () => {
+  it("the version kept in every resource's outputs is the package's", () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8")) as { version: string };
+    assert.equal(NATGATE_VERSION, pkg.version);
+  });
 });

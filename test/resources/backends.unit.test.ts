@@ -8,7 +8,13 @@ import { parseSysctlShow, sysctlLine, sysctlName } from "../../provider/backends
 import { splitSections } from "../../provider/resources/common/host";
 import { dnatTable } from "../../provider/resources/dnat/render";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
-import { cmarkTable } from "../../provider/resources/connmark/render";
+import { cmarkChainNames, cmarkFirewall, cmarkTable } from "../../provider/resources/connmark/render";
+import { dnatChainNames, dnatFirewall } from "../../provider/resources/dnat/render";
+import { iptCounters, iptDnatChains, iptLines, iptReturnPathChains, liveIptLines, parseIptTable } from "../../provider/backends/iptablesFirewall";
+import { nftCounters } from "../../provider/backends/nftFirewall";
+import { parseNftJson } from "../../provider/backends/nftables";
+import { splitSections as sections } from "../../provider/resources/common/host";
+import { DNAT_CASES, RET_CASES } from "../golden/cases";
 import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
 
 // Fixtures are real output of nft 1.0.6 / iproute2 6.1 / iptables-nft 1.8.9 for the tables natgate
@@ -17,25 +23,14 @@ const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "fixtures
 const conn = { host: "198.51.100.1", password: "x" };
 
 describe("nftables backend", () => {
-  const dnatCases: Record<string, object> = {
-    vps: { name: "vps", protocol: "both", ports: "5000-6000", destination: "198.51.100.1", toAddress: "10.10.10.2" },
-    ssh: { name: "ssh", ports: 2222, destination: "198.51.100.1", toAddress: "10.10.10.2", toPorts: 22 },
-    router: { name: "router", protocol: "both", ports: "5000-6000", inInterface: "tun0", toAddress: "192.168.1.99" },
-    shift: { name: "shift", protocol: "both", ports: "7000-7003", inInterface: "tun0", toAddress: "192.168.1.99", toPorts: "8000-8003" },
-    udp: { name: "udp", protocol: "udp", ports: "53", inInterface: "tun0", toAddress: "192.168.1.99", toPorts: "5353" },
-    both1: { name: "both1", protocol: "both", ports: 8080, destination: "198.51.100.1", toAddress: "192.168.1.99", toPorts: 80 },
-  };
+  const dnatCases = DNAT_CASES;
   for (const [k, v] of Object.entries(dnatCases)) {
     it(`nft -j of the applied DnatRule table "${k}" reads back as exactly the rendered lines`, () => {
       const t = dnatTable(DnatRuleSchema.parse({ connection: conn, ...v }));
       assert.deepEqual(parseNftTableJson(fixture(`nft-dnat-${k}.json`)), tableLines(t));
     });
   }
-  const retCases: Record<string, object> = {
-    default: { name: "home", tunnelInterface: "tun0", localSource: "10.10.10.2" },
-    seed: { name: "seed", tunnelInterface: "tun0", mark: 0x1234, table: 1234, priority: 960, restoreInOutput: false },
-    masked: { name: "masked", tunnelInterface: "tun0", mark: 0x1000, mask: 0x3000, table: 1235, priority: 970 },
-  };
+  const retCases = RET_CASES;
   for (const [k, v] of Object.entries(retCases)) {
     it(`nft -j of the applied ConnmarkReturnPath table "${k}" reads back as exactly the rendered lines`, () => {
       const t = cmarkTable(ConnmarkReturnPathSchema.parse({ connection: conn, ...v }));
@@ -55,6 +50,9 @@ describe("nftables backend", () => {
         "add rule ip natgate_dnat_vps prerouting ip daddr 198.51.100.1 meta l4proto { tcp, udp } th dport 5000-6000 dnat to 10.10.10.2",
         "add chain ip natgate_dnat_vps forward { type filter hook forward priority 0; policy accept; }",
         "add rule ip natgate_dnat_vps forward tcp flags & (syn | rst) == syn ct status dnat ct reply ip saddr 10.10.10.2 ct reply proto-src 5000-6000 tcp option maxseg size set rt mtu",
+        "add chain ip natgate_dnat_vps count { type filter hook prerouting priority -99; policy accept; }",
+        "add rule ip natgate_dnat_vps count meta l4proto tcp ct status dnat ct reply ip saddr 10.10.10.2 ct reply proto-src 5000-6000 counter",
+        "add rule ip natgate_dnat_vps count meta l4proto udp ct status dnat ct reply ip saddr 10.10.10.2 ct reply proto-src 5000-6000 counter",
         "",
       ].join("\n"),
     );
@@ -170,5 +168,37 @@ describe("sysctl backend and script output", () => {
       { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true },
       { path: "net/ipv4/conf/tun0/rp_filter", value: undefined, prev: undefined, held: false },
     ]);
+  });
+});
+
+describe("iptables backend (fixtures: iptables-legacy and iptables-nft 1.8.9, applied and read with -S -v)", () => {
+  const readBack = (file: string, names: string[]) => {
+    const s = sections(fixture(file));
+    return liveIptLines((["nat", "mangle"] as const).flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", names)), names);
+  };
+  for (const variant of ["legacy", "nft"]) {
+    for (const [k, v] of Object.entries(DNAT_CASES)) {
+      it(`iptables-${variant}: the DnatRule chains "${k}" read back as exactly the rendered lines`, () => {
+        const fw = dnatFirewall(DnatRuleSchema.parse({ connection: conn, ...v }));
+        assert.deepEqual(readBack(`ipt-${variant}-dnat-${k}.txt`, dnatChainNames(fw.name)), iptLines(iptDnatChains(fw)));
+      });
+    }
+    for (const [k, v] of Object.entries(RET_CASES)) {
+      it(`iptables-${variant}: the ConnmarkReturnPath chains "${k}" read back as exactly the rendered lines`, () => {
+        const fw = cmarkFirewall(ConnmarkReturnPathSchema.parse({ connection: conn, ...v }));
+        assert.deepEqual(readBack(`ipt-${variant}-ret-${k}.txt`, cmarkChainNames(fw.name)), iptLines(iptReturnPathChains(fw)));
+      });
+    }
+  }
+  it("a long resource name gets a chain name within iptables' 28 characters, still its own", () => {
+    const names = dnatChainNames("a_rather_long_resource_name_32ch");
+    assert.ok(names.every((n) => n.length <= 28), names.join(" "));
+    assert.notDeepEqual(names, dnatChainNames("a_rather_long_resource_name_32cx"));
+  });
+  it("counters come from the count rules: -c PACKETS BYTES per protocol (iptables), counter statements (nft)", () => {
+    const live = parseIptTable("mangle", "-N natgate-cnt-x\n-A natgate-cnt-x -p tcp -m conntrack --ctstate DNAT --ctreplsrc 1.2.3.4 --ctreplsrcport 80 -c 12 3400\n-A natgate-cnt-x -p udp -m conntrack --ctstate DNAT --ctreplsrc 1.2.3.4 --ctreplsrcport 80 -c 5 600\n", ["natgate-cnt-x"]);
+    assert.deepEqual(iptCounters(live, "natgate-cnt-x"), { tcp: { packets: 12, bytes: 3400 }, udp: { packets: 5, bytes: 600 } });
+    const items = parseNftJson(fixture("nft-dnat-vps.json"));
+    assert.deepEqual(nftCounters(items, "natgate_dnat_vps"), { tcp: { packets: 0, bytes: 0 }, udp: { packets: 0, bytes: 0 } });
   });
 });

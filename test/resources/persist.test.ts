@@ -226,10 +226,12 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.equal(res.tunnel!.outs.dialerBoot, "none");
     assert.equal(res.tunnel!.outs.renderedDialer.at(-1), "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/tunnel-wg0.sh");
 
-    // An entry is `set -- <args>` and the apply script itself.
+    // An entry is `set -- <key=value record>` and the apply script itself.
     const dnat = await router.run("cat /etc/natgate/boot.d/dnat-fwd.sh");
-    assert.match(dnat, /^#!\/bin\/sh\n# natgate boot entry: DnatRule fwd\.\n#[^\n]*\nset -- 'natgate_dnat_fwd' 'dnat_fwd' 'add table ip natgate_dnat_fwd\ndelete table ip natgate_dnat_fwd\n/);
-    assert.match(dnat, /\nng_lock\nipt_sync "\$4" "\$5" \|\| exit 1\n/);
+    assert.match(dnat, /^#!\/bin\/sh\n# natgate boot entry: DnatRule fwd\.\n#[^\n]*\nset -- 'boot_accepts=' 'comment=natgate:fwd' 'entry=dnat-fwd\.sh' /);
+    assert.match(dnat, / 'nft=add table ip natgate_dnat_fwd\ndelete table ip natgate_dnat_fwd\n/);
+    assert.match(dnat, / 'owner=dnat_fwd' 'table=natgate_dnat_fwd'\n/);
+    assert.match(dnat, /\nng_lock\nfw_facts >\/dev\/null\nipt_sync "\$A_fwd_del" "\$A_fwd_add" \|\| exit 1\n/);
     // The tunnel's: the peer's public key, never a private key.
     const dialer = await router.run("cat /etc/natgate/boot.d/tunnel-wg0.sh");
     assert.ok(dialer.includes(`wg set wg0 peer ${res.tunnel!.outs.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`));

@@ -17,6 +17,7 @@ import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
 import { dnatBootEntry, type DnatLive } from "../../provider/resources/dnat";
 import { PolicyRouteTableSchema } from "../../provider/resources/routetable/schema";
 import { routesBootEntry } from "../../provider/resources/routetable";
+import { ARGS_SH } from "../../provider/backends/args";
 import { sideBootEntry } from "../../provider/resources/tunnel/lifecycle";
 import { parseTunnelArgs } from "../../provider/resources/tunnel/schema";
 
@@ -30,7 +31,10 @@ const status = (init: BootStatus["init"], files: Record<string, string> = {}): B
 
 /** A router whose fw4 forward chain drops, and whose iptables FORWARD policy is DROP too. */
 const dnatLive: DnatLive = {
+  facts: { nft: true, iptables: "nf_tables" },
   nft: [],
+  ipt: [],
+  counters: {},
   foreign: { dropChains: [{ family: "inet", table: "fw4", chain: "forward" }], owned: [] },
   iptables: { present: true, policy: "DROP", owned: [], others: 0 },
   forward: { path: "net/ipv4/ip_forward", value: "1", prev: "1", held: true },
@@ -44,8 +48,9 @@ function entries(): BootEntry[] {
     sideBootEntry(tunnel.inputs!, "listener", keys)!,
     sideBootEntry(tunnel.inputs!, "dialer", keys)!,
     routesBootEntry(PolicyRouteTableSchema.parse({ connection, name: "home", routes: [{ to: "default", via: "10.10.10.1", dev: "wg0" }, { to: "192.168.1.0/24", dev: "br-lan" }] })),
-    cmarkBootEntry(ConnmarkReturnPathSchema.parse({ connection, name: "home", tunnelInterface: "wg0", localSource: "10.10.10.2" })),
-    dnatBootEntry(dnat, dnatLive),
+    cmarkBootEntry(ConnmarkReturnPathSchema.parse({ connection, name: "home", tunnelInterface: "wg0", localSource: "10.10.10.2" }), dnatLive.facts, "nftables"),
+    dnatBootEntry(dnat, dnatLive, "iptables"),
+    dnatBootEntry(dnat, dnatLive, "nftables"),
   ];
 }
 
@@ -74,21 +79,29 @@ describe("boot persistence (unit)", () => {
     assert.deepEqual(problems, []);
   });
 
-  it("an entry's `set --` line gives the apply script its arguments back byte for byte (quotes, newlines)", () => {
-    const e = dnatBootEntry(dnat, dnatLive);
+  it("an entry's `set --` line gives the apply script its record back byte for byte (quotes, newlines)", () => {
+    const e = dnatBootEntry(dnat, dnatLive, "nftables");
     const set = e.prefix.split("\n").filter((l) => !l.startsWith("#")).join("\n");
-    const out = execFileSync("dash", ["-c", `${set}\nprintf '%s\\0' "$@"`], { encoding: "utf8" }).split("\0").slice(0, -1);
-    assert.equal(out.length, 10);
+    const out = execFileSync("dash", ["-c", `${set}\n${ARGS_SH}\nng_args "$@"\nprintf '%s\\0' "$A_table" "$A_owner" "$A_nft" "$A_entry" "$A_boot_accepts" "$A_comment" "$A_fwd_add" "$A_in_add"`], { encoding: "utf8" }).split("\0").slice(0, -1);
     assert.deepEqual(out.slice(0, 2), ["natgate_dnat_fwd", "dnat_fwd"]);
     assert.match(out[2]!, /^add table ip natgate_dnat_fwd\ndelete table ip natgate_dnat_fwd\n/);
-    assert.equal(out[5], "dnat-fwd.sh");
-    assert.deepEqual(out[6]!.split("\n"), [
+    assert.equal(out[3], "dnat-fwd.sh");
+    assert.deepEqual(out[4]!.split("\n"), [
       'insert rule inet fw4 forward meta l4proto udp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-6000 accept comment "natgate:fwd"',
       'insert rule inet fw4 forward meta l4proto tcp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-6000 accept comment "natgate:fwd"',
     ]);
-    assert.equal(out[7], "natgate:fwd");
-    assert.equal(out[4]!.split("\n").length, 2, "one iptables accept per protocol, where FORWARD drops");
-    assert.deepEqual(out.slice(8), ["", ""], "none in INPUT: the target is another host");
+    assert.equal(out[5], "natgate:fwd");
+    assert.equal(out[6]!.split("\n").length, 2, "one iptables accept per protocol, where FORWARD drops");
+    assert.equal(out[7], "", "none in INPUT: the target is another host");
+  });
+
+  it("on an iptables host the entry writes natgate's chains with iptables-restore and no nft table", () => {
+    const e = dnatBootEntry(dnat, dnatLive, "iptables");
+    const set = e.prefix.split("\n").filter((l) => !l.startsWith("#")).join("\n");
+    const out = execFileSync("dash", ["-c", `${set}\n${ARGS_SH}\nng_args "$@"\nprintf '%s\\0' "$A_nft" "$A_ipt_restore" "$A_ipt_jumps"`], { encoding: "utf8" }).split("\0").slice(0, -1);
+    assert.equal(out[0], "");
+    assert.match(out[1]!, /^\*nat\n:natgate-dnat-fwd - \[0:0\]\n-A natgate-dnat-fwd -i wg0 -p tcp -m tcp --dport 5000:6000 -j DNAT --to-destination 192.168.1.99\n/);
+    assert.deepEqual(out[2]!.split("\n"), ["nat PREROUTING natgate-dnat-fwd", "mangle FORWARD natgate-mss-fwd", "mangle FORWARD natgate-cnt-fwd", "mangle INPUT natgate-cnt-fwd"]);
   });
 
   it("the tunnel's entry holds the peer's public key and a plan that also works when run again, the peer last", () => {

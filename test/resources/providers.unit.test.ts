@@ -6,10 +6,12 @@ import { UNKNOWN } from "../../provider/resources/common/provider";
 import { parseRoutes } from "../../provider/backends/iproute";
 import { parseForwardChain } from "../../provider/backends/iptables";
 import { foreignForwardState, parseNftJson, parseNftTableJson, tableLines } from "../../provider/backends/nftables";
-import { planDnat } from "../../provider/resources/dnat";
-import { dnatTable } from "../../provider/resources/dnat/render";
+import { planDnat as planDnatFor } from "../../provider/resources/dnat";
+import type { DnatLive } from "../../provider/resources/dnat/live";
+import { AUTO_NOTE, dnatTable, renderDnat } from "../../provider/resources/dnat/render";
+import { NATGATE_VERSION } from "../../provider/resources/common/version";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
-import { planConnmark } from "../../provider/resources/connmark";
+import { planConnmark as planConnmarkFor } from "../../provider/resources/connmark";
 import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
 import { foreignRoutes, planRoutes } from "../../provider/resources/routetable";
 import { PolicyRouteTableSchema } from "../../provider/resources/routetable/schema";
@@ -50,9 +52,11 @@ describe("check (pure validation, no SSH)", () => {
     const b = (await check("DnatRule", { ...dnat, ports: "5000-5100" })).inputs.rendered as string[];
     assert.equal(a.length, b.length);
     const changed = a.map((l, k) => (l === b[k] ? undefined : k)).filter((k) => k !== undefined);
-    assert.deepEqual(changed, [2, 4]);
-    assert.match(b[2]!, /th dport 5000-5100 dnat/);
-    assert.match(b[4]!, /ct reply proto-src 5000-5100/);
+    assert.equal(a[0], AUTO_NOTE, "backend auto: the preview says which lines may be iptables instead");
+    assert.deepEqual(changed, [3, 5, 7, 8]);
+    assert.match(b[3]!, /th dport 5000-5100 dnat/);
+    assert.match(b[5]!, /ct reply proto-src 5000-5100/);
+    assert.match(b[7]!, /count meta l4proto tcp .* ct reply proto-src 5000-5100 counter$/);
   });
 
   it("DnatRule: every problem names its field and what to do", async () => {
@@ -120,10 +124,23 @@ describe("check (pure validation, no SSH)", () => {
 
 describe("diff (pure)", () => {
   async function diff(kind: string, olds: object, news: object, outs: object = {}) {
-    const o = { ...(await check(kind, olds)).inputs, ...outs, drift: [] };
+    // Old outputs as this release writes them: the check's inputs plus what create adds.
+    const o = { ...(await check(kind, olds)).inputs, natgateVersion: NATGATE_VERSION, ...outs, drift: [] };
     const n = (await check(kind, news)).inputs;
     return providers[kind]!.diff!("id", o, n);
   }
+
+  it("a state an older release wrote (no natgateVersion): an in-place update, never a replace", async () => {
+    const { natgateVersion: _v, ...legacy } = { ...(await check("DnatRule", dnat)).inputs, natgateVersion: undefined };
+    assert.deepEqual(await providers.DnatRule!.diff!("id", legacy, (await check("DnatRule", dnat)).inputs), { changes: true });
+  });
+
+  it("backend auto on a host found to use iptables: the same inputs are no change, though the preview shows nft lines", async () => {
+    const checked = (await check("DnatRule", dnat)).inputs;
+    const ran = { ...checked, natgateVersion: NATGATE_VERSION, activeBackend: "iptables", rendered: renderDnat(DnatRuleSchema.parse(dnat), "iptables"), drift: [] };
+    assert.deepEqual(await providers.DnatRule!.diff!("id", ran, checked), { changes: false });
+    assert.deepEqual(await providers.DnatRule!.diff!("id", ran, (await check("DnatRule", { ...dnat, ports: 2223 })).inputs), { changes: true });
+  });
 
   it("same inputs: no change; drift found by refresh: change", async () => {
     assert.deepEqual(await diff("DnatRule", dnat, dnat), { changes: false });
@@ -151,6 +168,12 @@ describe("diff (pure)", () => {
   });
 });
 
+/** Plans on an nftables host: live state without iptables chains of natgate's. */
+const NFT_HOST = { nft: true, iptables: "nf_tables" as const };
+const planDnat = (r: Parameters<typeof planDnatFor>[0], l: Omit<DnatLive, "boot" | "facts" | "ipt" | "counters">) => planDnatFor(r, { facts: NFT_HOST, ipt: [], counters: {}, ...l }, "nftables");
+const planConnmark = (r: Parameters<typeof planConnmarkFor>[0], l: Omit<Parameters<typeof planConnmarkFor>[1], "facts" | "ipt">) => planConnmarkFor(r, { facts: NFT_HOST, ipt: [], ...l }, "nftables");
+const ownTableOps = (nft: string) => nft.split("\n").filter(Boolean);
+
 describe("plans (what a converge would write, from live state)", () => {
   const i = DnatRuleSchema.parse(dnat);
   const none = { dropChains: [], owned: [] };
@@ -161,11 +184,11 @@ describe("plans (what a converge would write, from live state)", () => {
     const accept = parseForwardChain("-P FORWARD ACCEPT\n", true, "fwd");
     assert.deepEqual(planDnat(i, { nft: t, foreign: none, iptables: accept, forward: held }).drift, []);
     const flushed = planDnat(i, { foreign: none, nft: t.filter((l) => !l.includes(" rule ")), iptables: accept, forward: held });
-    assert.equal(flushed.nftChange, true);
-    assert.equal(flushed.drift.length, 2);
+    assert.match(flushed.nft, /^add table ip natgate_dnat_fwd\ndelete table ip natgate_dnat_fwd\n/);
+    assert.equal(flushed.drift.length, t.filter((l) => l.includes(" rule ")).length);
     const drop = planDnat(i, { nft: t, foreign: none, iptables: parseForwardChain("-P FORWARD DROP\n", true, "fwd"), forward: held });
-    assert.equal(drop.nftChange, false);
-    assert.deepEqual(drop.iptAdd, [
+    assert.equal(drop.nft, "");
+    assert.deepEqual(drop.fwdAdd, [
       "-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT",
       "-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT",
     ]);
@@ -183,24 +206,24 @@ describe("plans (what a converge would write, from live state)", () => {
     const fw4 = { family: "inet", table: "fw4", chain: "input" };
     const live = { nft: t, foreign: none, foreignInput: [fw4], iptables, iptablesInput, forward: held, locality };
     const plan = planDnat(r, live);
-    assert.deepEqual(plan.iptAdd, [], "FORWARD never sees these packets");
-    assert.deepEqual(plan.iptInAdd, ["-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 22 -m comment --comment natgate:fwd -j ACCEPT"]);
-    assert.deepEqual(plan.foreignOps, ['insert rule inet fw4 input meta l4proto tcp ct status dnat ct reply ip saddr 10.10.10.2 ct reply proto-src 22 accept comment "natgate:fwd"']);
+    assert.deepEqual(plan.fwdAdd, [], "FORWARD never sees these packets");
+    assert.deepEqual(plan.inAdd, ["-p tcp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 22 -m comment --comment natgate:fwd -j ACCEPT"]);
+    assert.deepEqual(ownTableOps(plan.nft), ['insert rule inet fw4 input meta l4proto tcp ct status dnat ct reply ip saddr 10.10.10.2 ct reply proto-src 22 accept comment "natgate:fwd"']);
     assert.match(plan.drift.join("\n"), /missing iptables accept \(filter INPUT drops packets to this host, the DNAT target\): iptables -t filter -I INPUT -p tcp/);
     // The same rule once its target is another host: the INPUT accept is stale, FORWARD gets one.
-    const elsewhere = { ...live, locality: { local: new Map([["10.10.10.2", false]]), addresses: [] }, iptablesInput: { ...iptablesInput, owned: plan.iptInAdd } };
+    const elsewhere = { ...live, locality: { local: new Map([["10.10.10.2", false]]), addresses: [] }, iptablesInput: { ...iptablesInput, owned: plan.inAdd } };
     const moved = planDnat(r, elsewhere);
-    assert.deepEqual(moved.iptInDelete, plan.iptInAdd);
-    assert.deepEqual(moved.iptAdd, plan.iptInAdd);
-    assert.deepEqual(moved.foreignOps, []);
+    assert.deepEqual(moved.inDel, plan.inAdd);
+    assert.deepEqual(moved.fwdAdd, plan.inAdd);
+    assert.deepEqual(ownTableOps(moved.nft), []);
   });
 
   it("DnatRule: a stale accept of this rule (ports changed) is deleted, other rules' are not", () => {
     const live = parseForwardChain(fixture("iptables-forward.txt"), true, "fwd");
     const narrower = DnatRuleSchema.parse({ ...dnat, protocol: "tcp" });
     const plan = planDnat(narrower, { foreign: none, nft: tableLines(dnatTable(narrower)), iptables: live, forward: { path: "net/ipv4/ip_forward", value: "1", prev: "0", held: true } });
-    assert.deepEqual(plan.iptDelete, ["-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT"]);
-    assert.deepEqual(plan.iptAdd, []);
+    assert.deepEqual(plan.fwdDel, ["-p udp -m conntrack --ctstate DNAT --ctreplsrc 10.10.10.2 --ctreplsrcport 5000:6000 -m comment --comment natgate:fwd -j ACCEPT"]);
+    assert.deepEqual(plan.fwdAdd, []);
   });
 
   it("DnatRule: accepts go into other nftables firewalls' dropping forward chains (fw4), not iptables' or natgate's", () => {
@@ -217,7 +240,7 @@ describe("plans (what a converge would write, from live state)", () => {
     const narrower = DnatRuleSchema.parse({ ...r, connection, protocol: "tcp", ports: "5000-5100" });
     const plan = planDnat(narrower, { nft: tableLines(dnatTable(narrower)), foreign, iptables, forward: held });
     const handles = foreign.owned.map((o) => o.handle);
-    assert.deepEqual(plan.foreignOps, [
+    assert.deepEqual(ownTableOps(plan.nft), [
       `delete rule inet fw4 forward handle ${handles[0]}`,
       `delete rule inet fw4 forward handle ${handles[1]}`,
       'insert rule inet fw4 forward meta l4proto tcp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-5100 accept comment "natgate:fwd"',
@@ -238,7 +261,7 @@ describe("plans (what a converge would write, from live state)", () => {
     const plan = planConnmark(c, live);
     assert.deepEqual(plan.batch, ["rule del priority 950 fwmark 0x10000000/0x10000000 lookup 8764", "rule add priority 950 fwmark 0x1234/0x1234 lookup 8764"]);
     assert.deepEqual(plan.hold, []);
-    assert.equal(plan.nftChange, true);
+    assert.match(plan.nft, /^add table ip natgate_ret_home/);
     const noRp = planConnmark(ConnmarkReturnPathSchema.parse({ ...ret, looseRpFilter: false }), live);
     assert.deepEqual(noRp.release, ["net/ipv4/conf/tun0/rp_filter"], "turning looseRpFilter off restores the old value");
   });
@@ -272,7 +295,7 @@ describe("plans (what a converge would write, from live state)", () => {
   });
 
   it("the nft fixture of the seed's router rule reads back with no drift", () => {
-    const r = DnatRuleSchema.parse({ connection, name: "router", protocol: "both", ports: "5000-6000", inInterface: "tun0", toAddress: "192.168.1.99" });
+    const r = DnatRuleSchema.parse({ connection, name: "router", protocol: "both", ports: "5000-6000", inInterface: "wg0", toAddress: "192.168.1.99" });
     const plan = planDnat(r, {
       nft: parseNftTableJson(fixture("nft-dnat-router.json")),
       foreign: none,

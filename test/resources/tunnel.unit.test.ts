@@ -144,7 +144,7 @@ describe("Tunnel (unit)", () => {
       });
       const r = renderTunnel(a, { listener: LISTENER_KEY, dialer: DIALER_KEY });
       assert.ok(r.renderedListener.includes(`wg set wg0 peer ${DIALER_KEY} allowed-ips 10.10.10.2/32,192.168.50.0/24`));
-      assert.ok(r.renderedDialer.includes(`wg set wg0 peer ${LISTENER_KEY} endpoint [2001:db8::1]:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`));
+      assert.ok(r.renderedDialer.includes(`wg set wg0 peer ${LISTENER_KEY} endpoint '[2001:db8::1]:51820' persistent-keepalive 25 allowed-ips 0.0.0.0/0`));
     });
   });
 

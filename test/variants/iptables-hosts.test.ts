@@ -71,7 +71,7 @@ const firewallResources = (stack: Stack) => stack.state.filter((r) => r.custom &
 function assertBackend(stack: Stack, backend: "nftables" | "iptables"): void {
   const rs = firewallResources(stack);
   assert.ok(rs.length >= 5, `DnatRules and the return path in state: ${stack.state.map((r) => r.name).join(", ")}`);
-  const got = Object.fromEntries(rs.map((r) => [r.name, r.outputs.backend]));
+  const got = Object.fromEntries(rs.map((r) => [r.name, r.outputs.activeBackend]));
   assert.deepEqual(got, Object.fromEntries(rs.map((r) => [r.name, backend])), "output `backend` of each firewall resource");
 }
 

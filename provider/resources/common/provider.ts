@@ -4,6 +4,7 @@ import type { Connection } from "../../ssh";
 import { Host } from "./host";
 
 import { containsUnknown, UNKNOWN } from "./unknown";
+import { NATGATE_VERSION } from "./version";
 
 export { containsUnknown, UNKNOWN };
 const PROVIDER_KEY = "__provider";
@@ -26,6 +27,8 @@ export interface Observation {
   drift: string[];
   /** Live facts kept in outputs (previous sysctl values, iptables rules added where a drop was...). */
   facts: Record<string, unknown>;
+  /** The lines the resource's render gives for the backend the host was found to use. */
+  desired?: string[];
 }
 
 /**
@@ -40,6 +43,8 @@ export interface ResourceKind<I extends BaseInputs> {
   /** Checks across fields, on parsed inputs. */
   crossCheck(i: I): Failure[];
   render(i: I): string[];
+  /** The render for the backend a previous operation found (the `activeBackend` output); default render(i). */
+  renderFor?(i: I, backend: unknown): string[];
   /** Fields (besides connection host/port and name) whose change replaces the resource. */
   identityFields: (keyof I & string)[];
   /** Whether a replacement on the same host must delete first (the new object would collide with the old). */
@@ -109,12 +114,24 @@ function hostOf(v: unknown): string {
   return `${String(c.host)}:${String(c.port ?? 22)}`;
 }
 
+/**
+ * The lines `news` render to on the backend the old outputs say the host uses: an `auto`
+ * resource previews as nftables but may run as iptables, which is no change by itself.
+ */
+function renderedOf(kind: ResourceKind<any>, olds: Record<string, unknown>, news: Record<string, unknown>): unknown {
+  if (!kind.renderFor || olds.activeBackend === undefined || containsUnknown(news)) return news.rendered;
+  const r = kind.schema.safeParse(inputFields(kind, news));
+  return r.success ? kind.renderFor(r.data, olds.activeBackend) : news.rendered;
+}
+
 export function diffInputs(kind: ResourceKind<any>, olds: Record<string, unknown>, news: Record<string, unknown>): pulumi.dynamic.DiffResult {
   const changed: string[] = [];
-  const keys = new Set([...Object.keys(kind.schema.shape), "rendered"]);
-  for (const k of keys) {
+  for (const k of Object.keys(kind.schema.shape)) {
     if (stable(olds[k]) !== stable(news[k])) changed.push(k);
   }
+  if (stable(olds.rendered) !== stable(renderedOf(kind, olds, news))) changed.push("rendered");
+  // A state an older release wrote is brought up to date in place (counter rules, boot entries).
+  if (olds.natgateVersion !== NATGATE_VERSION) changed.push("natgateVersion");
   const drift = Array.isArray(olds.drift) && olds.drift.length > 0;
   const replaces: string[] = [];
   if (hostOf(olds) !== hostOf(news)) replaces.push("connection");
@@ -130,7 +147,7 @@ export function diffInputs(kind: ResourceKind<any>, olds: Record<string, unknown
 }
 
 /** Output fields a resource class may declare as inputs (as undefined, to get them back). */
-const OUTPUT_KEYS = ["rendered", "drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote"];
+const OUTPUT_KEYS = ["rendered", "drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote", "activeBackend", "counters", "natgateVersion"];
 
 function withoutProvider(v: Record<string, unknown>): Record<string, unknown> {
   const { [PROVIDER_KEY]: _p, ...rest } = v;
@@ -166,6 +183,7 @@ export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulum
       rendered,
       drift: obs.drift,
       hostKeyFingerprint: host.fingerprint,
+      natgateVersion: NATGATE_VERSION,
     });
   const knownFingerprint = (props: Record<string, unknown> | undefined): string | undefined =>
     typeof props?.hostKeyFingerprint === "string" ? props.hostKeyFingerprint : undefined;
@@ -194,14 +212,14 @@ export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulum
       const i = parseInputs(kind, inputs);
       const host = new Host(i.connection, undefined);
       const obs = await convergeChecked(kind, host, i, undefined);
-      return { id: resourceId(kind.kind, i), outs: outputsOf(i, host, obs, kind.render(i)) };
+      return { id: resourceId(kind.kind, i), outs: outputsOf(i, host, obs, obs.desired ?? kind.render(i)) };
     },
 
     async update(_id, olds, news) {
       const i = parseInputs(kind, news);
       const host = new Host(i.connection, hostOf(olds) === hostOf(news) ? knownFingerprint(olds) : undefined);
       const obs = await convergeChecked(kind, host, i, olds);
-      return { outs: outputsOf(i, host, obs, kind.render(i)) };
+      return { outs: outputsOf(i, host, obs, obs.desired ?? kind.render(i)) };
     },
 
     async read(id, props) {

@@ -1,69 +1,18 @@
-import { HOSTSTATE_SH } from "../../backends/hoststate";
-import { DEADMAN_SECONDS, IPROUTE_SH, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
-import { NFT_SH, parseNftTableJson, replaceTableTransaction, tableLines } from "../../backends/nftables";
-import { BOOT_SH, bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
-import { SYSCTL_SH, parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl, type SysctlSetting } from "../../backends/sysctl";
+import { encodeArgs, type ScriptArgs } from "../../backends/args";
+import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/cmarkSh";
+import { DEADMAN_SECONDS, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
+import { iptJumpSpecs, iptRestoreText, iptReturnPathChains, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { parseNftTableJson, replaceTableTransaction } from "../../backends/nftables";
+import { bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
+import { parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl, type SysctlSetting } from "../../backends/sysctl";
+import { parseFirewallFacts, resolveBackend, type Backend, type FirewallFacts } from "../../plan/firewall";
+import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
-import { cmarkBootEntryName, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
+import { isLegacyState, withoutUpgradeDrift } from "../common/version";
+import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
-
-// $1 table, $2 owner, $3 sysctl paths to show (one per line), $4 boot entry
-const SHOW_SH = `
-cmark_show() {
-  echo "@@nft"; nft_show ip "$1" || exit 1
-  echo "@@rules"; ip_rules || exit 1
-  echo "@@sysctl"
-  for ng_p in $3; do sysctl_show "$ng_p" "$2"; done
-  boot_show "$4"
-}
-# cmark_rules_ensure SPECS (boot entries): ip rule add each; one that is there already counts as
-# added (ip rule has no replace, and the kernel refuses a duplicate), so a second run changes nothing
-cmark_rules_ensure() {
-  printf '%s\\n' "$1" | while IFS= read -r ng_r; do
-    [ -n "$ng_r" ] || continue
-    set -f
-    ng_e=$(ip rule add $ng_r 2>&1) || case $ng_e in
-      *"File exists"*) ;;
-      *) printf 'natgate: ip rule add %s failed: %s\\n' "$ng_r" "$ng_e" >&2; exit 1 ;;
-    esac
-  done
-}
-`;
-
-const PRELUDE = HOSTSTATE_SH + NFT_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + "need nft nftables nftables-json\nip_need\n";
-
-/** $1 table, $2 owner, $3 sysctl paths, $4 boot entry */
-export const CMARK_READ_SH = PRELUDE + `cmark_show "$1" "$2" "$3" "$4"\n`;
-
-/**
- * $1 table, $2 owner, $3 sysctl paths to show, $4 nft transaction, $5 ip batch, $6 "path value" to
- * hold, $7 paths to release, $8 dead-man token, $9 its seconds, $10 the batch that undoes $5,
- * $11 boot entry; boot entries only: $12 rules to ensure (cmark_rules_ensure)
- */
-export const CMARK_APPLY_SH =
-  PRELUDE +
-  `ng_lock
-[ -z "$4" ] || nft_apply "$4" || exit 1
-ip_deadman_arm "$8" "$9" "\${10}" || exit 1
-ip_batch "$5" || { ip_deadman_now "$8" "\${10}"; exit 1; }
-[ -z "\${12}" ] || cmark_rules_ensure "\${12}" || exit 1
-printf '%s\\n' "$6" | while read -r ng_p ng_v; do [ -z "$ng_p" ] || sysctl_hold "$ng_p" "$ng_v" "$2" || exit 1; done || exit 1
-printf '%s\\n' "$7" | while read -r ng_p; do [ -z "$ng_p" ] || sysctl_release "$ng_p" "$2" || exit 1; done || exit 1
-cmark_show "$1" "$2" "$3" "\${11}"
-`;
-
-/** $1 table, $2 owner, $3 sysctl paths (shown and released), $4 ip batch, $5 boot entry */
-export const CMARK_DELETE_SH =
-  PRELUDE +
-  `ng_lock
-nft_delete ip "$1" || exit 1
-ip_batch "$4" || exit 1
-for ng_p in $3; do sysctl_release "$ng_p" "$2" || exit 1; done
-boot_remove "$5" || exit 1
-cmark_show "$1" "$2" "$3" "$5"
-`;
 
 /** Which rules and sysctls to look at: this resource's, and during an update also the old inputs'. */
 interface Scope {
@@ -86,19 +35,23 @@ function scopeOf(list: ConnmarkReturnPathInputs[]): Scope {
 }
 
 export interface CmarkLive {
+  facts: FirewallFacts;
   nft: string[];
+  ipt: LiveIptChain[];
   rules: LiveRule[];
   sysctls: LiveSysctl[];
   boot: BootStatus;
 }
 
-export function parseCmarkShow(stdout: string, scope: Scope): CmarkLive {
+export function parseCmarkShow(stdout: string, scope: Scope, name: string): CmarkLive {
   const s = splitSections(stdout);
-  if (!s.has("nft") || !s.has("rules") || !s.has("sysctl") || !s.has("boot")) {
+  if (!s.has("fwfacts") || !s.has("rules") || !s.has("sysctl") || !s.has("boot")) {
     throw new Error(`unexpected output from the ConnmarkReturnPath read script:\n${stdout.slice(0, 500)}`);
   }
   return {
-    nft: parseNftTableJson(s.get("nft")!.lines.join("\n")),
+    facts: parseFirewallFacts(s.get("fwfacts")!.lines),
+    nft: parseNftTableJson(s.get("nft")?.lines.join("\n") ?? ""),
+    ipt: parseIptTable("mangle", s.get("iptfw_mangle")?.lines.join("\n") ?? "", cmarkChainNames(name)),
     // A rule at our priority and table with fields natgate never sets is someone else's: left alone.
     rules: parseRules(s.get("rules")!.lines.join("\n"), scope.priorities, scope.tables).filter((r) => !r.extra),
     sysctls: parseSysctlShow(s.get("sysctl")!.lines),
@@ -108,14 +61,25 @@ export function parseCmarkShow(stdout: string, scope: Scope): CmarkLive {
 
 interface Plan {
   drift: string[];
-  nftChange: boolean;
+  nft: string;
+  iptRestore: string;
+  iptJumps: string;
+  iptJumpsDel: string;
+  iptChainsDel: string;
   batch: string[];
   hold: SysctlSetting[];
   release: string[];
 }
 
-export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">): Plan {
-  const nftDrift = lineDrift("nft", tableLines(cmarkTable(i)), live.nft);
+const liveLines = (live: Pick<CmarkLive, "ipt">, name: string) => liveIptLines(live.ipt, cmarkChainNames(name));
+const jumpsOf = (chains: LiveIptChain[]) => iptJumpSpecs(chains.map((c) => ({ table: c.table, name: c.name, from: c.from })));
+
+export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">, backend: Backend): Plan {
+  const nftDrift = lineDrift("nft", backend === "nftables" ? cmarkFirewallLines(i, "nftables") : [], live.nft);
+  const iptDrift = lineDrift("iptables", backend === "iptables" ? cmarkFirewallLines(i, "iptables") : [], liveLines(live, i.name));
+  const table = cmarkTableName(i.name);
+  const want = iptDrift.length && backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [];
+  const wantJumps = new Set(iptJumpSpecs(want).split("\n"));
   const remaining = [...live.rules];
   const add: string[] = [];
   for (const r of cmarkRules(i)) {
@@ -124,7 +88,7 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
     else add.push(ruleSpec(r));
   }
   const del = remaining.map(ruleSpec);
-  const drift = [...nftDrift];
+  const drift = [...nftDrift, ...iptDrift];
   for (const a of add) drift.push(`missing ip rule: ip rule add ${a}`);
   for (const d of del) drift.push(`unexpected ip rule: ip rule add ${d}`);
   const wanted = cmarkSysctls(i);
@@ -143,7 +107,11 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   for (const r of release) drift.push(`${sysctlName(r)} is still held by this resource`);
   return {
     drift,
-    nftChange: nftDrift.length > 0,
+    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(cmarkTable(i)) : `add table ip ${table}\ndelete table ip ${table}\n`,
+    iptRestore: want.length ? iptRestoreText(want) : "",
+    iptJumps: iptJumpSpecs(want),
+    iptJumpsDel: iptDrift.length ? jumpsOf(live.ipt).split("\n").filter((j) => j && !wantJumps.has(j)).join("\n") : "",
+    iptChainsDel: iptDrift.length ? live.ipt.filter((c) => !want.some((w) => w.name === c.name)).map((c) => `${c.table} ${c.name}`).join("\n") : "",
     // Deletes first: an old rule identical in priority and table to a new one would be matched by `del`.
     batch: [...del.map((d) => `rule del ${d}`), ...add.map((a) => `rule add ${a}`)],
     hold,
@@ -151,42 +119,54 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   };
 }
 
-/** What rebuilds the return path at boot: the apply script with the arguments that make it from nothing. */
-export function cmarkBootEntry(i: ConnmarkReturnPathInputs): BootEntry {
-  const scope = scopeOf([i]);
-  const args = [
-    cmarkTableName(i.name),
-    cmarkOwner(i.name),
-    scope.sysctlPaths.join("\n"),
-    replaceTableTransaction(cmarkTable(i)),
-    "",
-    cmarkSysctls(i).map((h) => `${h.path} ${h.value}`).join("\n"),
-    "",
-    // no dead-man switch at boot: there is no SSH session to lose
-    "",
-    "",
-    "",
-    cmarkBootEntryName(i.name),
-    cmarkRules(i).map(ruleSpec).join("\n"),
-  ];
+/** The apply script's record for a plan. */
+function applyArgs(i: ConnmarkReturnPathInputs, scope: Scope, p: Plan, extra: ScriptArgs): string[] {
+  return encodeArgs({
+    table: cmarkTableName(i.name),
+    owner: cmarkOwner(i.name),
+    entry: cmarkBootEntryName(i.name),
+    sysctls: scope.sysctlPaths.join("\n"),
+    nft: p.nft,
+    ipt_restore: p.iptRestore,
+    ipt_jumps: p.iptJumps,
+    ipt_jumps_del: p.iptJumpsDel,
+    ipt_chains_del: p.iptChainsDel,
+    batch: p.batch.join("\n"),
+    hold: p.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
+    release: p.release.join("\n"),
+    ...extra,
+  });
+}
+
+/**
+ * What rebuilds the return path at boot: its plan against an empty host, through the same apply
+ * script, with the ip rules ensured (an existing one counts as added) instead of a batch, and no
+ * dead-man switch (there is no SSH session to lose).
+ */
+export function cmarkBootEntry(i: ConnmarkReturnPathInputs, facts: FirewallFacts, backend: Backend): BootEntry {
+  const p = planConnmark(i, { facts, nft: [], ipt: [], rules: [], sysctls: [] }, backend);
+  const args = applyArgs(i, scopeOf([i]), { ...p, batch: [], release: [] }, { rules_ensure: cmarkRules(i).map(ruleSpec).join("\n") });
   return bootEntry("ret", i.name, `ConnmarkReturnPath ${i.name}`, args, shPrelude() + CMARK_APPLY_SH);
 }
 
-function observation(i: ConnmarkReturnPathInputs, live: CmarkLive): Observation {
-  const plan = planConnmark(i, live);
+function observation(i: ConnmarkReturnPathInputs, live: CmarkLive, backend: Backend, legacy = false): Observation {
+  const plan = planConnmark(i, live, backend);
   const previous: Record<string, string> = {};
   for (const s of live.sysctls) if (s.held && s.prev !== undefined) previous[sysctlName(s.path)] = s.prev;
   const wanted = new Set(cmarkSysctls(i).map((s) => s.path));
-  const boot = observeBoot(cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i) : undefined, live.boot);
+  const boot = observeBoot(cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, live.facts, backend) : undefined, live.boot);
+  const drift = [...plan.drift, ...boot.drift];
   return {
     rendered: [
       ...live.nft,
+      ...liveLines(live, i.name),
       ...live.rules.map(ruleLine),
       ...live.sysctls.filter((s) => wanted.has(s.path)).map(sysctlLine),
       ...boot.rendered,
     ],
-    drift: [...plan.drift, ...boot.drift],
-    facts: { sysctlPrevious: previous, ...boot.facts },
+    desired: renderConnmark(i, backend),
+    drift: legacy ? withoutUpgradeDrift(drift, []) : drift,
+    facts: { activeBackend: backend, sysctlPrevious: previous, ...boot.facts },
   };
 }
 
@@ -198,14 +178,22 @@ function oldInputs(olds: Record<string, unknown> | undefined): ConnmarkReturnPat
   return r.success ? [r.data] : [];
 }
 
+const showArgs = (i: ConnmarkReturnPathInputs, scope: Scope): ScriptArgs => ({
+  table: cmarkTableName(i.name),
+  owner: cmarkOwner(i.name),
+  entry: cmarkBootEntryName(i.name),
+  sysctls: scope.sysctlPaths.join("\n"),
+});
+
 async function readLive(host: Host, i: ConnmarkReturnPathInputs, scope: Scope): Promise<CmarkLive> {
-  const out = await host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, [
-    cmarkTableName(i.name),
-    cmarkOwner(i.name),
-    scope.sysctlPaths.join("\n"),
-    cmarkBootEntryName(i.name),
-  ]);
-  return parseCmarkShow(out.stdout, scope);
+  const out = await host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, encodeArgs(showArgs(i, scope)));
+  return parseCmarkShow(out.stdout, scope, i.name);
+}
+
+function backendOf(i: ConnmarkReturnPathInputs, host: Host, live: CmarkLive): Backend {
+  const b = resolveBackend(i.backend, live.facts);
+  if (b !== "nftables" && b !== "iptables") throw new NatgateError("config", `ConnmarkReturnPath ${i.name} on ${host.label}: ${b}`);
+  return b;
 }
 
 export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
@@ -213,6 +201,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
   schema: ConnmarkReturnPathSchema,
   crossCheck: connmarkCrossCheck,
   render: renderConnmark,
+  renderFor: (i, backend) => renderConnmark(i, backend === "iptables" ? "iptables" : "nftables"),
   identityFields: [],
   // A renamed resource would add the same ip rules (same priority, mark, table) that the old
   // one's delete then removes: delete first.
@@ -221,14 +210,19 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
   async converge(host, i, olds) {
     const scope = scopeOf([i, ...oldInputs(olds)]);
     let after = await readLive(host, i, scope);
-    const plan = planConnmark(i, after);
+    const backend = backendOf(i, host, after);
+    const plan = planConnmark(i, after, backend);
     if (plan.drift.length > 0) after = await apply(host, i, scope, plan);
-    after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i) : undefined, after.boot);
-    return observation(i, after);
+    after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined, after.boot);
+    return observation(i, after, backend);
   },
 
-  async observe(host, i) {
-    return observation(i, await readLive(host, i, scopeOf([i])));
+  async observe(host, i, props) {
+    const live = await readLive(host, i, scopeOf([i]));
+    const b = resolveBackend(i.backend, live.facts);
+    if (b === "nftables" || b === "iptables") return observation(i, live, b, isLegacyState(props));
+    const obs = observation(i, live, props.activeBackend === "iptables" ? "iptables" : "nftables");
+    return { ...obs, drift: [b, ...obs.drift] };
   },
 
   async remove(host, i) {
@@ -236,17 +230,18 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const live = await readLive(host, i, scope);
     const entry = bootEntryPath(cmarkBootEntryName(i.name));
     const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
-    if (live.nft.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live)) return;
+    if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live)) return;
     const batch = live.rules.map((r) => `rule del ${ruleSpec(r)}`).join("\n");
     const out = await host.run(
       `deleting ConnmarkReturnPath ${i.name}`,
       CMARK_DELETE_SH,
-      [cmarkTableName(i.name), cmarkOwner(i.name), scope.sysctlPaths.join("\n"), batch, cmarkBootEntryName(i.name)],
+      encodeArgs({ ...showArgs(i, scope), batch, ipt_jumps_del: jumpsOf(live.ipt), ipt_chains_del: live.ipt.map((c) => `${c.table} ${c.name}`).join("\n") }),
       { writes: true },
     );
-    const after = parseCmarkShow(out.stdout, scope);
+    const after = parseCmarkShow(out.stdout, scope, i.name);
     const left = [
       ...after.nft,
+      ...liveLines(after, i.name),
       ...after.rules.map(ruleLine),
       ...after.sysctls.filter((s) => s.held).map((s) => `${sysctlName(s.path)} holder file`),
       ...(hasEntry(after) ? [entry] : []),
@@ -258,28 +253,10 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 /** Runs the plan (non-empty) behind the dead-man switch; returns the state read back. */
 async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan: Plan): Promise<CmarkLive> {
   const token = deadmanToken(cmarkOwner(i.name));
-  const out = await runGuarded(plan.batch.length > 0, () =>
-    host.run(
-      `applying ConnmarkReturnPath ${i.name}`,
-      CMARK_APPLY_SH,
-      [
-        cmarkTableName(i.name),
-        cmarkOwner(i.name),
-        scope.sysctlPaths.join("\n"),
-        plan.nftChange ? replaceTableTransaction(cmarkTable(i)) : "",
-        plan.batch.join("\n"),
-        plan.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
-        plan.release.join("\n"),
-        token,
-        String(DEADMAN_SECONDS),
-        inverseBatch(plan.batch).join("\n"),
-        cmarkBootEntryName(i.name),
-      ],
-      { writes: true },
-    ),
-  );
+  const args = applyArgs(i, scope, plan, { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch).join("\n") });
+  const out = await runGuarded(plan.batch.length > 0, () => host.run(`applying ConnmarkReturnPath ${i.name}`, CMARK_APPLY_SH, args, { writes: true }));
   if (plan.batch.length) await confirmFreshLogin(host, `ConnmarkReturnPath ${i.name}`, token);
-  return parseCmarkShow(out.stdout, scope);
+  return parseCmarkShow(out.stdout, scope, i.name);
 }
 
 export const connmarkReturnPathProvider = makeProvider(ConnmarkReturnPathKind);

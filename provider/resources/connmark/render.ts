@@ -1,10 +1,14 @@
 import { ruleLine, type IpRule } from "../../backends/iproute";
-import { PRIORITY, ct, mangle, maskedMatch, maskedSet, match, meta, tableLines, type NftChain, type NftStmt, type NftTable } from "../../backends/nftables";
+import { iptChainName, iptLines, iptReturnPathChains } from "../../backends/iptablesFirewall";
+import { RET_TABLE_PREFIX, nftReturnPathTable } from "../../backends/nftFirewall";
+import { tableLines, type NftTable } from "../../backends/nftables";
+import type { Backend, ReturnPathFirewall } from "../../plan/firewall";
+import { AUTO_NOTE } from "../dnat/render";
 import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { rpFilter, sysctlLine, type SysctlSetting } from "../../backends/sysctl";
 import { effectiveLocalSourcePriority, effectiveMask, type ConnmarkReturnPathInputs } from "./schema";
 
-export const CMARK_TABLE_PREFIX = "natgate_ret_";
+export const CMARK_TABLE_PREFIX = RET_TABLE_PREFIX;
 
 export function cmarkTableName(name: string): string {
   return CMARK_TABLE_PREFIX + name;
@@ -19,38 +23,23 @@ export function cmarkOwner(name: string): string {
   return `ret_${name}`;
 }
 
-/**
- * Copy our bits of the connection mark onto the packet. nft cannot compute
- * `(meta mark & ~M) | (ct mark & M)` (one runtime source per expression), but natgate only ever
- * puts one value under its mask, so "if the connection has our value, give the packet our value"
- * is the same thing, for any mask.
- */
-function restoreRule(i: ConnmarkReturnPathInputs): NftStmt[] {
-  const mask = effectiveMask(i);
-  return [maskedMatch(ct("mark"), mask, i.mark), mangle(meta("mark"), maskedSet(meta("mark"), mask, i.mark))];
+/** The return path's packet-filter plan: the same data for both backends. */
+export function cmarkFirewall(i: ConnmarkReturnPathInputs): ReturnPathFirewall {
+  return { name: i.name, tunnelInterface: i.tunnelInterface, mark: i.mark, mask: effectiveMask(i), restoreInOutput: i.restoreInOutput };
 }
 
-/**
- * Mangle priority (-150): before DNAT (-100) so the first packet of a connection already carries
- * the mark when it is routed towards the LAN host, and the OUTPUT chain is a `route` chain so a
- * changed mark makes the kernel route a local reply again.
- */
+/** The nft table this return path owns (nftables backend). */
 export function cmarkTable(i: ConnmarkReturnPathInputs): NftTable {
-  const mask = effectiveMask(i);
-  const chains: NftChain[] = [
-    {
-      name: "prerouting",
-      type: "filter",
-      hook: "prerouting",
-      priority: PRIORITY.mangle,
-      policy: "accept",
-      rules: [[match(meta("iifname"), i.tunnelInterface), mangle(ct("mark"), maskedSet(ct("mark"), mask, i.mark))], restoreRule(i)],
-    },
-  ];
-  if (i.restoreInOutput) {
-    chains.push({ name: "output", type: "route", hook: "output", priority: PRIORITY.mangle, policy: "accept", rules: [restoreRule(i)] });
-  }
-  return { family: "ip", name: cmarkTableName(i.name), chains };
+  return nftReturnPathTable(cmarkFirewall(i));
+}
+
+/** Names of the iptables chains this return path may own, whatever its inputs. */
+export function cmarkChainNames(name: string): string[] {
+  return ["ret", "out"].map((t) => iptChainName(t, name));
+}
+
+export function cmarkFirewallLines(i: ConnmarkReturnPathInputs, backend: Backend): string[] {
+  return backend === "nftables" ? tableLines(cmarkTable(i)) : iptLines(iptReturnPathChains(cmarkFirewall(i)));
 }
 
 export function cmarkRules(i: ConnmarkReturnPathInputs): IpRule[] {
@@ -63,9 +52,12 @@ export function cmarkSysctls(i: ConnmarkReturnPathInputs): SysctlSetting[] {
   return i.looseRpFilter ? [rpFilter(i.tunnelInterface, "2")] : [];
 }
 
-export function renderConnmark(i: ConnmarkReturnPathInputs): string[] {
+/** What this resource owns, as commands (pure); `auto` previews as nftables, with a note saying so. */
+export function renderConnmark(i: ConnmarkReturnPathInputs, backend?: Backend): string[] {
+  const b = backend ?? (i.backend === "iptables" ? "iptables" : "nftables");
   return [
-    ...tableLines(cmarkTable(i)),
+    ...(backend === undefined && i.backend === "auto" ? [AUTO_NOTE] : []),
+    ...cmarkFirewallLines(i, b),
     ...cmarkRules(i).map(ruleLine),
     ...cmarkSysctls(i).map(sysctlLine),
     ...(i.persist ? [bootRenderedLine(cmarkBootEntryName(i.name))] : []),

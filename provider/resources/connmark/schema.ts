@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
+import { backendChoice } from "../common/backend";
 import { hex, interfaceName, ipv4, mark32, resourceName, rulePriority, tableId } from "../common/fields";
 import type { Failure } from "../common/provider";
 
@@ -39,6 +40,8 @@ export const ConnmarkReturnPathSchema = z.strictObject({
   restoreInOutput: z.boolean({ error: "must be true or false" }).default(true),
   /** Set rp_filter=2 (loose) on the interface: strict mode drops tunnel packets from internet sources. */
   looseRpFilter: z.boolean({ error: "must be true or false" }).default(true),
+  /** Which tool writes natgate's own rules: "auto" (nftables where nft works, else iptables), "nftables" or "iptables". */
+  backend: backendChoice,
   /** Restore the return path at boot: an entry in /etc/natgate/boot.d, run by the host's init system. */
   persist: z.boolean({ error: "must be true or false" }).default(true),
 });

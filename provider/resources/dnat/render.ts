@@ -1,28 +1,14 @@
 import { commentOf, iptablesLine } from "../../backends/iptables";
-import {
-  PRIORITY,
-  and,
-  ct,
-  mangle,
-  match,
-  meta,
-  payload,
-  range,
-  set,
-  tableLines,
-  insertRuleLine,
-  type ChainRef,
-  type NftChain,
-  type NftExpr,
-  type NftStmt,
-  type NftTable,
-} from "../../backends/nftables";
+import { iptChainName, iptDnatChains, iptLines } from "../../backends/iptablesFirewall";
+import { DNAT_TABLE_PREFIX, nftDnatAccepts, nftDnatTable } from "../../backends/nftFirewall";
+import { tableLines, type ChainRef, type NftTable } from "../../backends/nftables";
 import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { ipForward, sysctlLine } from "../../backends/sysctl";
+import type { Backend, DnatFirewall } from "../../plan/firewall";
 import { formatPortRange, portRangeOf, type PortRange } from "../common/fields";
 import type { DnatRuleInputs } from "./schema";
 
-export const DNAT_TABLE_PREFIX = "natgate_dnat_";
+export { DNAT_TABLE_PREFIX };
 
 export function dnatTableName(name: string): string {
   return DNAT_TABLE_PREFIX + name;
@@ -38,119 +24,74 @@ export function dnatOwner(name: string): string {
   return `dnat_${name}`;
 }
 
-function protocols(i: DnatRuleInputs): ("tcp" | "udp")[] {
-  return i.protocol === "both" ? ["tcp", "udp"] : [i.protocol];
-}
-
 /** The ports after DNAT: what the LAN service listens on. */
 export function targetPorts(i: DnatRuleInputs): PortRange {
   return portRangeOf(i.toPorts ?? i.ports);
 }
 
-function dnatStatement(i: DnatRuleInputs, portExpr: NftExpr): NftStmt {
-  const from = portRangeOf(i.ports);
-  const to = targetPorts(i);
-  if (to.lo === from.lo) return { dnat: { addr: i.toAddress } }; // same numbers: keep the port
-  if (from.lo === from.hi) return { dnat: { addr: i.toAddress, port: to.lo } };
-  // A range to other numbers: nft has no port offset, so one map element per port.
-  const elems: NftExpr[] = [];
-  for (let p = from.lo; p <= from.hi; p++) elems.push([p, { concat: [i.toAddress, p - from.lo + to.lo] }]);
-  return { dnat: { family: "ip", addr: { map: { key: portExpr, data: { set: elems } } } } };
+/** The rule's packet-filter plan: the same data for both backends. */
+export function dnatFirewall(i: DnatRuleInputs): DnatFirewall {
+  return {
+    name: i.name,
+    mapping: {
+      ...(i.inInterface !== undefined ? { inInterface: i.inInterface } : {}),
+      ...(i.destination !== undefined ? { destination: i.destination } : {}),
+      protocols: i.protocol === "both" ? ["tcp", "udp"] : [i.protocol],
+      ports: portRangeOf(i.ports),
+      toAddress: i.toAddress,
+      toPorts: targetPorts(i),
+    },
+    clampMss: i.clampMss,
+  };
 }
 
-function preroutingRule(i: DnatRuleInputs): NftStmt[] {
-  const r: NftStmt[] = [];
-  if (i.inInterface !== undefined) r.push(match(meta("iifname"), i.inInterface));
-  if (i.destination !== undefined) r.push(match(payload("ip", "daddr"), i.destination));
-  let portExpr: NftExpr;
-  if (i.protocol === "both") {
-    r.push(match(meta("l4proto"), set(["tcp", "udp"])));
-    portExpr = payload("th", "dport");
-  } else {
-    portExpr = payload(i.protocol, "dport"); // nft drops the implied `meta l4proto` itself
-  }
-  const p = portRangeOf(i.ports);
-  r.push(match(portExpr, range(p.lo, p.hi)));
-  r.push(dnatStatement(i, portExpr));
-  return r;
-}
-
-/**
- * SYN and SYN-ACK of this mapping's forwarded TCP connections get their MSS clamped to the MTU of
- * the route they leave by: on the VPS the client's SYN enters the tunnel, on the router the LAN
- * host's SYN-ACK does, so both directions end up at the tunnel's size. Matched by conntrack's reply
- * tuple (the post-DNAT address and port), the same in both directions. `tcp flags` comes first
- * because it gives nft the protocol context to parse `ct reply proto-src` with.
- */
-function clampRule(i: DnatRuleInputs): NftStmt[] {
-  const to = targetPorts(i);
-  return [
-    match(and(payload("tcp", "flags"), ["syn", "rst"]), "syn"),
-    match(ct("status"), "dnat", "in"),
-    match(ct("ip saddr", "reply"), i.toAddress),
-    match(ct("proto-src", "reply"), range(to.lo, to.hi)),
-    mangle({ "tcp option": { name: "maxseg", field: "size" } }, { rt: { key: "mtu" } }),
-  ];
-}
-
-/**
- * The table this DnatRule owns. No accept here: an accept in our own forward chain cannot
- * override another table's drop, so where a drop exists the accept goes there (iptables backend).
- */
+/** The nft table this rule owns (nftables backend). */
 export function dnatTable(i: DnatRuleInputs): NftTable {
-  const chains: NftChain[] = [
-    { name: "prerouting", type: "nat", hook: "prerouting", priority: PRIORITY.dstnat, policy: "accept", rules: [preroutingRule(i)] },
-  ];
-  if (i.clampMss && i.protocol !== "udp") {
-    chains.push({ name: "forward", type: "filter", hook: "forward", priority: PRIORITY.filter, policy: "accept", rules: [clampRule(i)] });
-  }
-  return { family: "ip", name: dnatTableName(i.name), chains };
+  return nftDnatTable(dnatFirewall(i));
+}
+
+/** Names of the iptables chains this rule may own (iptables backend), whatever its inputs. */
+export function dnatChainNames(name: string): string[] {
+  return ["dnat", "mss", "cnt"].map((t) => iptChainName(t, name));
+}
+
+/** The rule's own packet-filter objects as lines, in the notation its backend reads them back in. */
+export function dnatFirewallLines(i: DnatRuleInputs, backend: Backend): string[] {
+  return backend === "nftables" ? tableLines(dnatTable(i)) : iptLines(iptDnatChains(dnatFirewall(i)));
 }
 
 /**
  * The filter FORWARD accepts for this mapping (iptables words after the chain name): every
  * packet of a connection DNATed to toAddress:toPorts, both directions, by its conntrack entry.
+ * Both backends put them where a drop is (ufw, Docker, fw3).
  */
 export function dnatForwardAccepts(i: DnatRuleInputs): string[] {
   const to = targetPorts(i);
-  return protocols(i).map((p) =>
-    [
-      `-p ${p}`,
-      "-m conntrack --ctstate DNAT",
-      `--ctreplsrc ${i.toAddress}`,
-      `--ctreplsrcport ${formatPortRange(to, ":")}`,
-      `-m comment --comment ${commentOf(i.name)}`,
-      "-j ACCEPT",
-    ].join(" "),
+  return dnatFirewall(i).mapping.protocols.map((p) =>
+    [`-p ${p}`, "-m conntrack --ctstate DNAT", `--ctreplsrc ${i.toAddress}`, `--ctreplsrcport ${formatPortRange(to, ":")}`, `-m comment --comment ${commentOf(i.name)}`, "-j ACCEPT"].join(" "),
   );
 }
 
-/**
- * The same accepts for another nftables firewall's forward chain (OpenWrt fw4, firewalld, a
- * hand-made `policy drop`), one rule per protocol: `meta l4proto` gives nft the protocol context
- * for `ct reply proto-src` and, being the only protocol match, is kept as written.
- */
+/** The same accepts for another nftables firewall's forward or input chain (fw4, firewalld). */
 export function dnatNftAccepts(i: DnatRuleInputs, chain: ChainRef): (ChainRef & { line: string })[] {
-  const to = targetPorts(i);
-  return protocols(i).map((p) => ({
-    ...chain,
-    line: insertRuleLine(
-      chain,
-      [
-        match(meta("l4proto"), p),
-        match(ct("status"), "dnat", "in"),
-        match(ct("ip saddr", "reply"), i.toAddress),
-        match(ct("proto-src", "reply"), range(to.lo, to.hi)),
-        { accept: null },
-      ],
-      commentOf(i.name),
-    ),
-  }));
+  return nftDnatAccepts(dnatFirewall(i), chain, commentOf(i.name));
 }
 
-/** What this resource owns, as commands (pure; the iptables accepts depend on the host and are in `forwardAccept`). */
-export function renderDnat(i: DnatRuleInputs): string[] {
-  return [...tableLines(dnatTable(i)), sysctlLine(ipForward()), ...(i.persist ? [bootRenderedLine(dnatBootEntryName(i.name))] : [])];
+/** A note leading the lines of a preview whose backend the host decides. */
+export const AUTO_NOTE = "# backend auto: these nftables lines where nft works on the host, else the same as iptables chains (output `activeBackend` says which)";
+
+/**
+ * What this resource owns, as commands (pure; the accepts in others' chains depend on the host
+ * and are in `forwardAccept`). `auto` previews as nftables, with a note saying so.
+ */
+export function renderDnat(i: DnatRuleInputs, backend?: Backend): string[] {
+  const b = backend ?? (i.backend === "iptables" ? "iptables" : "nftables");
+  return [
+    ...(backend === undefined && i.backend === "auto" ? [AUTO_NOTE] : []),
+    ...dnatFirewallLines(i, b),
+    sysctlLine(ipForward()),
+    ...(i.persist ? [bootRenderedLine(dnatBootEntryName(i.name))] : []),
+  ];
 }
 
 export { iptablesLine };

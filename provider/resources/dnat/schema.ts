@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
+import { backendChoice } from "../common/backend";
 import { interfaceName, ipv4, portRangeOf, portSpec, resourceName } from "../common/fields";
 import type { Failure } from "../common/provider";
 
@@ -27,6 +28,8 @@ export const DnatRuleSchema = z.strictObject({
   toPorts: portSpec.optional(),
   /** Clamp the MSS of forwarded TCP SYNs to the route MTU (tunnels have an MTU below 1500). */
   clampMss: z.boolean({ error: "must be true or false" }).default(true),
+  /** Which tool writes natgate's own rules: "auto" (nftables where nft works, else iptables), "nftables" or "iptables". */
+  backend: backendChoice,
   /** Restore the rule at boot: an entry in /etc/natgate/boot.d, run by the host's init system. */
   persist: z.boolean({ error: "must be true or false" }).default(true),
 });

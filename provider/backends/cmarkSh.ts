@@ -1,0 +1,67 @@
+/**
+ * The remote scripts of a ConnmarkReturnPath. Values arrive as one record (args.ts): A_table,
+ * A_owner, A_entry, A_sysctls (paths to show); apply also A_nft, A_ipt_restore / A_ipt_jumps,
+ * A_ipt_jumps_del / A_ipt_chains_del, A_batch (ip -batch) with its dead-man switch A_token,
+ * A_seconds and A_undo, A_hold ("path value" lines), A_release, and at boot A_rules_ensure.
+ */
+import { ARGS_SH } from "./args";
+import { HOSTSTATE_SH } from "./hoststate";
+import { IPROUTE_SH } from "./iproute";
+import { IPTFW_SH } from "./iptablesFirewall";
+import { NFT_SH } from "./nftables";
+import { BOOT_SH } from "./persist";
+import { SYSCTL_SH } from "./sysctl";
+
+const SHOW_SH = `
+cmark_show() {
+  fw_facts
+  if [ "$NG_NFT" = yes ]; then echo "@@nft"; nft_show ip "$A_table" || exit 1; fi
+  iptfw_show
+  echo "@@rules"; ip_rules || exit 1
+  echo "@@sysctl"
+  for ng_p in $A_sysctls; do sysctl_show "$ng_p" "$A_owner"; done
+  boot_show "$A_entry"
+}
+# cmark_rules_ensure SPECS (boot entries): ip rule add each; one that is there already counts as
+# added (ip rule has no replace, and the kernel refuses a duplicate), so a second run changes nothing
+cmark_rules_ensure() {
+  printf '%s\\n' "$1" | while IFS= read -r ng_r; do
+    [ -n "$ng_r" ] || continue
+    set -f
+    ng_e=$(ip rule add $ng_r 2>&1) || case $ng_e in
+      *"File exists"*) ;;
+      *) printf 'natgate: ip rule add %s failed: %s\\n' "$ng_r" "$ng_e" >&2; exit 1 ;;
+    esac
+  done
+}
+`;
+
+const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTFW_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + 'ng_args "$@"\nip_need\n';
+
+export const CMARK_READ_SH = PRELUDE + "cmark_show\n";
+
+export const CMARK_APPLY_SH =
+  PRELUDE +
+  `ng_lock
+[ -z "$A_ipt_restore" ] || iptfw_apply "$A_ipt_restore" "$A_ipt_jumps" || exit 1
+[ -z "$A_nft" ] || nft_apply "$A_nft" || exit 1
+[ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
+ip_deadman_arm "$A_token" "$A_seconds" "$A_undo" || exit 1
+ip_batch "$A_batch" || { ip_deadman_now "$A_token" "$A_undo"; exit 1; }
+[ -z "$A_rules_ensure" ] || cmark_rules_ensure "$A_rules_ensure" || exit 1
+printf '%s\\n' "$A_hold" | while read -r ng_p ng_v; do [ -z "$ng_p" ] || sysctl_hold "$ng_p" "$ng_v" "$A_owner" || exit 1; done || exit 1
+printf '%s\\n' "$A_release" | while read -r ng_p; do [ -z "$ng_p" ] || sysctl_release "$ng_p" "$A_owner" || exit 1; done || exit 1
+cmark_show
+`;
+
+export const CMARK_DELETE_SH =
+  PRELUDE +
+  `ng_lock
+fw_facts >/dev/null
+[ "$NG_NFT" != yes ] || nft_delete ip "$A_table" || exit 1
+[ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
+ip_batch "$A_batch" || exit 1
+for ng_p in $A_sysctls; do sysctl_release "$ng_p" "$A_owner" || exit 1; done
+boot_remove "$A_entry" || exit 1
+cmark_show
+`;

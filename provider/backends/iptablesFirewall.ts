@@ -1,0 +1,242 @@
+/**
+ * iptables backend for natgate's own packet-filter objects, for hosts without a working nft
+ * (OpenWrt 21.02 and older with fw3, EdgeOS, VPS images with iptables-legacy). The plan becomes
+ * chains natgate owns (`natgate-<what>-<name>`), jumped to from the built-in chains, written with one
+ * `iptables-restore --noflush` (declaring a chain flushes it, so a second run changes nothing) and
+ * read back with `iptables -S -v`, whose canonical words the rules below are written in, so desired
+ * and live state compare as the same lines. Works the same with iptables-legacy and iptables-nft.
+ *
+ * The accepts in filter FORWARD/INPUT, where others' drops are, stay in iptables.ts: both
+ * backends put them there.
+ */
+import { createHash } from "node:crypto";
+import type { Counters, DnatFirewall, Proto, ReturnPathFirewall } from "../plan/firewall";
+
+export type IptTable = "nat" | "mangle";
+export type Builtin = "PREROUTING" | "FORWARD" | "INPUT" | "OUTPUT";
+
+/** One chain natgate owns: its rules (words after `-A <chain>`, canonical) and where it is jumped to from. */
+export interface IptChain {
+  table: IptTable;
+  name: string;
+  from: Builtin[];
+  rules: string[];
+}
+
+/** iptables chain names are at most 28 characters. */
+const CHAIN_MAX = 28;
+
+/** `natgate-<tag>-<name>`, shortened with a hash of the name when too long (still one name per resource). */
+export function iptChainName(tag: string, name: string): string {
+  const full = `natgate-${tag}-${name}`;
+  if (full.length <= CHAIN_MAX) return full;
+  const h = createHash("sha256").update(name).digest("hex").slice(0, 6);
+  return `natgate-${tag}-${name.slice(0, CHAIN_MAX - tag.length - 16)}-${h}`;
+}
+
+const ports = (lo: number, hi: number, sep = ":") => (lo === hi ? String(lo) : `${lo}${sep}${hi}`);
+
+/** DNAT's --to-destination: keep the port, one port, or a range shifted by an offset (`/base`). */
+function toDestination(fw: DnatFirewall): string {
+  const { ports: from, toPorts: to, toAddress } = fw.mapping;
+  if (to.lo === from.lo) return toAddress;
+  if (from.lo === from.hi) return `${toAddress}:${to.lo}`;
+  return `${toAddress}:${to.lo}-${to.hi}/${from.lo}`;
+}
+
+/** The conntrack match of a forward's packets (both directions): DNATed to the target's address and ports. */
+function replyTuple(p: Proto, fw: DnatFirewall): string {
+  const { toAddress, toPorts } = fw.mapping;
+  return `-p ${p} -m conntrack --ctstate DNAT --ctreplsrc ${toAddress} --ctreplsrcport ${ports(toPorts.lo, toPorts.hi)}`;
+}
+
+export function iptDnatChains(fw: DnatFirewall): IptChain[] {
+  const m = fw.mapping;
+  const dnat = m.protocols.map((p) =>
+    [
+      ...(m.destination !== undefined ? [`-d ${m.destination}/32`] : []),
+      ...(m.inInterface !== undefined ? [`-i ${m.inInterface}`] : []),
+      `-p ${p} -m ${p} --dport ${ports(m.ports.lo, m.ports.hi)}`,
+      `-j DNAT --to-destination ${toDestination(fw)}`,
+    ].join(" "),
+  );
+  const chains: IptChain[] = [{ table: "nat", name: iptChainName("dnat", fw.name), from: ["PREROUTING"], rules: dnat }];
+  if (fw.clampMss && m.protocols.includes("tcp")) {
+    chains.push({
+      table: "mangle",
+      name: iptChainName("mss", fw.name),
+      from: ["FORWARD"],
+      rules: [`-p tcp -m tcp --tcp-flags SYN,RST SYN -m conntrack --ctstate DNAT --ctreplsrc ${m.toAddress} --ctreplsrcport ${ports(m.toPorts.lo, m.toPorts.hi)} -j TCPMSS --clamp-mss-to-pmtu`],
+    });
+  }
+  // Counting rules (no target): forwarded packets in both directions, and inbound ones of a target on the host itself.
+  chains.push({ table: "mangle", name: iptChainName("cnt", fw.name), from: ["FORWARD", "INPUT"], rules: m.protocols.map((p) => replyTuple(p, fw)) });
+  return chains;
+}
+
+const hex = (n: number) => "0x" + (n >>> 0).toString(16);
+
+/** connmark/MARK words as iptables prints them: a full mask is left out of a match. */
+function markMatch(mark: number, mask: number): string {
+  return mask >>> 0 === 0xffffffff ? hex(mark) : `${hex(mark)}/${hex(mask)}`;
+}
+
+export function iptReturnPathChains(fw: ReturnPathFirewall): IptChain[] {
+  const restore = `-m connmark --mark ${markMatch(fw.mark, fw.mask)} -j MARK --set-xmark ${hex(fw.mark)}/${hex(fw.mask)}`;
+  // mangle PREROUTING runs before nat PREROUTING: the first packet is marked before it is DNATed and routed.
+  const chains: IptChain[] = [
+    {
+      table: "mangle",
+      name: iptChainName("ret", fw.name),
+      from: ["PREROUTING"],
+      rules: [`-i ${fw.tunnelInterface} -j CONNMARK --set-xmark ${hex(fw.mark)}/${hex(fw.mask)}`, restore],
+    },
+  ];
+  // A changed mark in mangle OUTPUT makes the kernel route the local reply again.
+  if (fw.restoreInOutput) chains.push({ table: "mangle", name: iptChainName("out", fw.name), from: ["OUTPUT"], rules: [restore] });
+  return chains;
+}
+
+/** The chains as commands a user would type, in the notation live state is read back into. */
+export function iptLines(chains: IptChain[]): string[] {
+  const out: string[] = [];
+  for (const c of chains) {
+    out.push(`iptables -t ${c.table} -N ${c.name}`);
+    for (const r of c.rules) out.push(`iptables -t ${c.table} -A ${c.name} ${r}`);
+    for (const b of inBuiltinOrder(c.from)) out.push(`iptables -t ${c.table} -I ${b} -j ${c.name}`);
+  }
+  return out;
+}
+
+/** One `iptables-restore --noflush` text that leaves exactly these chains (declaring one flushes it). */
+export function iptRestoreText(chains: IptChain[]): string {
+  let out = "";
+  for (const table of ["nat", "mangle"] as const) {
+    const mine = chains.filter((c) => c.table === table);
+    if (!mine.length) continue;
+    out += `*${table}\n` + mine.map((c) => `:${c.name} - [0:0]\n`).join("");
+    for (const c of mine) for (const r of c.rules) out += `-A ${c.name} ${r}\n`;
+    out += "COMMIT\n";
+  }
+  return out;
+}
+
+/** "table builtin chain" lines: the jumps the apply script makes sure of (or removes). */
+export function iptJumpSpecs(chains: { table: string; name: string; from: string[] }[]): string {
+  return chains.flatMap((c) => c.from.map((b) => `${c.table} ${b} ${c.name}`)).join("\n");
+}
+
+/** A chain of natgate's as found on the host, with the jumps to it. */
+export interface LiveIptChain {
+  table: IptTable;
+  name: string;
+  rules: { rule: string; packets: number; bytes: number }[];
+  from: Builtin[];
+}
+
+/** Split `-c PACKETS BYTES` out of an `iptables -S -v` rule. */
+function withoutCounters(words: string): { rule: string; packets: number; bytes: number } {
+  const padded = " " + words;
+  const m = / -c (\d+) (\d+)(?= |$)/.exec(padded);
+  if (!m) return { rule: words, packets: 0, bytes: 0 };
+  return { rule: (padded.slice(0, m.index) + padded.slice(m.index + m[0].length)).trim(), packets: Number(m[1]), bytes: Number(m[2]) };
+}
+
+/** Jumps are compared as a set: listed in one order, whatever order the host prints them in. */
+const BUILTIN_ORDER: Builtin[] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT"];
+const inBuiltinOrder = (from: Builtin[]) => BUILTIN_ORDER.filter((b) => from.includes(b));
+
+/**
+ * natgate's chains in one table's `iptables -S -v` output whose names start with `prefixes`
+ * (the chains of one resource), with their rules and the built-in chains jumping to them.
+ */
+export function parseIptTable(table: IptTable, text: string, names: string[]): LiveIptChain[] {
+  const chains = new Map<string, LiveIptChain>();
+  const want = new Set(names);
+  const jumps: [string, Builtin][] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    let m = /^-N (\S+)$/.exec(line);
+    if (m && want.has(m[1]!)) chains.set(m[1]!, { table, name: m[1]!, rules: [], from: [] });
+    m = /^-A (\S+) (.*)$/.exec(line);
+    if (!m) continue;
+    const { rule, packets, bytes } = withoutCounters(m[2]!);
+    const own = chains.get(m[1]!);
+    if (own) own.rules.push({ rule, packets, bytes });
+    const j = /^-j (\S+)$/.exec(rule);
+    if (j && want.has(j[1]!) && /^(PREROUTING|FORWARD|INPUT|OUTPUT)$/.test(m[1]!)) jumps.push([j[1]!, m[1] as Builtin]);
+  }
+  for (const [to, from] of jumps) {
+    const c = chains.get(to) ?? { table, name: to, rules: [], from: [] };
+    chains.set(to, c);
+    c.from.push(from);
+  }
+  return [...chains.values()];
+}
+
+/** Live chains as lines, in the order the desired ones are rendered in (rules in chain order). */
+export function liveIptLines(live: LiveIptChain[], order: string[]): string[] {
+  const rank = (n: string) => (order.indexOf(n) < 0 ? order.length : order.indexOf(n));
+  const sorted = [...live].sort((a, b) => rank(a.name) - rank(b.name));
+  const out: string[] = [];
+  for (const c of sorted) {
+    out.push(`iptables -t ${c.table} -N ${c.name}`);
+    for (const r of c.rules) out.push(`iptables -t ${c.table} -A ${c.name} ${r.rule}`);
+    for (const b of inBuiltinOrder(c.from)) out.push(`iptables -t ${c.table} -I ${b} -j ${c.name}`);
+  }
+  return out;
+}
+
+/** Counts of the counting chain, by protocol (its rules are one per protocol, `-p <proto>` first). */
+export function iptCounters(live: LiveIptChain[], countChain: string): Counters {
+  const out: Counters = {};
+  for (const r of live.find((c) => c.name === countChain)?.rules ?? []) {
+    const p = /^-p (tcp|udp) /.exec(r.rule)?.[1] as Proto | undefined;
+    if (p) out[p] = { packets: (out[p]?.packets ?? 0) + r.packets, bytes: (out[p]?.bytes ?? 0) + r.bytes };
+  }
+  return out;
+}
+
+/** Shell functions of the iptables backend (POSIX sh; rules travel on stdin, never through the shell's parser). */
+export const IPTFW_SH = `
+# iptfw_show: "@@iptfw_<table>" then that table as iptables -S -v prints it, for nat and mangle
+iptfw_show() {
+  command -v iptables-restore >/dev/null 2>&1 || return 0
+  for ng_t in nat mangle; do
+    echo "@@iptfw_$ng_t"
+    iptables -w -t "$ng_t" -S -v 2>/dev/null | grep -v '^#'
+  done
+  return 0
+}
+# iptfw_apply RESTORE JUMPS: replace natgate's chains in one iptables-restore, then make sure of
+# each jump "table builtin chain" (inserted first in the built-in chain when missing)
+iptfw_apply() {
+  printf '%s' "$1" | iptables-restore -w --noflush || { echo "natgate: iptables-restore rejected natgate's chains" >&2; return 1; }
+  printf '%s\\n' "$2" | while read -r ng_t ng_b ng_c; do
+    [ -n "$ng_c" ] || continue
+    iptables -w -t "$ng_t" -C "$ng_b" -j "$ng_c" 2>/dev/null || iptables -w -t "$ng_t" -I "$ng_b" 1 -j "$ng_c" || exit 1
+  done
+}
+# iptfw_delete JUMPS CHAINS: every jump "table builtin chain" (while one is listed), then each
+# chain "table chain"; one that is not there is success
+iptfw_delete() {
+  command -v iptables >/dev/null 2>&1 || return 0
+  printf '%s\\n' "$1" | while read -r ng_t ng_b ng_c; do
+    [ -n "$ng_c" ] || continue
+    while iptables -w -t "$ng_t" -C "$ng_b" -j "$ng_c" 2>/dev/null; do iptables -w -t "$ng_t" -D "$ng_b" -j "$ng_c" || exit 1; done
+  done || return 1
+  printf '%s\\n' "$2" | while read -r ng_t ng_c; do
+    [ -n "$ng_c" ] || continue
+    if iptables -w -t "$ng_t" -S "$ng_c" >/dev/null 2>&1; then
+      iptables -w -t "$ng_t" -F "$ng_c" && iptables -w -t "$ng_t" -X "$ng_c" || exit 1
+    fi
+  done
+}
+# fw_facts: "@@fwfacts" then "nft yes|no" (also in NG_NFT) and "iptables <iptables -V>|none"
+fw_facts() {
+  echo "@@fwfacts"
+  if command -v nft >/dev/null 2>&1 && nft list tables >/dev/null 2>&1; then NG_NFT=yes; else NG_NFT=no; fi
+  echo "nft $NG_NFT"
+  if command -v iptables-restore >/dev/null 2>&1 && ng_v=$(iptables -V 2>/dev/null); then echo "iptables $ng_v"; else echo "iptables none"; fi
+}
+`;
