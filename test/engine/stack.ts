@@ -8,6 +8,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { PROVIDER_KEY, ProviderServer, Props, startProviderServer } from "./harness";
 import { RecordedResource, runProgram } from "./mocks";
 
+
+/** Outputs that follow traffic, not configuration (DnatRule counters). */
+export const TRAFFIC_OUTPUTS = ["counters"];
 export type Op = "create" | "update" | "replace" | "same" | "delete";
 
 export interface StateResource {
@@ -243,7 +246,10 @@ export class Stack {
             r.id = read.id;
             r.outputs = read.properties;
             if (read.inputs) r.inputs = read.inputs;
-            steps.push({ urn: r.urn, name: r.name, kind: info.kind, op: changes.length ? "update" : "same", changes, durationMs });
+            // Counters move with traffic: reported among the changes, but a refresh that changed
+            // only them found the resource as it was (pulumi would list it as an output update).
+            const stateChanges = changes.filter((c) => !TRAFFIC_OUTPUTS.includes(c.property));
+            steps.push({ urn: r.urn, name: r.name, kind: info.kind, op: stateChanges.length ? "update" : "same", changes, durationMs });
           }
           this.onStep?.({ phase: "done", step: info, durationMs });
         } catch (e) {

@@ -1,0 +1,137 @@
+/** The boot runner and the init systems' hooks that start it (see persist.ts). */
+import { BOOT_DIR, BOOT_ORDER, MADE_DIRS, NATGATE_DIR, RUNNER_PATH, type InitSystem } from "./bootPaths";
+
+// ---------- the runner and the init systems' hooks ----------
+
+const RUNNER_SH = `#!/bin/sh
+# natgate's boot runner: written with the first natgate resource on this host and removed with the
+# last. The init system runs it at boot (natgate.service, /etc/init.d/natgate); run it yourself
+# where there is none. Each entry in boot.d re-establishes one natgate resource with the script
+# natgate runs over SSH, and may run again at any time. Tunnels first (the others need their
+# interface), then route tables, return paths, DNAT. A failing entry is logged and the others
+# still run; the exit status is 1 if any failed.
+LC_ALL=C
+PATH=$PATH:/usr/sbin:/usr/bin:/sbin:/bin
+# wg retries an endpoint name that does not resolve for minutes, and the WAN may not be up yet:
+# fail that line soon instead; the tunnel's peer comes last in its entry, and the next run (an
+# interface coming up) adds it.
+WG_ENDPOINT_RESOLUTION_RETRIES=\${WG_ENDPOINT_RESOLUTION_RETRIES:-3}
+export LC_ALL PATH WG_ENDPOINT_RESOLUTION_RETRIES
+ng_dir=${BOOT_DIR}
+if [ -d /run ]; then ng_run=/run/natgate; else ng_run=/var/run/natgate; fi
+ng_log() {
+  if command -v logger >/dev/null 2>&1 && logger -t natgate -- "$1" 2>/dev/null; then
+    [ ! -t 2 ] || printf 'natgate: %s\\n' "$1" >&2
+  else
+    printf 'natgate: %s\\n' "$1" >&2
+  fi
+  return 0
+}
+# One run at a time: init and an interface coming up may start it together.
+mkdir -p "$ng_run" || exit 1
+ng_i=0
+until mkdir "$ng_run/boot.lock" 2>/dev/null; do
+  ng_pid=$(cat "$ng_run/boot.lock/pid" 2>/dev/null)
+  if [ -n "$ng_pid" ] && ! kill -0 "$ng_pid" 2>/dev/null; then rm -rf "$ng_run/boot.lock"; continue; fi
+  ng_i=$((ng_i + 1))
+  if [ "$ng_i" -gt 300 ]; then ng_log "another boot.sh (process $ng_pid) has been running for 5 minutes: not running the entries"; exit 1; fi
+  sleep 1
+done
+echo $$ > "$ng_run/boot.lock/pid"
+trap 'rm -rf "$ng_run/boot.lock" "$ng_run/boot.err"; rmdir "$ng_run" 2>/dev/null' EXIT
+trap 'exit 1' HUP INT TERM
+ng_n=0
+ng_failed=0
+for ng_kind in ${BOOT_ORDER.join(" ")}; do
+  for ng_e in "$ng_dir/$ng_kind"-*.sh; do
+    [ -f "$ng_e" ] || continue
+    ng_n=$((ng_n + 1))
+    sh "$ng_e" </dev/null >/dev/null 2>"$ng_run/boot.err"
+    ng_rc=$?
+    while IFS= read -r ng_l; do ng_log "\${ng_e##*/}: $ng_l"; done < "$ng_run/boot.err"
+    if [ "$ng_rc" -eq 0 ]; then
+      ng_log "\${ng_e##*/}: applied"
+    else
+      ng_failed=$((ng_failed + 1))
+      ng_log "\${ng_e##*/}: FAILED (exit $ng_rc); the other entries still run"
+    fi
+  done
+done
+ng_log "boot entries: $ng_n run, $ng_failed failed"
+[ "$ng_failed" -eq 0 ]
+`;
+
+const OWNED = "# Written by natgate; removed with the last natgate resource on this host.";
+
+// After the firewalls, so an accept natgate puts into their chains is not wiped by their start.
+const SYSTEMD_UNIT = `${OWNED}
+[Unit]
+Description=natgate: restore WireGuard tunnels, policy routes and port forwards
+Wants=network-online.target
+After=network-online.target nftables.service firewalld.service ufw.service docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh ${RUNNER_PATH}
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+// START=99: after the network (20) and fw4 (19), whose forward chain natgate's accepts go into.
+const PROCD_INIT = `#!/bin/sh /etc/rc.common
+${OWNED}
+# Restores natgate's tunnels, routes and forwards at boot, after the network and the firewall.
+START=99
+start() {
+	/bin/sh ${RUNNER_PATH}
+}
+`;
+
+// hotplug-call sources this in a subshell for every interface event, after 20-firewall (fw4
+// reloads there on ifup and on an ifupdate with new addresses).
+const PROCD_HOTPLUG = `${OWNED}
+# An interface came up or changed (the WAN after a reconnect, or late at boot): run natgate's boot
+# entries again. They only put back what is missing: the tunnel's peer when its endpoint did not
+# resolve at boot, an accept that the firewall's reload for this interface dropped.
+case $ACTION in ifup|ifupdate) ;; *) exit 0 ;; esac
+/bin/sh ${RUNNER_PATH} </dev/null >/dev/null 2>&1 &
+`;
+
+const PROCD_KEEP = `${NATGATE_DIR}/\n`;
+
+export interface BootFile {
+  path: string;
+  /** File content, or undefined for a symlink. */
+  content?: string;
+  mode?: "600" | "644" | "700" | "755";
+  /** Symlink target. */
+  target?: string;
+}
+
+export const SYSTEMD_UNIT_PATH = "/etc/systemd/system/natgate.service";
+const PROCD_INIT_PATH = "/etc/init.d/natgate";
+
+/** What the runner consists of on a host with this init system. */
+export function runnerFiles(init: InitSystem): BootFile[] {
+  const files: BootFile[] = [{ path: RUNNER_PATH, content: RUNNER_SH, mode: "700" }];
+  if (init === "systemd") {
+    files.push(
+      { path: SYSTEMD_UNIT_PATH, content: SYSTEMD_UNIT, mode: "644" },
+      { path: "/etc/systemd/system/multi-user.target.wants/natgate.service", target: SYSTEMD_UNIT_PATH },
+    );
+  } else if (init === "procd") {
+    files.push(
+      { path: PROCD_INIT_PATH, content: PROCD_INIT, mode: "755" },
+      { path: "/etc/rc.d/S99natgate", target: "../init.d/natgate" },
+      { path: "/etc/hotplug.d/iface/99-natgate", content: PROCD_HOTPLUG, mode: "644" },
+      { path: "/lib/upgrade/keep.d/natgate", content: PROCD_KEEP, mode: "644" },
+    );
+  }
+  return files;
+}
+
+/** Every file the runner may consist of, whatever the init system: what the last delete removes. */
+export const RUNNER_PATHS = [...new Set([...runnerFiles("systemd"), ...runnerFiles("procd")].map((f) => f.path))];
+
