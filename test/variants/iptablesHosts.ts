@@ -291,7 +291,7 @@ export function normalizeSave(text: string): string {
 /** `nft list ruleset` sections without iptables-nft's empty tables (only base chains, policy accept, no rules). */
 export function withoutEmptyXtablesTables(state: string): string {
   return state.replace(
-    /^table (ip|ip6|inet) (filter|nat|mangle|raw|security) \{\n(?:\t# Warning: [^\n]*\n)?(?:\tchain [A-Z]+ \{\n\t\ttype \w+ hook \w+ priority [\w+-]+; policy accept;\n\t\}\n)*\}\n?/gm,
+    /^table (ip|ip6|inet) (filter|nat|mangle|raw|security) \{\n(?:\t# Warning: [^\n]*\n)?(?:\n?\tchain [A-Z]+ \{\n\t\ttype \w+ hook \w+ priority [\w+-]+; policy accept;\n\t\}\n)*\}\n?/gm,
     "",
   );
 }
