@@ -126,6 +126,30 @@ export function iptJumpSpecs(chains: { table: string; name: string; from: string
   return chains.flatMap((c) => c.from.map((b) => `${c.table} ${b} ${c.name}`)).join("\n");
 }
 
+/** What an apply script takes to bring natgate's chains from the live ones to the wanted ones. */
+export interface IptChange {
+  ipt_restore: string;
+  ipt_jumps: string;
+  ipt_jumps_del: string;
+  ipt_chains_del: string;
+}
+
+export const NO_IPT_CHANGE: IptChange = { ipt_restore: "", ipt_jumps: "", ipt_jumps_del: "", ipt_chains_del: "" };
+
+/**
+ * From `live` to `want` (none: remove them all): the wanted chains are rewritten in place
+ * (hitless), then jumps and chains no longer wanted go.
+ */
+export function iptChange(want: IptChain[], live: LiveIptChain[]): IptChange {
+  const wantJumps = new Set(iptJumpSpecs(want).split("\n"));
+  return {
+    ipt_restore: want.length ? iptRestoreText(want) : "",
+    ipt_jumps: iptJumpSpecs(want),
+    ipt_jumps_del: iptJumpSpecs(live).split("\n").filter((j) => j && !wantJumps.has(j)).join("\n"),
+    ipt_chains_del: live.filter((c) => !want.some((w) => w.name === c.name)).map((c) => `${c.table} ${c.name}`).join("\n"),
+  };
+}
+
 /** A chain of natgate's as found on the host, with the jumps to it. */
 export interface LiveIptChain {
   table: IptTable;

@@ -1,12 +1,12 @@
 import { encodeArgs, type ScriptArgs } from "../../backends/args";
 import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/cmarkSh";
 import { DEADMAN_SECONDS, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
-import { iptJumpSpecs, iptRestoreText, iptReturnPathChains, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { NO_IPT_CHANGE, iptChange, iptReturnPathChains, liveIptLines, parseIptTable, type IptChange, type LiveIptChain } from "../../backends/iptablesFirewall";
 import { parseNftTableJson, replaceTableTransaction } from "../../backends/nftables";
 import { bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
 import { parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl, type SysctlSetting } from "../../backends/sysctl";
-import { parseFirewallFacts, resolveBackend, type Backend, type FirewallFacts } from "../../plan/firewall";
-import { NatgateError } from "../../ssh/errors";
+import { parseFirewallFacts, type Backend, type FirewallFacts } from "../../plan/firewall";
+import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
@@ -62,24 +62,18 @@ export function parseCmarkShow(stdout: string, scope: Scope, name: string): Cmar
 interface Plan {
   drift: string[];
   nft: string;
-  iptRestore: string;
-  iptJumps: string;
-  iptJumpsDel: string;
-  iptChainsDel: string;
+  ipt: IptChange;
   batch: string[];
   hold: SysctlSetting[];
   release: string[];
 }
 
 const liveLines = (live: Pick<CmarkLive, "ipt">, name: string) => liveIptLines(live.ipt, cmarkChainNames(name));
-const jumpsOf = (chains: LiveIptChain[]) => iptJumpSpecs(chains.map((c) => ({ table: c.table, name: c.name, from: c.from })));
 
 export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">, backend: Backend): Plan {
   const nftDrift = lineDrift("nft", backend === "nftables" ? cmarkFirewallLines(i, "nftables") : [], live.nft);
   const iptDrift = lineDrift("iptables", backend === "iptables" ? cmarkFirewallLines(i, "iptables") : [], liveLines(live, i.name));
   const table = cmarkTableName(i.name);
-  const want = iptDrift.length && backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [];
-  const wantJumps = new Set(iptJumpSpecs(want).split("\n"));
   const remaining = [...live.rules];
   const add: string[] = [];
   for (const r of cmarkRules(i)) {
@@ -108,10 +102,7 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   return {
     drift,
     nft: nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(cmarkTable(i)) : `add table ip ${table}\ndelete table ip ${table}\n`,
-    iptRestore: want.length ? iptRestoreText(want) : "",
-    iptJumps: iptJumpSpecs(want),
-    iptJumpsDel: iptDrift.length ? jumpsOf(live.ipt).split("\n").filter((j) => j && !wantJumps.has(j)).join("\n") : "",
-    iptChainsDel: iptDrift.length ? live.ipt.filter((c) => !want.some((w) => w.name === c.name)).map((c) => `${c.table} ${c.name}`).join("\n") : "",
+    ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
     // Deletes first: an old rule identical in priority and table to a new one would be matched by `del`.
     batch: [...del.map((d) => `rule del ${d}`), ...add.map((a) => `rule add ${a}`)],
     hold,
@@ -127,10 +118,7 @@ function applyArgs(i: ConnmarkReturnPathInputs, scope: Scope, p: Plan, extra: Sc
     entry: cmarkBootEntryName(i.name),
     sysctls: scope.sysctlPaths.join("\n"),
     nft: p.nft,
-    ipt_restore: p.iptRestore,
-    ipt_jumps: p.iptJumps,
-    ipt_jumps_del: p.iptJumpsDel,
-    ipt_chains_del: p.iptChainsDel,
+    ...p.ipt,
     batch: p.batch.join("\n"),
     hold: p.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
     release: p.release.join("\n"),
@@ -190,11 +178,7 @@ async function readLive(host: Host, i: ConnmarkReturnPathInputs, scope: Scope): 
   return parseCmarkShow(out.stdout, scope, i.name);
 }
 
-function backendOf(i: ConnmarkReturnPathInputs, host: Host, live: CmarkLive): Backend {
-  const b = resolveBackend(i.backend, live.facts);
-  if (b !== "nftables" && b !== "iptables") throw new NatgateError("config", `ConnmarkReturnPath ${i.name} on ${host.label}: ${b}`);
-  return b;
-}
+
 
 export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
   kind: "ConnmarkReturnPath",
@@ -210,7 +194,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
   async converge(host, i, olds) {
     const scope = scopeOf([i, ...oldInputs(olds)]);
     let after = await readLive(host, i, scope);
-    const backend = backendOf(i, host, after);
+    const backend = requireBackend(`ConnmarkReturnPath ${i.name} on ${host.label}`, i.backend, after.facts);
     const plan = planConnmark(i, after, backend);
     if (plan.drift.length > 0) after = await apply(host, i, scope, plan);
     after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined, after.boot);
@@ -219,10 +203,9 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 
   async observe(host, i, props) {
     const live = await readLive(host, i, scopeOf([i]));
-    const b = resolveBackend(i.backend, live.facts);
-    if (b === "nftables" || b === "iptables") return observation(i, live, b, isLegacyState(props));
-    const obs = observation(i, live, props.activeBackend === "iptables" ? "iptables" : "nftables");
-    return { ...obs, drift: [b, ...obs.drift] };
+    const { backend, problem } = observedBackend(i.backend, live.facts, props.activeBackend);
+    const obs = observation(i, live, backend, !problem && isLegacyState(props));
+    return problem ? { ...obs, drift: [problem, ...obs.drift] } : obs;
   },
 
   async remove(host, i) {
@@ -235,7 +218,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const out = await host.run(
       `deleting ConnmarkReturnPath ${i.name}`,
       CMARK_DELETE_SH,
-      encodeArgs({ ...showArgs(i, scope), batch, ipt_jumps_del: jumpsOf(live.ipt), ipt_chains_del: live.ipt.map((c) => `${c.table} ${c.name}`).join("\n") }),
+      encodeArgs({ ...showArgs(i, scope), batch, ...iptChange([], live.ipt) }),
       { writes: true },
     );
     const after = parseCmarkShow(out.stdout, scope, i.name);

@@ -1,11 +1,12 @@
 import { encodeArgs } from "../../backends/args";
 import { DNAT_APPLY_SH, DNAT_DELETE_SH, DNAT_READ_SH } from "../../backends/dnatSh";
 import { assertSafeRule, commentOf, forwardNeedsAccept, iptablesLine, type FilterChain } from "../../backends/iptables";
-import { iptDnatChains, iptJumpSpecs, iptRestoreText, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { NO_IPT_CHANGE, iptChange, iptDnatChains, type IptChange } from "../../backends/iptablesFirewall";
 import { chainId, replaceTableTransaction, type ChainRef } from "../../backends/nftables";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
 import { ipForward, sysctlLine, sysctlName } from "../../backends/sysctl";
-import { resolveBackend, type Backend } from "../../plan/firewall";
+import type { Backend } from "../../plan/firewall";
+import { observedBackend, requireBackend } from "../common/backend";
 import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
 import { shPrelude, syncBoot } from "../common/host";
@@ -26,10 +27,7 @@ export interface DnatPlan {
   /** nft transaction: own table (replaced or deleted) and accepts in other tables. */
   nft: string;
   /** iptables chains to (re)write, with their jumps; chains and jumps to remove. */
-  iptRestore: string;
-  iptJumps: string;
-  iptJumpsDel: string;
-  iptChainsDel: string;
+  ipt: IptChange;
   fwdDel: string[];
   fwdAdd: string[];
   inDel: string[];
@@ -53,8 +51,6 @@ function wantedAccepts(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): Record<
 function dropChainsFor(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): ChainRef[] {
   return acceptChain(i, live) === "INPUT" ? (live.foreignInput ?? []) : live.foreign.dropChains;
 }
-
-const jumpsOf = (chains: LiveIptChain[]) => iptJumpSpecs(chains.map((c) => ({ table: c.table, name: c.name, from: c.from })));
 
 export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backend: Backend): DnatPlan {
   const nftDrift = lineDrift("nft", backend === "nftables" ? dnatFirewallLines(i, "nftables") : [], live.nft);
@@ -88,19 +84,11 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
     nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(dnatTable(i)) : `add table ip ${table}\ndelete table ip ${table}\n`;
   // Each insert goes to the top of its chain: reversed, they end up in the rendered order.
   const foreignOps = [...foreignDel.map((o) => `delete rule ${chainId(o)} handle ${o.handle}`), ...[...foreignAdd].reverse().map((w) => w.line.replace(/^nft /, ""))];
-  // iptables: rewrite the wanted chains in place (hitless), then drop jumps and chains no longer wanted.
-  const want = iptDrift.length && backend === "iptables" ? iptDnatChains(dnatFirewall(i)) : [];
-  const wantJumps = new Set(iptJumpSpecs(want).split("\n"));
-  const staleChains = iptDrift.length ? live.ipt.filter((c) => !want.some((w) => w.name === c.name)) : [];
-  const staleJumps = iptDrift.length ? jumpsOf(live.ipt).split("\n").filter((j) => j && !wantJumps.has(j)) : [];
   return {
     drift,
     backend,
     nft: nftOps + foreignOps.map((l) => l + "\n").join(""),
-    iptRestore: want.length ? iptRestoreText(want) : "",
-    iptJumps: iptJumpSpecs(want),
-    iptJumpsDel: staleJumps.join("\n"),
-    iptChainsDel: staleChains.map((c) => `${c.table} ${c.name}`).join("\n"),
+    ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptDnatChains(dnatFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
     fwdDel,
     fwdAdd,
     inDel,
@@ -117,10 +105,7 @@ function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = 
     entry: dnatBootEntryName(i.name),
     comment: commentOf(i.name),
     nft: p.nft,
-    ipt_restore: p.iptRestore,
-    ipt_jumps: p.iptJumps,
-    ipt_jumps_del: p.iptJumpsDel,
-    ipt_chains_del: p.iptChainsDel,
+    ...p.ipt,
     fwd_del: p.fwdDel.join("\n"),
     fwd_add: [...p.fwdAdd].reverse().join("\n"),
     in_del: p.inDel.join("\n"),
@@ -172,12 +157,6 @@ function observation(i: DnatRuleInputs, live: DnatLive, backend: Backend, legacy
   };
 }
 
-function backendOf(i: DnatRuleInputs, host: Host, live: DnatLive): Backend {
-  const b = resolveBackend(i.backend, live.facts);
-  if (b !== "nftables" && b !== "iptables") throw new NatgateError("config", `DnatRule ${i.name} on ${host.label}: ${b}`);
-  return b;
-}
-
 async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive & { locality: Locality }> {
   const addrs = [...(i.destination !== undefined ? [i.destination] : []), i.toAddress].join("\n");
   const out = await host.run(
@@ -201,7 +180,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
 
   async converge(host, i) {
     const live = await readLive(host, i);
-    const backend = backendOf(i, host, live);
+    const backend = requireBackend(`DnatRule ${i.name} on ${host.label}`, i.backend, live.facts);
     const problem = localityProblem(i, host.connection.host, live.locality);
     if (problem) throw new NatgateError("config", `DnatRule ${i.name}: ${problem}`);
     let after: DnatLive = live;
@@ -213,10 +192,9 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
 
   async observe(host, i, props) {
     const live = await readLive(host, i);
-    const b = resolveBackend(i.backend, live.facts);
-    if (b === "nftables" || b === "iptables") return observation(i, live, b, isLegacyState(props));
-    const obs = observation(i, live, props.activeBackend === "iptables" ? "iptables" : "nftables");
-    return { ...obs, drift: [b, ...obs.drift] };
+    const { backend, problem } = observedBackend(i.backend, live.facts, props.activeBackend);
+    const obs = observation(i, live, backend, !problem && isLegacyState(props));
+    return problem ? { ...obs, drift: [problem, ...obs.drift] } : obs;
   },
 
   async remove(host, i) {
@@ -237,8 +215,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
         owner: dnatOwner(i.name),
         entry: dnatBootEntryName(i.name),
         nft: nft.length ? nft.join("\n") + "\n" : "",
-        ipt_jumps_del: jumpsOf(live.ipt),
-        ipt_chains_del: live.ipt.map((c) => `${c.table} ${c.name}`).join("\n"),
+        ...iptChange([], live.ipt),
         fwd_del: live.iptables.owned.join("\n"),
         in_del: inOwned.join("\n"),
       }),
