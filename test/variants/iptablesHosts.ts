@@ -293,7 +293,8 @@ export function withoutEmptyXtablesTables(state: string): string {
   return state.replace(
     /^table (ip|ip6|inet) (filter|nat|mangle|raw|security) \{\n(?:\t# Warning: [^\n]*\n)?(?:\n?\tchain [A-Z]+ \{\n\t\ttype \w+ hook \w+ priority [\w+-]+; policy accept;\n\t\}\n)*\}\n?/gm,
     "",
-  );
+  // Blank lines separate tables in nft's listing and carry no state: one less table leaves one less.
+  ).replace(/^[ \t]*\n/gm, "");
 }
 
 export async function hostStateWithLegacy(h: LabHost): Promise<string> {
