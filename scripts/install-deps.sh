@@ -12,6 +12,11 @@ PACKAGES=(
   wireguard-tools wireguard-go
   socat iputils-ping busybox
   sudo procps kmod util-linux
+  # scripts/build-fw4.sh builds OpenWrt's firewall (fw4: libubox, uci, ubus, ucode) for the router
+  cmake make gcc libc6-dev pkg-config libjson-c-dev
+  # A real Debian 12 VPS with systemd (test/lab/debianVps.ts): mmdebstrap builds its root once
+  # (scripts/build-debian-vps.sh), systemd-nspawn boots it inside the lab's VPS namespace.
+  mmdebstrap systemd-container
 )
 
 missing=()

@@ -9,6 +9,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 scripts/install-deps.sh
+scripts/build-fw4.sh # OpenWrt's real firewall for the lab router (cached; ~25 s the first time)
 echo "== building (tsc)"
 node_modules/.bin/tsc -p tsconfig.json
 node scripts/link-self.js
