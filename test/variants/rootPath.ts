@@ -1,6 +1,7 @@
 // Root's PATH for SSH sessions on the router (its sshd reads PATH from ~/.ssh/environment, see
 // test/lab/README.md): OpenWrt's BusyBox shell and applets, or a standard PATH with tools taken
 // away. Directories live in the lab's temp dir and go with the lab.
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { execFileSync } from "child_process";
@@ -41,7 +42,9 @@ export function busyboxUserland(lab: Lab): { dir: string; log: string; busybox: 
 
 /** A directory holding every command of a standard root PATH except `missing` (symlinks). */
 export function pathWithout(lab: Lab, missing: string[]): string {
-  const dir = scratchDir(lab, `path-without-${missing.join("-")}`);
+  const label = missing.join("-");
+  // A long list (every iptables tool) would exceed NAME_MAX: name the directory by a hash then.
+  const dir = scratchDir(lab, `path-without-${label.length <= 60 ? label : createHash("sha256").update(label).digest("hex").slice(0, 12)}`);
   for (const d of STANDARD_PATH) {
     if (!fs.existsSync(d)) continue;
     for (const name of fs.readdirSync(d)) {

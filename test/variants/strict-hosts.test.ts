@@ -11,6 +11,7 @@ import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
 import type { Stack } from "../engine/stack";
 import { askBanner, seedProgram, seedStack, startLanServices } from "../engine/seedLab";
 import { describeVariant } from "./describeVariant";
+import { assertAsBeforeWithLegacy, snapshotWithLegacy } from "./iptablesHosts";
 import { busyboxUserland, clearRouterRootPath, pathWithout, setRouterRootPath } from "./rootPath";
 import {
   answered,
@@ -280,16 +281,46 @@ describe("variants: stricter hosts", function () {
       await assertHostsAsBefore(lab, initial, "the failed up");
     });
 
-    it("no nft: a DnatRule on the router fails naming nft and nftables; the router is as before", async () => {
+    const lanWeb = (backend?: "nftables") => () => {
+      new DnatRule("lan-web", { connection: connectionTo(lab, "router"), inInterface: "wg0", ports: 5000, toAddress: lab.hosts.lan.addr, backend });
+    };
+
+    it("no nft, backend nftables asked for: the DnatRule fails naming nftables and the other choices; the router is as before", async () => {
       const initial = await snapshotAll(lab);
       await setRouterRootPath(lab, [pathWithout(lab, ["nft"])]);
-      const e = await failingUp("nft", () => {
-        new DnatRule("lan-web", { connection: connectionTo(lab, "router"), inInterface: "wg0", ports: 5000, toAddress: lab.hosts.lan.addr });
-      });
-      assert.match(e.message, /nft not found on host 192\.168\.1\.1: install package nftables/, e.message);
-      assert.deepEqual(stack!.state, []);
+      const e = await failingUp("nft", lanWeb("nftables"));
+      assert.match(e.message, /backend "nftables" was asked for but nft does not work on this host: install nftables/, e.message);
+      assert.match(e.message, /192\.168\.1\.1/, "the error names the host");
+      assert.deepEqual(stack!.state.filter((r) => r.custom), [], "nothing was created");
       await clearRouterRootPath(lab);
       await assertHostsAsBefore(lab, initial, "the failed up");
+    });
+
+    it("neither nft nor iptables: the DnatRule fails naming both packages; the router is as before", async () => {
+      const initial = await snapshotAll(lab);
+      const iptablesTools = fs.readdirSync("/usr/sbin").filter((n) => /^(ip6?tables|xtables|arptables|ebtables)/.test(n));
+      await setRouterRootPath(lab, [pathWithout(lab, ["nft", ...iptablesTools])]);
+      const e = await failingUp("nft, iptables", lanWeb());
+      assert.match(e.message, /neither nft nor iptables-restore works on this host: install nftables/, e.message);
+      assert.match(e.message, /iptables/, e.message);
+      assert.deepEqual(stack!.state.filter((r) => r.custom), [], "nothing was created");
+      await clearRouterRootPath(lab);
+      await assertHostsAsBefore(lab, initial, "the failed up");
+    });
+
+    it("no nft, backend auto: the DnatRule falls back to iptables (its chain is in the nat table); destroy leaves the router as before", async () => {
+      // iptables-nft leaves its built-in tables behind (empty): the snapshot with legacy counts them absent.
+      const initial = await snapshotWithLegacy(lab);
+      await setRouterRootPath(lab, [pathWithout(lab, ["nft"])]);
+      stack = variantStack();
+      await stack.up(lanWeb());
+      const dnat = stack.get("lan-web");
+      assert.equal(dnat.outputs.activeBackend, "iptables", JSON.stringify(dnat.outputs));
+      const listed = await lab.hosts.router.run("iptables -t nat -S | grep -c natgate-dnat-lan_web || true");
+      assert.ok(Number(listed.trim()) > 0, `the router's iptables nat table has natgate's chain:\n${listed}`);
+      await stack.destroy();
+      await clearRouterRootPath(lab);
+      await assertAsBeforeWithLegacy(lab, initial);
     });
 
     it("no conntrack: the PathCheck fails naming conntrack; the VPS's capture was stopped; destroy leaves both hosts as before", async () => {
