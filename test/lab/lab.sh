@@ -3,6 +3,9 @@
 #
 #   lab.sh up   PREFIX LABDIR   build everything, write LABDIR/lab.env (KEY=VALUE) for the TS side
 #   lab.sh down PREFIX [LABDIR] remove everything carrying PREFIX (idempotent), then LABDIR
+#   lab.sh sshd PREFIX LABDIR HOST  start HOST's sshd again (after a test stopped it, e.g. to boot
+#                               a real Debian VPS in its place) with the host key and config of
+#                               bring-up; prints the new PID and records it in hosts/HOST/sshd.pid
 #
 # Only namespaces named PREFIX-* and processes inside them are touched: the root namespace's
 # interfaces, routes and firewall never are (veths are created directly inside their namespaces).
@@ -152,21 +155,50 @@ EOF
   # bring-up, nothing changes; a test may write one to give root OpenWrt's BusyBox sh or take a tool
   # off its PATH, on that host only.
   [[ $h != router ]] || echo "PermitUserEnvironment PATH" >>"$dir/sshd_config"
+  launch_sshd "$h"
+}
+
+# launch_sshd HOST: host-init.sh in a fresh mount+UTS namespace, becoming HOST's sshd
+launch_sshd() {
+  local h=$1 dir=$LABDIR/hosts/$1
   # ip netns exec, unshare and sh all exec: $! is the PID sshd ends up with.
   ip netns exec "$(ns "$h")" unshare --mount --uts --propagation private \
     sh "$HERE/host-init.sh" "$h" "$dir" "$LABDIR/keys" </dev/null >"$dir/init.log" 2>&1 &
   echo $! >"$dir/sshd.pid"
 }
 
+# wait_sshd HOST [N]: until sshd.log has more than N (default 0) "Server listening" lines
 wait_sshd() {
-  local h=$1 dir=$LABDIR/hosts/$1 pid
+  local h=$1 before=${2:-0} dir=$LABDIR/hosts/$1 pid
   pid=$(cat "$dir/sshd.pid")
   for _ in $(seq 100); do
-    grep -q 'Server listening on 0.0.0.0 port 22' "$dir/sshd.log" 2>/dev/null && return 0
+    (($(listening_lines "$h") > before)) && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
   die "sshd of $h did not start: $(cat "$dir/init.log" "$dir/sshd.log" 2>/dev/null)"
+}
+
+listening_lines() {
+  local n
+  n=$(grep -c 'Server listening on 0.0.0.0 port 22' "$LABDIR/hosts/$1/sshd.log" 2>/dev/null) || true
+  echo "${n:-0}"
+}
+
+# sshd HOST again, after bring-up: same host key and sshd_config, the host's overlay upper dirs
+# (so what was written to its /etc, /var, /root, /home is still there); refuses while it runs.
+cmd_sshd() {
+  local h=$1 dir=$LABDIR/hosts/$1 pid n
+  [[ " ${SSHD_HOSTS[*]} " == *" $h "* ]] || die "no sshd host '$h' (one of: ${SSHD_HOSTS[*]})"
+  [[ -f $dir/sshd_config && -f $dir/ssh_host_ed25519_key ]] || die "$dir has no sshd of bring-up"
+  pid=$(cat "$dir/sshd.pid" 2>/dev/null || true)
+  if [[ -n $pid ]] && alive "$pid" && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == /usr/sbin/sshd ]]; then
+    die "sshd of $h is still running (PID $pid)"
+  fi
+  n=$(listening_lines "$h")
+  launch_sshd "$h"
+  wait_sshd "$h" "$n"
+  cat "$dir/sshd.pid"
 }
 
 write_env() {
@@ -281,7 +313,8 @@ main() {
   case $cmd in
     up) [[ -n $LABDIR ]] || die "usage: lab.sh up PREFIX LABDIR"; cmd_up ;;
     down) cmd_down ;;
-    *) die "usage: lab.sh up|down PREFIX [LABDIR]" ;;
+    sshd) [[ -n $LABDIR && -n ${4:-} ]] || die "usage: lab.sh sshd PREFIX LABDIR HOST"; cmd_sshd "$4" ;;
+    *) die "usage: lab.sh up|down PREFIX [LABDIR] | sshd PREFIX LABDIR HOST" ;;
   esac
 }
 
