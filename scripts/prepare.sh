@@ -10,6 +10,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 scripts/install-deps.sh
 scripts/build-fw4.sh # OpenWrt's real firewall for the lab router (cached; ~25 s the first time)
+scripts/build-debian-vps.sh >/dev/null # a real Debian 12 VPS root for systemd-nspawn (cached; ~30-60 s the first time)
 echo "== building (tsc)"
 node_modules/.bin/tsc -p tsconfig.json
 node scripts/link-self.js
