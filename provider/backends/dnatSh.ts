@@ -1,15 +1,17 @@
 /**
  * The remote scripts of a DnatRule: read, apply, delete. Values arrive as one record (args.ts):
- * A_table, A_owner, A_entry, A_comment, A_addrs; apply and delete also A_nft (one nft
+ * A_name, A_table, A_owner, A_entry, A_comment, A_addrs; apply and delete also A_nft (one nft
  * transaction: own table and accepts in other tables), A_ipt_restore / A_ipt_jumps (natgate's
  * iptables chains and their jumps), A_ipt_jumps_del / A_ipt_chains_del, the filter accepts
- * A_fwd_del / A_fwd_add / A_in_del / A_in_add, and at boot A_boot_accepts.
+ * A_fwd_del / A_fwd_add / A_in_del / A_in_add, fw4 include files A_fw4_del / A_fw4_put, and at
+ * boot A_boot_accepts.
  */
 import { ARGS_SH } from "./args";
 import { HOSTSTATE_SH } from "./hoststate";
 import { IPTABLES_SH } from "./iptables";
 import { IPTFW_SH } from "./iptablesFirewall";
 import { NFT_SH } from "./nftables";
+import { FW4_SH } from "./fw4Include";
 import { BOOT_SH } from "./persist";
 import { SYSCTL_SH, ipForward } from "./sysctl";
 
@@ -22,6 +24,7 @@ dnat_show() {
   if [ "$NG_NFT" = yes ]; then echo "@@nft"; nft_ruleset || exit 1; fi
   iptfw_show
   ipt_show || exit 1
+  fw4_show "$A_name"
   echo "@@sysctl"; sysctl_show ${FORWARD.path} "$A_owner"
   boot_show "$A_entry"
 }
@@ -62,7 +65,7 @@ dnat_accepts_replace() {
 }
 `;
 
-const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTABLES_SH + IPTFW_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + 'ng_args "$@"\n';
+const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTABLES_SH + IPTFW_SH + FW4_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + 'ng_args "$@"\n';
 
 export const DNAT_READ_SH = PRELUDE + `need ip iproute2 ip-full
 dnat_show
@@ -76,6 +79,7 @@ fw_facts >/dev/null
 ipt_sync "$A_fwd_del" "$A_fwd_add" || exit 1
 ipt_sync "$A_in_del" "$A_in_add" INPUT || exit 1
 sysctl_hold ${FORWARD.path} ${FORWARD.value} "$A_owner" || exit 1
+fw4_sync "$A_fw4_del" "$A_fw4_put" || exit 1
 [ -z "$A_ipt_restore" ] || iptfw_apply "$A_ipt_restore" "$A_ipt_jumps" || exit 1
 [ -z "$A_nft" ] || nft_apply "$A_nft" || exit 1
 [ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
@@ -90,6 +94,7 @@ export const DNAT_DELETE_SH =
 [ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
 ipt_sync "$A_fwd_del" "" || exit 1
 ipt_sync "$A_in_del" "" INPUT || exit 1
+fw4_sync "$A_fw4_del" "" || exit 1
 sysctl_release ${FORWARD.path} "$A_owner" || exit 1
 boot_remove "$A_entry" || exit 1
 dnat_show

@@ -291,10 +291,20 @@ const XTABLES = new Set(["filter", "nat", "mangle", "raw", "security"]);
 const XCHAINS = new Set(["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]);
 
 /**
+ * Whether a rule can end a packet's way: a drop or reject, or a jump, goto or verdict map that can
+ * lead to one. fw4's mangle_forward (MSS clamping only) cannot, and an accept there would only
+ * skip fw4's clamp.
+ */
+function mayDrop(r: NftItem): boolean {
+  const text = JSON.stringify(r.expr ?? []);
+  return /"(drop|reject|jump|goto|vmap|queue)"/.test(text);
+}
+
+/**
  * Forward base chains of other nftables firewalls (OpenWrt's fw4, firewalld, a hand-written
  * `policy drop`) where a DNATed packet may be dropped, and the rules carrying `comment` anywhere
- * outside natgate's own tables. A chain counts when its policy is drop or it has rules of its own
- * (fw4 and firewalld end in jumps to reject chains), like forwardNeedsAccept for iptables.
+ * outside natgate's own tables. A chain counts when its policy is drop or it has a rule that may
+ * drop (fw4 and firewalld end in jumps to reject chains), like forwardNeedsAccept for iptables.
  * With hook "input", the same for a DNAT to the host itself, whose packets meet input chains.
  */
 export function foreignForwardState(items: NftItem[], comment: string, hook: "forward" | "input" = "forward"): { dropChains: ChainRef[]; owned: ForeignRule[] } {
@@ -308,7 +318,7 @@ export function foreignForwardState(items: NftItem[], comment: string, hook: "fo
     const ref = { family: r.family, table: r.table, chain: r.chain };
     if (r.comment === comment) {
       owned.push({ ...ref, handle: r.handle, line: `nft insert rule ${chainId(ref)} ${ruleText(r)}` });
-    } else {
+    } else if (mayDrop(r)) {
       counts.set(chainId(ref), (counts.get(chainId(ref)) ?? 0) + 1);
     }
   }

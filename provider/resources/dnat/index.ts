@@ -1,6 +1,7 @@
 import { encodeArgs } from "../../backends/args";
 import { DNAT_APPLY_SH, DNAT_DELETE_SH, DNAT_READ_SH } from "../../backends/dnatSh";
 import { assertSafeRule, commentOf, forwardNeedsAccept, iptablesLine, type FilterChain } from "../../backends/iptables";
+import { NO_FW4, fw4Change, fw4IncludeLines, fw4Includes, fw4PutRecords, type Fw4Include } from "../../backends/fw4Include";
 import { NO_IPT_CHANGE, iptChange, iptDnatChains, type IptChange } from "../../backends/iptablesFirewall";
 import { chainId, replaceTableTransaction, type ChainRef } from "../../backends/nftables";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
@@ -32,6 +33,9 @@ export interface DnatPlan {
   fwdAdd: string[];
   inDel: string[];
   inAdd: string[];
+  /** fw4 include files to remove and to write (OpenWrt: what keeps the accepts across fw4 reloads). */
+  fw4Del: string[];
+  fw4Put: Fw4Include[];
 }
 
 /** Whether the DNAT target is the host itself: its packets then meet INPUT, not FORWARD. */
@@ -66,6 +70,7 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   const ownedLines = live.foreign.owned.map((o) => o.line);
   const foreignDel = live.foreign.owned.filter((o) => !wantForeign.some((w) => w.line === o.line));
   const foreignAdd = wantForeign.filter((w) => !ownedLines.includes(w.line));
+  const fw4 = fw4Change(live.fw4?.available ? fw4Includes(i.name, wantForeign) : [], live.fw4 ?? NO_FW4);
   const drift = [
     ...nftDrift,
     ...iptDrift,
@@ -75,6 +80,7 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
     ...inDel.map((r) => `unexpected iptables rule: ${iptablesLine(r, "INPUT")}`),
     ...foreignAdd.map((w) => `missing accept in ${chainId(w)} (it drops ${local ? "packets to this host, the DNAT target" : "forwarded packets"}): ${w.line}`),
     ...foreignDel.map((o) => `unexpected rule: ${o.line}`),
+    ...fw4.drift,
   ];
   if (live.forward.value !== FORWARD.value) drift.push(`${sysctlName(FORWARD.path)} is ${live.forward.value ?? "missing"}, forwarding needs ${FORWARD.value}`);
   else if (!live.forward.held) drift.push(`${sysctlName(FORWARD.path)} is not recorded as needed by this rule (it would not be restored on delete)`);
@@ -93,6 +99,8 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
     fwdAdd,
     inDel,
     inAdd,
+    fw4Del: fw4.del,
+    fw4Put: fw4.put,
   };
 }
 
@@ -100,6 +108,7 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
 function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = {}): string[] {
   [...p.fwdDel, ...p.inDel].forEach(assertSafeRule);
   return encodeArgs({
+    name: i.name,
     table: dnatTableName(i.name),
     owner: dnatOwner(i.name),
     entry: dnatBootEntryName(i.name),
@@ -110,6 +119,8 @@ function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = 
     fwd_add: [...p.fwdAdd].reverse().join("\n"),
     in_del: p.inDel.join("\n"),
     in_add: [...p.inAdd].reverse().join("\n"),
+    fw4_del: p.fw4Del.join(" "),
+    fw4_put: fw4PutRecords(p.fw4Put),
     boot_accepts: boot.accepts,
   });
 }
@@ -118,6 +129,7 @@ function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = 
  * What rebuilds this rule at boot: its plan against an empty host (nothing of natgate's there,
  * the other firewalls as they are now), through the same apply script. Accepts in other nft
  * firewalls' chains replace those carrying the rule's comment, since their handles are unknown then.
+ * fw4 include files are files: they are still there at boot, and fw4 has loaded them already.
  */
 export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive, backend: Backend): BootEntry {
   const empty: Omit<DnatLive, "boot"> = {
@@ -126,6 +138,7 @@ export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive, backend: Backen
     ipt: [],
     foreign: { dropChains: [], owned: [] },
     foreignInput: [],
+    fw4: NO_FW4,
     iptables: { ...live.iptables, owned: [] },
     ...(live.iptablesInput ? { iptablesInput: { ...live.iptablesInput, owned: [] } } : {}),
   };
@@ -133,6 +146,10 @@ export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive, backend: Backen
   const foreign = dropChainsFor(i, live).flatMap((c) => dnatNftAccepts(i, c));
   const accepts = [...foreign].reverse().map((w) => w.line.replace(/^nft /, "")).join("\n");
   return bootEntry("dnat", i.name, `DnatRule ${i.name}`, applyArgs(i, p, { accepts }), shPrelude() + DNAT_APPLY_SH);
+}
+
+function fw4Lines(live: Pick<DnatLive, "fw4">): string[] {
+  return [...(live.fw4 ?? NO_FW4).files].flatMap(([path, rules]) => fw4IncludeLines(path, rules));
 }
 
 function observation(i: DnatRuleInputs, live: DnatLive, backend: Backend, legacy = false): Observation {
@@ -150,6 +167,7 @@ function observation(i: DnatRuleInputs, live: DnatLive, backend: Backend, legacy
         ...live.iptables.owned.map((r) => iptablesLine(r)),
         ...(live.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
         ...live.foreign.owned.map((o) => o.line),
+        ...fw4Lines(live),
       ].sort(),
       sysctlPrevious: live.forward.prev === undefined ? {} : { [sysctlName(FORWARD.path)]: live.forward.prev },
       ...boot.facts,
@@ -162,7 +180,7 @@ async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive & { loc
   const out = await host.run(
     `reading DnatRule ${i.name}`,
     DNAT_READ_SH,
-    encodeArgs({ table: dnatTableName(i.name), owner: dnatOwner(i.name), entry: dnatBootEntryName(i.name), addrs }),
+    encodeArgs({ name: i.name, table: dnatTableName(i.name), owner: dnatOwner(i.name), entry: dnatBootEntryName(i.name), addrs }),
   );
   return { ...parseDnatShow(out.stdout, i.name), locality: parseLocality(out.stdout) };
 }
@@ -202,7 +220,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     const entry = bootEntryPath(dnatBootEntryName(i.name));
     const hasEntry = (s: DnatLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const inOwned = live.iptablesInput?.owned ?? [];
-    if (live.nft.length === 0 && live.ipt.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && inOwned.length === 0 && !live.forward.held && !hasEntry(live)) return;
+    if (live.nft.length === 0 && live.ipt.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && inOwned.length === 0 && !live.forward.held && !hasEntry(live) && (live.fw4?.files.size ?? 0) === 0) return;
     live.iptables.owned.forEach(assertSafeRule);
     inOwned.forEach(assertSafeRule);
     const table = dnatTableName(i.name);
@@ -211,6 +229,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
       `deleting DnatRule ${i.name}`,
       DNAT_DELETE_SH,
       encodeArgs({
+        name: i.name,
         table,
         owner: dnatOwner(i.name),
         entry: dnatBootEntryName(i.name),
@@ -218,6 +237,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
         ...iptChange([], live.ipt),
         fwd_del: live.iptables.owned.join("\n"),
         in_del: inOwned.join("\n"),
+        fw4_del: [...(live.fw4 ?? NO_FW4).files.keys()].join(" "),
       }),
       { writes: true },
     );
@@ -229,6 +249,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
       ...after.iptables.owned.map((r) => iptablesLine(r)),
       ...(after.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
       ...(after.forward.held ? ["ip_forward holder file"] : []),
+      ...fw4Lines(after),
       ...(hasEntry(after) ? [entry] : []),
     ];
     if (left.length) throw new Error(`DnatRule ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);

@@ -1,6 +1,7 @@
 /** A DnatRule's host as read back: the same lines its render produces, and the host's facts. */
 import { commentOf, parseForwardChain, type IptablesForward } from "../../backends/iptables";
 import { iptCounters, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { parseFw4Show, type Fw4Live } from "../../backends/fw4Include";
 import { nftCounters } from "../../backends/nftFirewall";
 import { foreignForwardState, parseNftJson, tableLinesFromItems, type ChainRef, type ForeignRule } from "../../backends/nftables";
 import { parseBootShow, type BootStatus } from "../../backends/persist";
@@ -33,6 +34,8 @@ export interface DnatLive {
    */
   iptablesInput?: IptablesForward;
   foreignInput?: ChainRef[];
+  /** Whether fw4 re-applies include files on this host, and this rule's files there. */
+  fw4?: Fw4Live;
   forward: LiveSysctl;
   boot: BootStatus;
   /** From the read script only; apply carries it over. */
@@ -76,6 +79,7 @@ export function parseDnatShow(stdout: string, name: string): DnatLive {
     foreignInput: foreignForwardState(items, commentOf(name), "input").dropChains,
     iptables: parseForwardChain(ipt.lines.join("\n"), ipt.arg === "present", name),
     iptablesInput: parseForwardChain(iptInput?.lines.join("\n") ?? "", ipt.arg === "present" && iptInput !== undefined, name, "INPUT"),
+    fw4: parseFw4Show(s.get("fw4")),
     ...(s.has("local") ? { locality: parseLocality(stdout) } : {}),
     forward,
     boot: parseBootShow(boot.lines),
