@@ -1,4 +1,5 @@
 /** The boot runner and the init systems' hooks that start it (see persist.ts). */
+import { FW4_INCLUDE_DIR } from "./fw4Include";
 import { BOOT_DIR, BOOT_ORDER, MADE_DIRS, NATGATE_DIR, RUNNER_PATH, type InitSystem } from "./bootPaths";
 
 // ---------- the runner and the init systems' hooks ----------
@@ -63,12 +64,20 @@ ng_log "boot entries: $ng_n run, $ng_failed failed"
 
 const OWNED = "# Written by natgate; removed with the last natgate resource on this host.";
 
+/**
+ * Services whose start wipes natgate's state, from their sources: nftables.service's stock
+ * /etc/nftables.conf begins with `flush ruleset`; systemd-networkd (v249+) removes routing policy
+ * rules and routes it did not configure when it starts; firewalld and Docker rebuild the iptables
+ * chains natgate's accepts are in; ufw.service's start reloads its rules.
+ */
+export const WIPING_SERVICES = ["nftables.service", "systemd-networkd.service", "firewalld.service", "ufw.service", "docker.service"];
+
 // After the firewalls, so an accept natgate puts into their chains is not wiped by their start.
 const SYSTEMD_UNIT = `${OWNED}
 [Unit]
 Description=natgate: restore WireGuard tunnels, policy routes and port forwards
 Wants=network-online.target
-After=network-online.target nftables.service firewalld.service ufw.service docker.service
+After=network-online.target ${WIPING_SERVICES.join(" ")}
 
 [Service]
 Type=oneshot
@@ -77,6 +86,17 @@ ExecStart=/bin/sh ${RUNNER_PATH}
 
 [Install]
 WantedBy=multi-user.target
+`;
+
+// A drop-in for each wiping service: every time it has started (a restart too), natgate.service
+// runs the boot entries again, ordered after it. \`restart\` rather than PartOf=, because a
+// propagated restart is only a try-restart, which does nothing while natgate.service is inactive
+// (written after this boot's start); \`-\` keeps the service itself from failing on natgate's
+// account, and --no-block returns at once (the job waits for the service's start to finish).
+const systemdDropIn = (service: string) => `${OWNED}
+# ${service} starting (or restarting) can remove natgate's tables, rules or routes: put them back.
+[Service]
+ExecStartPost=-/bin/systemctl --no-block restart natgate.service
 `;
 
 // START=99: after the network (20) and fw4 (19), whose forward chain natgate's accepts go into.
@@ -99,7 +119,8 @@ case $ACTION in ifup|ifupdate) ;; *) exit 0 ;; esac
 /bin/sh ${RUNNER_PATH} </dev/null >/dev/null 2>&1 &
 `;
 
-const PROCD_KEEP = `${NATGATE_DIR}/\n`;
+// sysupgrade reads these lines unquoted (find $(sed ... keep.d/*)): the glob keeps fw4 include files.
+const PROCD_KEEP = `${NATGATE_DIR}/\n${FW4_INCLUDE_DIR}/chain-pre/*/natgate-*.nft\n`;
 
 export interface BootFile {
   path: string;
@@ -120,6 +141,7 @@ export function runnerFiles(init: InitSystem): BootFile[] {
     files.push(
       { path: SYSTEMD_UNIT_PATH, content: SYSTEMD_UNIT, mode: "644" },
       { path: "/etc/systemd/system/multi-user.target.wants/natgate.service", target: SYSTEMD_UNIT_PATH },
+      ...WIPING_SERVICES.map((svc) => ({ path: `/etc/systemd/system/${svc}.d/natgate.conf`, content: systemdDropIn(svc), mode: "644" as const })),
     );
   } else if (init === "procd") {
     files.push(

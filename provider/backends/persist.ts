@@ -87,6 +87,8 @@ function heredoc(fn: string, text: string): string {
 
 const INITS: InitSystem[] = ["none", "systemd", "procd"];
 
+const SYSTEMD_FILES = runnerFiles("systemd").filter((f) => f.content !== undefined && f.path.startsWith("/etc/systemd/")).map((f) => f.path);
+
 // Each file's text once (boot.sh is part of every init system's runner), as boot_file_<k>.
 const TEXT_PATHS = [...new Set(INITS.flatMap((init) => runnerFiles(init).filter((f) => f.content !== undefined).map((f) => f.path)))];
 
@@ -135,11 +137,15 @@ boot_install() {
 ${INITS.map((init) => `  ${init})\n${installLines(init)}  ;;\n`).join("")}  esac
   return 0
 }
+# boot_systemd_state: what systemd reads of natgate's (its unit and drop-ins), to know when to daemon-reload
+boot_systemd_state() {
+  for ng_f in ${SYSTEMD_FILES.join(" ")}; do boot_state "$ng_f"; done
+}
 # boot_write ENTRY PREFIX SUFFIX MD5: the entry is PREFIX, boot_body's text and SUFFIX
 boot_write() {
   umask 077
   boot_mkdir ${BOOT_DIR} || return 1
-  ng_before=$(boot_state ${SYSTEMD_UNIT_PATH})
+  ng_before=$(boot_systemd_state)
   { printf '%s' "$2"; boot_body; printf '%s' "$3"; } | boot_put "${BOOT_DIR}/$1" 600 || return 1
   ng_got=$(boot_state "${BOOT_DIR}/$1")
   if [ "$ng_got" != "$4" ]; then
@@ -150,7 +156,7 @@ boot_write() {
   ng_init=$(boot_init)
   ng_changed=
   boot_install "$ng_init" || return 1
-  [ "$ng_before" = "$(boot_state ${SYSTEMD_UNIT_PATH})" ] || ng_changed=1
+  [ "$ng_before" = "$(boot_systemd_state)" ] || ng_changed=1
   if [ "$ng_init" = systemd ] && [ -n "$ng_changed" ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload >/dev/null 2>&1 || echo "natgate: systemctl daemon-reload failed (natgate.service is written and enabled for the next boot)" >&2
   fi

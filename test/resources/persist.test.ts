@@ -319,7 +319,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     await router.run("nft delete table inet fw4");
     assert.deepEqual((await refresh(res.routerFwd!)).props.drift, ["boot entry /etc/natgate/boot.d/dnat-fwd.sh is out of date"]);
     assert.equal(await up(res.routerFwd!), true, "no drop any more: the entry loses the accept");
-    assert.equal((await router.exec("grep -q 'inet fw4' /etc/natgate/boot.d/dnat-fwd.sh")).code, 1);
+    assert.equal((await router.exec("grep -q 'insert rule inet fw4' /etc/natgate/boot.d/dnat-fwd.sh")).code, 1);
   });
 
   it("on a systemd host: natgate.service, enabled by its multi-user.target.wants link", async () => {
@@ -356,7 +356,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.equal((await router.run("stat -c %a /etc/init.d/natgate")).trim(), "755");
     assert.equal((await router.run("readlink /etc/rc.d/S99natgate")).trim(), "../init.d/natgate");
     assert.match(await router.run("cat /etc/hotplug.d/iface/99-natgate"), /\ncase \$ACTION in ifup\|ifupdate\) ;; \*\) exit 0 ;; esac\n\/bin\/sh \/etc\/natgate\/boot\.sh /);
-    assert.equal(await router.run("cat /lib/upgrade/keep.d/natgate"), "/etc/natgate/\n");
+    assert.equal(await router.run("cat /lib/upgrade/keep.d/natgate"), "/etc/natgate/\n/usr/share/nftables.d/chain-pre/*/natgate-*.nft\n");
 
     // A reboot of the router, then procd: rc.common sources the init script and calls start.
     await simulateReboot(router, ipForward.router!);
