@@ -69,8 +69,10 @@ const NOTES: Record<InitSystem | "off", string> = {
 /**
  * Compare the host's boot state with what the resource needs: its entry (when persisting) and the
  * runner for the host's init system; without persist, no entry. `entry` undefined = persist off.
+ * With `upgrading` (the state was written by an older natgate), an entry or runner file in that
+ * release's text is what that release wrote, not drift: the next `up` rewrites it.
  */
-export function observeBoot(entryName: string, entry: BootEntry | undefined, status: BootStatus): BootObservation {
+export function observeBoot(entryName: string, entry: BootEntry | undefined, status: BootStatus, upgrading = false): BootObservation {
   const path = bootEntryPath(entryName);
   const live = status.files.get(path);
   const present = live !== undefined && live !== "-";
@@ -84,9 +86,9 @@ export function observeBoot(entryName: string, entry: BootEntry | undefined, sta
   const drift: string[] = [];
   const want: BootFile = { path, content: bootEntryText(entry), mode: "600" };
   if (!present) drift.push(`boot entry ${path} is missing: nothing would restore this after a reboot`);
-  else if (live !== expectedFileState(want)) drift.push(`boot entry ${path} is out of date`);
+  else if (live !== expectedFileState(want) && !upgrading) drift.push(`boot entry ${path} is out of date`);
   for (const f of runnerFiles(status.init)) {
-    const p = fileProblem(f, status.files.get(f.path));
+    const p = upgrading ? undefined : fileProblem(f, status.files.get(f.path));
     if (p) drift.push(`boot runner: ${p}`);
   }
   const line = bootRenderedLine(entryName);

@@ -231,7 +231,11 @@ export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulum
       const i = parseInputs(kind, props);
       const host = new Host(i.connection, knownFingerprint(props));
       const obs = await kind.observe(host, i, props);
-      return { id, props: { ...withoutProvider(props), ...outputsOf(i, host, obs, obs.rendered) } };
+      // A refresh reads the host; it writes nothing, so the release that wrote it stays recorded
+      // (and the next up still rewrites what an older one wrote).
+      const { natgateVersion: _current, ...outs } = outputsOf(i, host, obs, obs.rendered);
+      const written = props.natgateVersion === undefined ? {} : { natgateVersion: props.natgateVersion };
+      return { id, props: { ...withoutProvider(props), ...outs, ...written } };
     },
 
     async delete(_id, props) {

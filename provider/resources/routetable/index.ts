@@ -5,6 +5,7 @@ import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
 import { NatgateError } from "../../ssh/errors";
+import { isLegacyState } from "../common/version";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs, type RouteInput } from "./schema";
 
 /** A route as the kernel will list it: host routes without "/32", metric 0 left out. */
@@ -110,8 +111,8 @@ export function foreignRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): str
     .map((l) => (l.startsWith(prefix) ? l.slice(prefix.length) : l));
 }
 
-function observation(i: PolicyRouteTableInputs, live: RoutesLive): Observation {
-  const boot = observeBoot(routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, live.boot);
+function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false): Observation {
+  const boot = observeBoot(routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, live.boot, legacy);
   return {
     rendered: [...live.routes.map((r) => liveRouteLine(i.table, r)), ...boot.rendered],
     drift: [...planRoutes(i, live.routes).drift, ...boot.drift],
@@ -150,8 +151,8 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     return observation(i, after);
   },
 
-  async observe(host, i) {
-    return observation(i, await readLive(host, i));
+  async observe(host, i, props) {
+    return observation(i, await readLive(host, i), isLegacyState(props));
   },
 
   async remove(host, i) {

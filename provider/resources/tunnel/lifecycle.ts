@@ -1,3 +1,4 @@
+import { NATGATE_VERSION, isLegacyState } from "../common/version";
 import { NatgateError } from "../../ssh";
 import { bootEntry, bootEntryPath, bootEntryText, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
 import type { WireGuardBackend } from "../../backends/wireguard";
@@ -24,6 +25,8 @@ export interface TunnelOutputs extends TunnelInputs {
   listenerBoot?: InitSystem | "off";
   dialerBoot?: InitSystem | "off";
   bootNote?: string;
+  /** The natgate release that wrote these outputs (absent: 0.1.0). */
+  natgateVersion?: string;
 }
 
 export const ROLES: readonly Role[] = ["listener", "dialer"];
@@ -42,6 +45,7 @@ export const DERIVED_KEYS = [
   "listenerBoot",
   "dialerBoot",
   "bootNote",
+  "natgateVersion",
 ] as const;
 
 /** The checked inputs inside a state object (create's inputs, or old outputs). */
@@ -186,6 +190,7 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
       listenerBackend: after[0]!.live.backend,
       dialerBackend: after[1]!.live.backend,
       ...bootFacts(observed),
+      natgateVersion: NATGATE_VERSION,
     });
     return { outputs, plans: { listener: plans[0]!, dialer: plans[1]! } };
   } catch (e) {
@@ -224,7 +229,7 @@ export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelO
   const hasEntry = (r: SideRead, t: SideTarget) => (r.boot.files.get(bootEntryPath(tunnelBootEntryName(t.interfaceName))) ?? "-") !== "-";
   if (reads.every((r, i) => !r.live.state.link && !r.live.state.keyFile && !hasEntry(r, targets[i]!))) return undefined;
   const keys: PublicKeys = { listener: reads[0]!.live.keyFilePublicKey, dialer: reads[1]!.live.keyFilePublicKey };
-  const observed = ROLES.map((r, i) => observeSideBoot(a, r, keys, reads[i]!.boot));
+  const observed = ROLES.map((r, i) => observeSideBoot(a, r, keys, reads[i]!.boot, isLegacyState(props)));
   const rendered = ROLES.map((r, i) => [...renderLive(reads[i]!.live.state, desiredSide(a, r, keys)), ...observed[i]!.rendered]);
   return clean({
     ...a,
@@ -237,6 +242,7 @@ export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelO
     listenerBackend: reads[0]!.live.backend,
     dialerBackend: reads[1]!.live.backend,
     ...bootFacts(observed),
+    ...(props.natgateVersion !== undefined ? { natgateVersion: props.natgateVersion } : {}),
   });
 }
 
@@ -252,8 +258,8 @@ export function sideBootEntry(a: TunnelInputs, role: Role, keys: PublicKeys): Bo
   return bootEntry("tunnel", ifname, `Tunnel ${role} ${ifname}`, args, APPLY_HEAD, applySteps(bootPlan(desiredSide(a, role, keys))));
 }
 
-function observeSideBoot(a: TunnelInputs, role: Role, keys: PublicKeys, status: BootStatus): BootObservation {
-  return observeBoot(tunnelBootEntryName(a[role].interfaceName), sideBootEntry(a, role, keys), status);
+function observeSideBoot(a: TunnelInputs, role: Role, keys: PublicKeys, status: BootStatus, upgrading = false): BootObservation {
+  return observeBoot(tunnelBootEntryName(a[role].interfaceName), sideBootEntry(a, role, keys), status, upgrading);
 }
 
 function bootFacts(observed: BootObservation[]): Pick<TunnelOutputs, "listenerBoot" | "dialerBoot" | "bootNote"> {
