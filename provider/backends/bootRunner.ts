@@ -19,6 +19,19 @@ PATH=$PATH:/usr/sbin:/usr/bin:/sbin:/bin
 WG_ENDPOINT_RESOLUTION_RETRIES=\${WG_ENDPOINT_RESOLUTION_RETRIES:-3}
 export LC_ALL PATH WG_ENDPOINT_RESOLUTION_RETRIES
 ng_dir=${BOOT_DIR}
+# "boot.sh save" (natgate.service's stop, at shutdown): keep each tunnel's peer endpoints, so a
+# listener can dial its dialer behind NAT right after it boots again.
+if [ "\${1:-}" = save ]; then
+  for ng_e in "$ng_dir"/tunnel-*.sh; do
+    [ -f "$ng_e" ] || continue
+    ng_if=\${ng_e##*/tunnel-}
+    ng_if=\${ng_if%.sh}
+    ng_f=${NATGATE_DIR}/wg/$ng_if.endpoints
+    wg show "$ng_if" endpoints 2>/dev/null | awk '$2 != "(none)"' > "$ng_f.tmp" 2>/dev/null && [ -s "$ng_f.tmp" ] && mv -f "$ng_f.tmp" "$ng_f"
+    rm -f "$ng_f.tmp"
+  done
+  exit 0
+fi
 if [ -d /run ]; then ng_run=/run/natgate; else ng_run=/var/run/natgate; fi
 ng_log() {
   if command -v logger >/dev/null 2>&1 && logger -t natgate -- "$1" 2>/dev/null; then
@@ -83,6 +96,10 @@ After=network-online.target ${WIPING_SERVICES.join(" ")}
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/sh ${RUNNER_PATH}
+ExecStop=/bin/sh ${RUNNER_PATH} save
+# wireguard-go, started by a tunnel entry, runs in this unit's cgroup: a restart (the drop-ins
+# below) must not kill it.
+KillMode=process
 
 [Install]
 WantedBy=multi-user.target

@@ -43,6 +43,14 @@ export function keyFileFor(interfaceName: string): string {
   return `${KEY_DIR}/${interfaceName}.key`;
 }
 
+/**
+ * Where natgate.service, when it stops (a shutdown), keeps the interface's peer endpoints: the
+ * listener cannot otherwise reach a dialer behind NAT after its own reboot (see natgate_wg_recall).
+ */
+export function endpointsFileFor(interfaceName: string): string {
+  return `${KEY_DIR}/${interfaceName}.endpoints`;
+}
+
 /** Shown instead of a peer's public key before both hosts have generated theirs (preview). */
 export function publicKeyPlaceholder(of: Role): string {
   return `<${of} public key>`;

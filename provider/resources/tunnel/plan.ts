@@ -1,5 +1,5 @@
 import { parseIp } from "../common/addresses";
-import { sortPeers, type LinkState, type PeerState, type SideState } from "./model";
+import { endpointsFileFor, sortPeers, type LinkState, type PeerState, type SideState } from "./model";
 import { cmd, renderAddressAdd, renderAddressDel, renderAddressReplace, renderInterfaceKeyPort, renderLinkSet, renderPeer, renderPeerRemove, renderSide } from "./render";
 
 /**
@@ -112,6 +112,10 @@ export function bootPlan(desired: SideState): string[] {
   for (const a of [...d.addresses].sort()) out.push(renderAddressReplace(ifname, a));
   out.push(renderLinkSet(ifname, d));
   for (const p of sortPeers(d.peers)) out.push(renderPeer(ifname, p));
+  // A peer without an endpoint (the listener's dialer, behind NAT): after this host's reboot,
+  // dial the endpoint it had at shutdown, whose NAT mapping the dialer's keepalives hold open,
+  // instead of waiting up to two minutes for the dialer's session to age into a new handshake.
+  if (d.peers.some((p) => p.endpoint === undefined)) out.push(cmd("natgate_wg_recall", ifname, endpointsFileFor(ifname)));
   return out;
 }
 

@@ -22,6 +22,20 @@ natgate_tools() {
   fi
 }
 
+# natgate_wg_recall IF FILE (boot entries): each peer of IF without an endpoint gets the one FILE
+# kept for it ("KEY ENDPOINT" lines, written by natgate.service when it stopped), and a keepalive
+# (switching persistent-keepalive on sends one at once; it is switched off again) starts the
+# handshake now. A stale endpoint costs nothing: the peer's own handshake still comes.
+natgate_wg_recall() {
+  [ -s "$2" ] || return 0
+  wg show "$1" endpoints 2>/dev/null | while read -r ng_k ng_e; do
+    [ "$ng_e" = "(none)" ] || continue
+    ng_s=$(awk -v k="$ng_k" '$1 == k { print $2; exit }' "$2")
+    [ -n "$ng_s" ] || continue
+    wg set "$1" peer "$ng_k" endpoint "$ng_s" persistent-keepalive 25 && wg set "$1" peer "$ng_k" persistent-keepalive off || true
+  done
+}
+
 # Live state of interface $1, key file $2 and boot entry $3. The dump's first field is the
 # interface's private key: it is replaced here, on the host, so it never travels.
 natgate_tunnel_read() {
@@ -128,6 +142,7 @@ if [ -e "$2" ] || [ -e "$2.tmp" ]; then
   echo "[#] rm -f $2" >&2
   rm -f "$2" "$2.tmp"
 fi
+rm -f "\${2%.key}.endpoints"
 rmdir "\${2%/*}" 2>/dev/null || true
 rmdir "\${2%/*/*}" 2>/dev/null || true
 set +e
