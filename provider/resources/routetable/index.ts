@@ -1,6 +1,6 @@
-import { HOSTSTATE_SH } from "../../backends/hoststate";
-import { DEADMAN_SECONDS, IPROUTE_SH, inverseBatch, liveRouteLine, parseRoutes, routeKey, routeLine, routeSpec, type LiveRoute, type Route } from "../../backends/iproute";
-import { BOOT_SH, bootEntry, bootEntryName, bootEntryPath, bootRenderedLine, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
+import { DEADMAN_SECONDS, inverseBatch, liveRouteLine, parseRoutes, routeKey, routeLine, routeSpec, type LiveRoute, type Route } from "../../backends/iproute";
+import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH } from "../../backends/routesSh";
+import { bootEntry, bootEntryName, bootEntryPath, bootRenderedLine, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
@@ -28,22 +28,7 @@ export function renderRouteTable(i: PolicyRouteTableInputs): string[] {
   return [...i.routes.map((r) => routeLine(i.table, normalizeRoute(r))), ...(i.persist ? [bootRenderedLine(routesBootEntryName(i.table))] : [])];
 }
 
-const PRELUDE = HOSTSTATE_SH + IPROUTE_SH + BOOT_SH + "ip_need\n";
-
-/** $1 table, $2 boot entry */
-export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$1" || exit 1\nboot_show "$2"\n`;
-/** $1 table, $2 ip batch, $3 dead-man token, $4 its seconds, $5 the batch that undoes $2, $6 boot entry */
-export const ROUTES_APPLY_SH =
-  PRELUDE +
-  `ng_lock
-ip_deadman_arm "$3" "$4" "$5" || exit 1
-ip_batch "$2" || { ip_deadman_now "$3" "$5"; exit 1; }
-echo "@@routes"; ip_routes "$1" || exit 1
-boot_show "$6"
-`;
-/** $1 table, $2 boot entry */
-export const ROUTES_DELETE_SH =
-  PRELUDE + `ng_lock\nip_flush_table "$1" || exit 1\nboot_remove "$2" || exit 1\necho "@@routes"; ip_routes "$1" || exit 1\nboot_show "$2"\n`;
+export { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH };
 
 export interface RoutesLive {
   routes: LiveRoute[];

@@ -1,0 +1,136 @@
+/**
+ * The shell text of a Tunnel side (see provider/resources/tunnel/): prepare, read, apply steps
+ * and delete. POSIX sh (BusyBox ash compatible).
+ */
+import { SH_PRELUDE } from "../ssh/prelude";
+import { shQuote } from "../ssh/quote";
+import { HOSTSTATE_SH } from "./hoststate";
+import { BOOT_SH } from "./persist";
+import { WIREGUARD_SH } from "./wireguard";
+
+/**
+ * The remote side of a tunnel: POSIX sh (BusyBox ash compatible) run by runScript as
+ * `sh -s -- IF KEYFILE [...]`. Every mutation is echoed to stderr as `[#] command` before
+ * it runs, wg-quick style, so a failure shows what ran. ENTRY is the side's boot entry
+ * (its state is printed with the rest).
+ */
+
+const COMMON = `${SH_PRELUDE}${WIREGUARD_SH}${HOSTSTATE_SH}${BOOT_SH}
+natgate_tools() {
+  need wg wireguard-tools wireguard-tools
+  need ip iproute2 ip-full
+  if ! ip -j link show dev lo >/dev/null 2>&1; then
+    echo "the ip command on this host cannot print JSON (ip -j): install iproute2 (on OpenWrt: ip-full)" >&2
+    exit 2
+  fi
+}
+
+# natgate_wg_recall IF FILE (boot entries): each peer of IF without an endpoint gets the one FILE
+# kept for it ("KEY ENDPOINT" lines, written by natgate.service when it stopped), and a keepalive
+# (switching persistent-keepalive on sends one at once; it is switched off again) starts the
+# handshake now. A stale endpoint costs nothing: the peer's own handshake still comes.
+natgate_wg_recall() {
+  [ -s "$2" ] || return 0
+  wg show "$1" endpoints 2>/dev/null | while read -r ng_k ng_e; do
+    [ "$ng_e" = "(none)" ] || continue
+    ng_s=$(awk -v k="$ng_k" '$1 == k { print $2; exit }' "$2")
+    [ -n "$ng_s" ] || continue
+    wg set "$1" peer "$ng_k" endpoint "$ng_s" persistent-keepalive 25 && wg set "$1" peer "$ng_k" persistent-keepalive off || true
+  done
+}
+
+# Live state of interface $1, key file $2 and boot entry $3. The dump's first field is the
+# interface's private key: it is replaced here, on the host, so it never travels.
+natgate_tunnel_read() {
+  echo @@key
+  if [ -s "$2" ]; then wg pubkey < "$2" || true; fi
+  echo @@link
+  ip -d -j link show dev "$1" 2>/dev/null || true
+  echo
+  echo @@addr
+  ip -j addr show dev "$1" 2>/dev/null || true
+  echo
+  echo @@wg
+  if ip link show dev "$1" >/dev/null 2>&1; then
+    wg show "$1" dump 2>/dev/null | awk 'BEGIN { FS = OFS = "\\t" } NR == 1 { $1 = "(hidden)" } { print }' || true
+  fi
+  boot_show "$3"
+  echo @@end
+}
+`;
+
+/** Exit code of the prepare script when the interface exists but natgate did not create it. */
+export const FOREIGN_INTERFACE_EXIT = 3;
+
+/**
+ * Make sure the key file exists (generate it on the host: the private key never leaves it),
+ * then print the live state. Args: IF KEYFILE MODE ENTRY, MODE "create" refuses to adopt an
+ * interface natgate has no key file for (someone else's wg0).
+ */
+export const PREPARE_SCRIPT = `${COMMON}
+set -e
+natgate_tools
+if [ ! -s "$2" ]; then
+  if [ "$3" = create ] && ip link show dev "$1" >/dev/null 2>&1; then
+    echo "natgate-foreign-interface" >&2
+    exit ${FOREIGN_INTERFACE_EXIT}
+  fi
+  echo "[#] umask 077; mkdir -p \${2%/*}; wg genkey > $2" >&2
+  umask 077
+  mkdir -p "\${2%/*}"
+  wg genkey > "$2.tmp"
+  mv "$2.tmp" "$2"
+  echo @@generated
+fi
+natgate_tunnel_read "$1" "$2" "$4"
+`;
+
+/** Read only. Args: IF KEYFILE ENTRY. */
+export const READ_SCRIPT = `${COMMON}
+natgate_tools
+natgate_tunnel_read "$1" "$2" "$3"
+`;
+
+/** The constant start of every apply script (a boot entry's body). */
+export const APPLY_HEAD = `${COMMON}
+set -e
+natgate_tools
+`;
+
+/** The steps of a plan and the read-back: the part of an apply script that varies. */
+export function applySteps(plan: string[]): string {
+  const steps = plan.map((line) => `echo ${shQuote(`[#] ${line}`)} >&2\n${line}`).join("\n");
+  return `${steps}
+natgate_tunnel_read "$1" "$2" "$3"
+`;
+}
+
+/**
+ * Removes what a side owns: the interface (only if it is WireGuard's: kernel kind, or a tun
+ * served by wireguard-go), wireguard-go's socket, the key file, the boot entry (with the last
+ * one, the boot runner), and the key directories when they are left empty. Missing pieces are
+ * not errors. Args: IF KEYFILE ENTRY.
+ */
+export const DELETE_SCRIPT = `${COMMON}
+ng_lock
+set -e
+need ip iproute2 ip-full
+natgate_wg_kind=$(ip -d -j link show dev "$1" 2>/dev/null || true)
+case "$natgate_wg_kind" in
+  "") natgate_wg_link_del "$1" ;;
+  *'"info_kind":"wireguard"'*) natgate_wg_link_del "$1" ;;
+  *'"info_kind":"tun"'*)
+    if [ -S "/var/run/wireguard/$1.sock" ]; then natgate_wg_link_del "$1"
+    else echo "natgate: $1 is a tun device without a wireguard-go socket: not ours, left in place" >&2; fi ;;
+  *) echo "natgate: $1 is not a WireGuard interface: not ours, left in place" >&2 ;;
+esac
+if [ -e "$2" ] || [ -e "$2.tmp" ]; then
+  echo "[#] rm -f $2" >&2
+  rm -f "$2" "$2.tmp"
+fi
+rm -f "\${2%.key}.endpoints"
+rmdir "\${2%/*}" 2>/dev/null || true
+rmdir "\${2%/*/*}" 2>/dev/null || true
+set +e
+boot_remove "$3" || exit 1
+`;
