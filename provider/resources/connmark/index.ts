@@ -142,7 +142,7 @@ function observation(i: ConnmarkReturnPathInputs, live: CmarkLive, backend: Back
   const previous: Record<string, string> = {};
   for (const s of live.sysctls) if (s.held && s.prev !== undefined) previous[sysctlName(s.path)] = s.prev;
   const wanted = new Set(cmarkSysctls(i).map((s) => s.path));
-  const boot = observeBoot(cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, live.facts, backend) : undefined, live.boot);
+  const boot = observeBoot(cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, live.facts, backend) : undefined, live.boot, legacy);
   const drift = [...plan.drift, ...boot.drift];
   return {
     rendered: [

@@ -154,7 +154,7 @@ function fw4Lines(live: Pick<DnatLive, "fw4">): string[] {
 
 function observation(i: DnatRuleInputs, live: DnatLive, backend: Backend, legacy = false): Observation {
   const plan = planDnat(i, live, backend);
-  const boot = observeBoot(dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, live, backend) : undefined, live.boot);
+  const boot = observeBoot(dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, live, backend) : undefined, live.boot, legacy);
   const drift = [...plan.drift, ...boot.drift];
   return {
     rendered: [...live.nft, ...dnatLiveIptLines(live, i.name), sysctlLine(live.forward), ...boot.rendered],
