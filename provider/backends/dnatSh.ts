@@ -4,7 +4,7 @@
  * transaction: own table and accepts in other tables), A_ipt_restore / A_ipt_jumps (natgate's
  * iptables chains and their jumps), A_ipt_jumps_del / A_ipt_chains_del, the filter accepts
  * A_fwd_del / A_fwd_add / A_in_del / A_in_add, fw4 include files A_fw4_del / A_fw4_put, and at
- * boot A_boot_accepts.
+ * boot A_boot_accepts and A_fwd_if_drop / A_in_if_drop (added where the chain drops at run time).
  */
 import { ARGS_SH } from "./args";
 import { HOSTSTATE_SH } from "./hoststate";
@@ -84,6 +84,10 @@ fw4_sync "$A_fw4_del" "$A_fw4_put" || exit 1
 [ -z "$A_nft" ] || nft_apply "$A_nft" || exit 1
 [ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
 [ -z "$A_boot_accepts" ] || [ "$NG_NFT" != yes ] || dnat_accepts_replace "$A_boot_accepts" "$A_comment" || exit 1
+# At boot (and each time a firewall service started): the accepts go where a drop is now, also
+# where there was none at pulumi up (ufw enabled, Docker installed since).
+[ -z "$A_fwd_if_drop" ] || ! ipt_drops FORWARD "$A_comment" || ipt_sync "" "$A_fwd_if_drop" || exit 1
+[ -z "$A_in_if_drop" ] || ! ipt_drops INPUT "$A_comment" || ipt_sync "" "$A_in_if_drop" INPUT || exit 1
 dnat_show
 `;
 

@@ -93,6 +93,14 @@ ipt_show() {
     echo "@@iptables absent"
   fi
 }
+# ipt_drops CHAIN COMMENT: whether filter CHAIN may drop now (policy DROP, or rules other than
+# those tagged COMMENT), as forwardNeedsAccept decides it; false where iptables is absent
+ipt_drops() {
+  command -v iptables >/dev/null 2>&1 || return 1
+  ng_s=$(iptables -w -t filter -S "$1" 2>/dev/null) || return 1
+  printf '%s\n' "$ng_s" | grep -qx -- "-P $1 DROP" && return 0
+  printf '%s\n' "$ng_s" | grep -- "^-A $1 " | grep -vqF -- "--comment $2 "
+}
 # ipt_sync DELETE ADD [CHAIN]: newline-separated rules of filter CHAIN (FORWARD when absent);
 # deletes first, adds go to the top of the chain.
 # A for-list is split once, on newlines; each rule is then split on spaces, with globbing off.

@@ -82,7 +82,7 @@ describe("boot persistence (unit)", () => {
   it("an entry's `set --` line gives the apply script its record back byte for byte (quotes, newlines)", () => {
     const e = dnatBootEntry(dnat, dnatLive, "nftables");
     const set = e.prefix.split("\n").filter((l) => !l.startsWith("#")).join("\n");
-    const out = execFileSync("dash", ["-c", `${set}\n${ARGS_SH}\nng_args "$@"\nprintf '%s\\0' "$A_table" "$A_owner" "$A_nft" "$A_entry" "$A_boot_accepts" "$A_comment" "$A_fwd_add" "$A_in_add"`], { encoding: "utf8" }).split("\0").slice(0, -1);
+    const out = execFileSync("dash", ["-c", `${set}\n${ARGS_SH}\nng_args "$@"\nprintf '%s\\0' "$A_table" "$A_owner" "$A_nft" "$A_entry" "$A_boot_accepts" "$A_comment" "$A_fwd_if_drop" "$A_in_if_drop" "$A_fwd_add"`], { encoding: "utf8" }).split("\0").slice(0, -1);
     assert.deepEqual(out.slice(0, 2), ["natgate_dnat_fwd", "dnat_fwd"]);
     assert.match(out[2]!, /^add table ip natgate_dnat_fwd\ndelete table ip natgate_dnat_fwd\n/);
     assert.equal(out[3], "dnat-fwd.sh");
@@ -91,8 +91,9 @@ describe("boot persistence (unit)", () => {
       'insert rule inet fw4 forward meta l4proto tcp ct status dnat ct reply ip saddr 192.168.1.99 ct reply proto-src 5000-6000 accept comment "natgate:fwd"',
     ]);
     assert.equal(out[5], "natgate:fwd");
-    assert.equal(out[6]!.split("\n").length, 2, "one iptables accept per protocol, where FORWARD drops");
+    assert.equal(out[6]!.split("\n").length, 2, "one iptables accept per protocol, for wherever FORWARD drops when the entry runs");
     assert.equal(out[7], "", "none in INPUT: the target is another host");
+    assert.equal(out[8], "", "not unconditionally: whether FORWARD drops is decided when the entry runs");
   });
 
   it("on an iptables host the entry writes natgate's chains with iptables-restore and no nft table", () => {

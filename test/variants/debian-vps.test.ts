@@ -69,7 +69,7 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
     await pathWorks(lab);
   }
 
-  describe("without ufw", () => {
+  describe("ufw off at up", () => {
     it("up: the path works; natgate.service is enabled, ordered after network-online, hooked to the services that wipe its state", async () => {
       stack = variantStack();
       await timedUp("debian vps", stack, portForwardProgram("home", args(lab)));
@@ -95,7 +95,18 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       assert.deepEqual(await refreshChanges(stack!), {});
     });
 
-    it("systemctl reboot (nspawn exits 133 and starts again): natgate.service restores the path, refresh shows no drift", async () => {
+    it("ufw enabled after up: FORWARD drops the path (natgate placed no accept); systemctl restart ufw re-runs natgate, which puts it where the drop now is", async () => {
+      await vps!.run("ufw allow 22/tcp && ufw allow 51820/udp && ufw --force enable", { timeoutMs: 60_000 });
+      assert.match(await vps!.run("iptables -S FORWARD"), /^-P FORWARD DROP$/m);
+      assert.equal((await askTcp(lab, 5000)).answer, "", "ufw's FORWARD DROP cuts the path: no accept was needed at up");
+      await survives("ufw enabled after up, then systemctl restart ufw", "systemctl restart ufw");
+      assert.match(await vps!.run("iptables -S FORWARD"), /natgate:/);
+      // The accept is what the rule wants on this host now: refresh lists it (forwardAccept), no drift.
+      const steps = await stack!.refresh();
+      assert.deepEqual(steps.filter((x) => ((x.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []).length > 0).map((x) => x.name), []);
+    });
+
+    it("systemctl reboot (nspawn exits 133 and starts again, ufw on): natgate.service restores the path, refresh shows no drift", async () => {
       const t = Date.now();
       await vps!.reboot();
       // The VPS's WireGuard comes back without the session. Left alone, the router (behind NAT)
@@ -123,6 +134,8 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       assert.equal((await vps!.run("ls /etc/natgate /etc/systemd/system/natgate.service /etc/systemd/system/nftables.service.d 2>&1; true")).includes("No such file"), true);
       assert.doesNotMatch(await vps!.run("systemctl show -p DropInPaths nftables.service"), /natgate/);
       assert.doesNotMatch(await vps!.run("nft list tables"), /natgate_/);
+      assert.doesNotMatch(await vps!.run("iptables -S"), /natgate/);
+      await vps!.run("ufw --force disable");
     });
   });
 

@@ -105,7 +105,7 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
 }
 
 /** The apply script's record for a plan. Each accept is inserted at the top: reversed, they end up in this order. */
-function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = {}): string[] {
+function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string; fwdIfDrop?: string[]; inIfDrop?: string[] } = {}): string[] {
   [...p.fwdDel, ...p.inDel].forEach(assertSafeRule);
   return encodeArgs({
     name: i.name,
@@ -122,6 +122,8 @@ function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = 
     fw4_del: p.fw4Del.join(" "),
     fw4_put: fw4PutRecords(p.fw4Put),
     boot_accepts: boot.accepts,
+    fwd_if_drop: boot.fwdIfDrop ? [...boot.fwdIfDrop].reverse().join("\n") : undefined,
+    in_if_drop: boot.inIfDrop ? [...boot.inIfDrop].reverse().join("\n") : undefined,
   });
 }
 
@@ -130,6 +132,8 @@ function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string } = 
  * the other firewalls as they are now), through the same apply script. Accepts in other nft
  * firewalls' chains replace those carrying the rule's comment, since their handles are unknown then.
  * fw4 include files are files: they are still there at boot, and fw4 has loaded them already.
+ * The iptables accepts travel also as "add where the chain drops when this runs", so a firewall
+ * enabled after up (ufw, Docker) gets them at the next boot or start of its service.
  */
 export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive, backend: Backend): BootEntry {
   const empty: Omit<DnatLive, "boot"> = {
@@ -145,7 +149,14 @@ export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive, backend: Backen
   const p = planDnat(i, empty, backend);
   const foreign = dropChainsFor(i, live).flatMap((c) => dnatNftAccepts(i, c));
   const accepts = [...foreign].reverse().map((w) => w.line.replace(/^nft /, "")).join("\n");
-  return bootEntry("dnat", i.name, `DnatRule ${i.name}`, applyArgs(i, p, { accepts }), shPrelude() + DNAT_APPLY_SH);
+  // The iptables accept also where the chain drops only at boot time: a firewall enabled after up.
+  const local = acceptChain(i, live) === "INPUT";
+  const ifDrop = live.facts.iptables ? dnatForwardAccepts(i) : [];
+  ifDrop.forEach(assertSafeRule);
+  const boot = local ? { accepts, inIfDrop: ifDrop } : { accepts, fwdIfDrop: ifDrop };
+  // Those replace the plan's own adds, so the entry does not change with the chain's state at up.
+  const plan = ifDrop.length ? { ...p, fwdAdd: [], inAdd: [] } : p;
+  return bootEntry("dnat", i.name, `DnatRule ${i.name}`, applyArgs(i, plan, boot), shPrelude() + DNAT_APPLY_SH);
 }
 
 function fw4Lines(live: Pick<DnatLive, "fw4">): string[] {
