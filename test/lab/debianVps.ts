@@ -26,6 +26,8 @@ import { promisify } from "node:util";
 import type { LabDescription } from "./description";
 import {
   isAlive,
+  killGroup,
+  spawnCollect,
   loadLab,
   shQuote,
   type ExecOptions,
@@ -245,7 +247,7 @@ export async function restoreLabVps(lab: Lab): Promise<void> {
   // the lab's VPS as after bring-up: nothing the Debian VPS configured stays in the namespace
   const { addr, gateway } = await labEth0(lab);
   const script = `${NET_RESET_SH}set -eu; reset_net "$1" "$2" yes`;
-  const reset = await collect(["nsenter", `--net=/run/netns/${lab.hosts.vps.netns}`, "sh", "-c", script, "reset", addr, gateway]);
+  const reset = await spawnCollect(["nsenter", `--net=/run/netns/${lab.hosts.vps.netns}`, "sh", "-c", script, "reset", addr, gateway]);
   if (reset.code !== 0) throw new Error(`resetting ${lab.hosts.vps.netns}'s network failed: ${reset.stderr}${reset.stdout}`);
   let stdout: string;
   try {
@@ -289,7 +291,7 @@ async function stopLabSshd(lab: Lab): Promise<void> {
   }
   // Sessions it had (their own sshd processes) may go on; only the listener must be gone.
   for (const deadline = Date.now() + 5000; ; ) {
-    const r = await collect(["nsenter", `--net=/run/netns/${lab.hosts.vps.netns}`, "ss", "-Hltn", "sport = :22"]);
+    const r = await spawnCollect(["nsenter", `--net=/run/netns/${lab.hosts.vps.netns}`, "ss", "-Hltn", "sport = :22"]);
     if (r.code === 0 && !r.stdout.trim()) return;
     if (Date.now() > deadline) throw new Error(`something still listens on port 22 in ${lab.hosts.vps.netns}: ${r.stdout}${r.stderr}`);
     await sleep(50);
@@ -312,8 +314,8 @@ async function labEth0(lab: Lab): Promise<Eth0> {
   const known = labEth0s.get(lab.prefix);
   if (known) return known;
   const net = `--net=/run/netns/${lab.hosts.vps.netns}`;
-  const a = await collect(["nsenter", net, "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
-  const r = await collect(["nsenter", net, "ip", "-4", "route", "show", "default"]);
+  const a = await spawnCollect(["nsenter", net, "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+  const r = await spawnCollect(["nsenter", net, "ip", "-4", "route", "show", "default"]);
   const eth0 = {
     addr: /\binet (\S+)/.exec(a.stdout)?.[1] ?? `${lab.hosts.vps.addr}/24`,
     gateway: /^default via (\S+) dev eth0\b/m.exec(r.stdout)?.[1] ?? lab.addresses.coreVpsSide,
@@ -532,7 +534,7 @@ class Vps implements DebianVps {
         stderr: `the Debian VPS ${this.machine} is not running (${this.lastExit() || "not booted"}); restoreLabVps(lab) brings back the lab's VPS`,
       });
     }
-    return collect(this.argv(cmd), opts);
+    return spawnCollect(this.argv(cmd), opts);
   }
 
   async run(cmd: string, opts?: ExecOptions): Promise<string> {
@@ -682,37 +684,3 @@ function setHostProps(target: LabHost, source: LabHost): void {
   }
 }
 
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
-function collect(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  return new Promise((resolve) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"], detached: true });
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
-    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      if (child.pid) killGroup(child.pid, "SIGKILL");
-    }, timeoutMs);
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: stderr + String(e) });
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) resolve({ code: 124, stdout, stderr: stderr + `\n[lab] timed out after ${timeoutMs} ms` });
-      else resolve({ code: code ?? 128 + (signal ? osConstants.signals[signal] : 0), stdout, stderr });
-    });
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(opts.input ?? "");
-  });
-}

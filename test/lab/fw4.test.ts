@@ -4,40 +4,13 @@
 // the router's mount namespace, and removeFw4 gives the router back as it was.
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import { Client } from "ssh2";
 import { fw4, fw4Dir, FW4_INCLUDE_DIR, installFw4, labFirewallConfig, removeFw4 } from "./fw4";
-import { getLab, type Lab, type LabProcess } from "./index";
+import { firstLine, getLab, type Lab, type LabProcess } from "./index";
 
 const LAN_PORT = 7101; // listener on the LAN host: the target of wan → lan attempts
 const NET_PORT = 7102; // listener on the internet client: the target of lan → wan
 const ECHO_PEER = `SYSTEM:'echo "$SOCAT_PEERADDR"'`;
-
-/** First line the server sends on a fresh TCP connection from this process (the laptop). */
-function firstLine(host: string, port: number, timeoutMs = 5000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port });
-    let buf = "";
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no line from ${host}:${port} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.setEncoding("utf8");
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl >= 0) {
-        clearTimeout(timer);
-        sock.destroy();
-        resolve(buf.slice(0, nl).trim());
-      }
-    });
-    sock.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
 
 /** `cmd` over a real SSH login as root (the router's pinned host key). */
 function sshExec(lab: Lab, cmd: string): Promise<{ code: number; stdout: string }> {

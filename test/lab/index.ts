@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
 import { HOST_NAMES, type HostName, type LabDescription } from "./description";
@@ -150,7 +151,7 @@ function makeHost(d: LabDescription, name: HostName, rootKey: string): LabHost {
   return host;
 }
 
-function spawnCollect(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+export function spawnCollect(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   return new Promise((resolve) => {
     // detached: own process group, so a timeout kills the command's children too
@@ -182,7 +183,7 @@ function signalNumber(signal: NodeJS.Signals | null): number {
   return signal ? osConstants.signals[signal] : 0;
 }
 
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+export function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (!pid) return;
   try {
     process.kill(-pid, signal);
@@ -244,4 +245,43 @@ async function startBackground(host: LabHost, labDir: string, cmd: string, opts:
 /** POSIX single-quote quoting for the lab's own command lines */
 export function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** First line the server sends on a fresh TCP connection from this process (the laptop). */
+export function firstLine(host: string, port: number, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    let buf = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no line from ${host}:${port} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding("utf8");
+    sock.on("data", (d: string) => {
+      buf += d;
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(buf.slice(0, nl).trim());
+      }
+    });
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/**
+ * OpenWrt keeps sysupgrade's list in /lib/upgrade/keep.d, and /lib is the machine's, shared by
+ * every lab host and every lab running at once: a copy-on-write /lib for host `h` (like its /etc)
+ * while a test makes it look like OpenWrt. `tag` names the upper dir in the lab dir. Returns the undo.
+ */
+export async function privateLib(lab: Lab, h: LabHost, tag: string): Promise<() => Promise<void>> {
+  const lib = (await h.run("readlink -f /lib")).trim();
+  const dir = `${lab.dir}/${tag}-${h.name}-lib`;
+  await h.run(`mkdir -p ${dir}/upper ${dir}/work && mount -t overlay overlay -o lowerdir=${lib},upperdir=${dir}/upper,workdir=${dir}/work ${lib}`);
+  // Lazily: processes started meanwhile (sessions, wireguard-go) may still map files from it.
+  return async () => void (await h.exec(`umount -l ${lib}`));
 }

@@ -3,39 +3,12 @@
 // NATs, and each sshd host is a separate machine as far as files, users and sockets go.
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import { execFileSync } from "node:child_process";
 import { Client } from "ssh2";
 import { labDown, labUp, randomPrefix } from "./control";
-import { getLab, isAlive, loadLab, type Lab, type LabHost, type LabProcess } from "./index";
+import { firstLine, getLab, isAlive, loadLab, type Lab, type LabHost, type LabProcess } from "./index";
 
 const ECHO_PORT = 7001;
-
-/** First line the server sends on a fresh TCP connection from this process (the laptop). */
-function firstLine(host: string, port: number, timeoutMs = 5000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port });
-    let buf = "";
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no line from ${host}:${port} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.setEncoding("utf8");
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl >= 0) {
-        clearTimeout(timer);
-        sock.destroy();
-        resolve(buf.slice(0, nl).trim());
-      }
-    });
-    sock.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
 
 interface SshLogin {
   host: string;

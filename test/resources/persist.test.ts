@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import { getLab, type LabHost, type LabProcess } from "../lab";
+import { getLab, privateLib, type LabHost, type LabProcess } from "../lab";
 import { providers } from "../../provider";
 import { closeAll } from "../../provider/ssh";
 import { askTcp, askUdp, snapshotDiff, snapshotHost, startLanServices, stopAll } from "../engine/seedLab";
@@ -138,19 +138,6 @@ async function boot(h: LabHost): Promise<{ code: number; ms: number; log: string
   await logger.remove();
   assert.equal(r.stderr, "", `${h.name}: boot.sh logs through logger, not stderr`);
   return { code: r.code, ms, log };
-}
-
-/**
- * OpenWrt keeps sysupgrade's list in /lib/upgrade/keep.d, and /lib is the machine's, shared by every
- * lab host and every lab running at once: give the host a copy-on-write /lib (like its /etc) for
- * as long as the test needs it.
- */
-async function privateLib(h: LabHost): Promise<() => Promise<void>> {
-  const lib = (await h.run("readlink -f /lib")).trim();
-  const dir = `${lab.dir}/persist-${h.name}-lib`;
-  await h.run(`mkdir -p ${dir}/upper ${dir}/work && mount -t overlay overlay -o lowerdir=${lib},upperdir=${dir}/upper,workdir=${dir}/work ${lib}`);
-  // Lazily: processes started meanwhile (sessions, wireguard-go) may still map files from it.
-  return async () => void (await h.exec(`umount -l ${lib}`));
 }
 
 const ls = async (h: LabHost, dir: string) => (await h.run(`ls ${dir} 2>/dev/null; true`)).split("\n").filter(Boolean);
@@ -343,7 +330,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
   });
 
   it("on an OpenWrt host: /etc/init.d/natgate (START=99) enabled in rc.d, a hotplug script, kept by sysupgrade", async () => {
-    releaseLib = await privateLib(router);
+    releaseLib = await privateLib(lab, router, "persist");
     await router.run("touch /etc/openwrt_release");
     assert.equal(await up(res.routes!), false, "up without refresh sees nothing");
     assert.equal((await refresh(res.routes!)).props.drift.length > 0, true);
