@@ -7,38 +7,20 @@ import { strict as assert } from "assert";
 import { getLab, type Lab, type LabProcess } from "../lab";
 import { bootDebianVps, restoreLabVps, type DebianVps } from "../lab/debianVps";
 import type { Stack } from "../engine/stack";
-import { askBanner } from "../engine/seedLab";
-import { answered, askTcp, askUdp, baseArgs, CLIENT, cleanup, lanServices, portForwardProgram, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
-
-const saw = (proto: string, port: number) => `${proto}/${port} saw ${CLIENT}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const args = (lab: Lab) => ({
-  ...baseArgs(lab),
-  forwards: [{ protocol: "both" as const, ports: "5000-6000" }],
-  routerForwards: [{ protocol: "tcp" as const, ports: 2222, toPorts: 22 }],
-});
-
-async function pathWorks(lab: Lab): Promise<void> {
-  assert.equal(answered(await askTcp(lab, 5000)), saw("tcp", 5000));
-  assert.equal(answered(await askUdp(lab, 6000)), saw("udp", 6000));
-  assert.match(answered(await askBanner(lab, 2222)), /^SSH-2\.0-OpenSSH/);
-}
-
-/** Seconds from now until a new tcp connection through the whole path shows the client's address (at most `maxMs`). */
-async function secondsUntilBack(lab: Lab, maxMs = 15_000): Promise<number> {
-  const t = Date.now();
-  while (Date.now() - t < maxMs) {
-    if ((await askTcp(lab, 5000)).answer === saw("tcp", 5000)) return (Date.now() - t) / 1000;
-    await sleep(200);
-  }
-  return Infinity;
-}
-
-async function refreshChanges(stack: Stack): Promise<Record<string, unknown>> {
-  const steps = await stack.refresh();
-  return Object.fromEntries(steps.filter((s) => s.op !== "same").map((s) => [s.name, s.changes]));
-}
+import {
+  askTcp,
+  cleanup,
+  lanServices,
+  portForwardProgram,
+  refreshChanges,
+  secondsUntilBack,
+  seedLikeArgs,
+  seedTraffic,
+  stopAll,
+  timedDestroy,
+  timedUp,
+  variantStack,
+} from "./variantLab";
 
 describe("variants: a real Debian 12 VPS with systemd", function () {
   this.timeout(400_000);
@@ -66,14 +48,14 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
     const s = await secondsUntilBack(lab);
     backIn.push([title, s]);
     assert.ok(s <= 5, `the path was not back within 5 s after ${title} (${s} s)`);
-    await pathWorks(lab);
+    await seedTraffic({ lab });
   }
 
   describe("ufw off at up", () => {
     it("up: the path works; natgate.service is enabled, ordered after network-online, hooked to the services that wipe its state", async () => {
       stack = variantStack();
-      await timedUp("debian vps", stack, portForwardProgram("home", args(lab)));
-      await pathWorks(lab);
+      await timedUp("debian vps", stack, portForwardProgram("home", seedLikeArgs(lab)));
+      await seedTraffic({ lab });
       assert.equal((await vps!.run("systemctl is-enabled natgate.service")).trim(), "enabled");
       assert.match(await vps!.run("systemctl show -p After natgate.service"), /network-online\.target/);
       for (const svc of ["nftables.service", "systemd-networkd.service", "ufw.service"]) {
@@ -122,7 +104,7 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
         assert.fail(`the path did not come back within 200 s of the reboot; on the VPS:\n${why.stdout}${why.stderr}`);
       }
       assert.ok(s < 10, `the path was back ${s} s after the reboot, not within 10 s (the listener did not dial the endpoint kept at shutdown)`);
-      await pathWorks(lab);
+      await seedTraffic({ lab });
       assert.equal((await vps!.run("systemctl is-active natgate.service")).trim(), "active");
       assert.deepEqual(await refreshChanges(stack!), {});
     });
@@ -149,9 +131,9 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
 
     it("up: the accept goes into FORWARD; the path works", async () => {
       stack = variantStack();
-      await timedUp("debian vps + ufw", stack, portForwardProgram("home", args(lab)));
+      await timedUp("debian vps + ufw", stack, portForwardProgram("home", seedLikeArgs(lab)));
       assert.match(await vps!.run("iptables -S FORWARD"), /natgate:/);
-      await pathWorks(lab);
+      await seedTraffic({ lab });
     });
 
     for (const [title, cmd] of [

@@ -4,55 +4,28 @@
 // followed by traffic checks and nothing else: natgate is not called again.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/fw4-router.test.ts
 import { strict as assert } from "assert";
-import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
+import { getLab, privateLib, type Lab, type LabProcess } from "../lab";
 import { fw4, installFw4, removeFw4 } from "../lab/fw4";
 import type { Stack } from "../engine/stack";
-import { askBanner } from "../engine/seedLab";
 import { probeFromWan } from "./iptablesHosts";
-import { answered, askTcp, askUdp, assertHostsAsBefore, baseArgs, CLIENT, cleanup, lanServices, portForwardProgram, snapshotAll, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
+import {
+  askTcp,
+  assertHostsAsBefore,
+  cleanup,
+  lanServices,
+  portForwardProgram,
+  refreshChanges,
+  secondsUntilBack,
+  seedLikeArgs,
+  seedTraffic,
+  snapshotAll,
+  stopAll,
+  timedDestroy,
+  timedUp,
+  variantStack,
+} from "./variantLab";
 
-const saw = (proto: string, port: number) => `${proto}/${port} saw ${CLIENT}`;
 const INCLUDES = "/usr/share/nftables.d/chain-pre";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const args = (lab: Lab) => ({
-  ...baseArgs(lab),
-  forwards: [{ protocol: "both" as const, ports: "5000-6000" }],
-  routerForwards: [{ protocol: "tcp" as const, ports: 2222, toPorts: 22 }],
-});
-
-/** tcp and udp through the VPS with the client's real address, and VPS:2222 the router's own sshd (fw4's input chain). */
-async function pathWorks(lab: Lab): Promise<void> {
-  assert.equal(answered(await askTcp(lab, 5000)), saw("tcp", 5000));
-  assert.equal(answered(await askUdp(lab, 6000)), saw("udp", 6000));
-  assert.match(answered(await askBanner(lab, 2222)), /^SSH-2\.0-OpenSSH/);
-}
-
-/** Seconds from now until a new tcp connection through the whole path shows the client's address (at most 10 s). */
-async function secondsUntilBack(lab: Lab): Promise<number> {
-  const t = Date.now();
-  while (Date.now() - t < 10_000) {
-    if (answered(await askTcp(lab, 5000)) === saw("tcp", 5000)) return (Date.now() - t) / 1000;
-    await sleep(100);
-  }
-  return Infinity;
-}
-
-/**
- * procd's hook and sysupgrade's keep list go to /lib/upgrade/keep.d, and /lib is the machine's,
- * shared by every lab host: a copy-on-write /lib for the router while it looks like OpenWrt.
- */
-async function privateLib(lab: Lab, h: LabHost): Promise<() => Promise<void>> {
-  const lib = (await h.run("readlink -f /lib")).trim();
-  const dir = `${lab.dir}/fw4-router-lib`;
-  await h.run(`mkdir -p ${dir}/upper ${dir}/work && mount -t overlay overlay -o lowerdir=${lib},upperdir=${dir}/upper,workdir=${dir}/work ${lib}`);
-  return async () => void (await h.exec(`umount -l ${lib}`));
-}
-
-async function refreshDrift(stack: Stack): Promise<Record<string, unknown>> {
-  const steps = await stack.refresh();
-  return Object.fromEntries(steps.filter((s) => s.op !== "same").map((s) => [s.name, s.changes]));
-}
 
 describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)", function () {
   this.timeout(240_000);
@@ -66,7 +39,7 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
 
   before(async () => {
     lab = getLab();
-    undoLib = await privateLib(lab, lab.hosts.router);
+    undoLib = await privateLib(lab, lab.hosts.router, "fw4-router");
     await installFw4(lab);
     fw4Installed = true;
     services = await lanServices(lab, [["tcp", 5000], ["udp", 6000]]);
@@ -87,8 +60,8 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
   });
 
   it("up: the path works through fw4; the accepts are in fw4's chains and in include files fw4 re-applies", async () => {
-    await timedUp("fw4 router", stack!, portForwardProgram("home", args(lab)));
-    await pathWorks(lab);
+    await timedUp("fw4 router", stack!, portForwardProgram("home", seedLikeArgs(lab)));
+    await seedTraffic({ lab });
     const r = lab.hosts.router;
     const forward = await r.run(`cat ${INCLUDES}/forward/natgate-*.nft`);
     assert.match(forward, /^meta l4proto tcp ct status dnat ct reply ip saddr 192\.168\.1\.99 ct reply proto-src 5000-6000 accept comment "natgate:/m);
@@ -97,7 +70,7 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     assert.equal((await fw4(lab, "check")).code, 0, "fw4 check passes with natgate's include files");
     // Only the forwarded flows were opened: a new connection from the wan to the LAN is still refused.
     assert.equal((await probeFromWan(lab, 5000)).answer, "");
-    assert.deepEqual(await refreshDrift(stack!), {});
+    assert.deepEqual(await refreshChanges(stack!), {});
   });
 
   const actions: Array<{ title: string; run: (lab: Lab) => Promise<unknown> }> = [
@@ -119,11 +92,11 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
       const before = await lab.hosts.router.run("nft -a list table inet fw4");
       await a.run(lab);
       if (!a.title.includes("stop")) assert.notEqual(await lab.hosts.router.run("nft -a list table inet fw4"), before, "fw4 rebuilt its table (new handles)");
-      const s = await secondsUntilBack(lab);
+      const s = await secondsUntilBack(lab, 10_000);
       backIn.push([a.title, s]);
       assert.ok(s < 5, `the path was not back within 5 s after ${a.title}`);
-      await pathWorks(lab);
-      assert.deepEqual(await refreshDrift(stack!), {}, `refresh after ${a.title}`);
+      await seedTraffic({ lab });
+      assert.deepEqual(await refreshChanges(stack!), {}, `refresh after ${a.title}`);
     });
   }
 
@@ -136,11 +109,11 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     const drift = steps.flatMap((s) => ((s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
     assert.ok(drift.some((d) => d.startsWith(`missing fw4 include ${INCLUDES}/forward/natgate-`)), JSON.stringify(drift));
     assert.ok(drift.some((d) => d.startsWith("missing accept in inet fw4 forward")), JSON.stringify(drift));
-    await stack!.up(portForwardProgram("home", args(lab)));
-    await pathWorks(lab);
+    await stack!.up(portForwardProgram("home", seedLikeArgs(lab)));
+    await seedTraffic({ lab });
     await fw4(lab, "reload");
-    await pathWorks(lab);
-    assert.deepEqual(await refreshDrift(stack!), {});
+    await seedTraffic({ lab });
+    assert.deepEqual(await refreshChanges(stack!), {});
   });
 
   it("a reboot of the router (runtime state gone, files kept; then fw4's boot and natgate's init script): the path is back, no drift", async () => {
@@ -159,11 +132,11 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
       assert.equal((await askTcp(lab, 5000)).answer, "", "the path is down after the 'reboot' and fw4's start");
       const t = Date.now();
       await r.run("sh /etc/rc.common /etc/init.d/natgate start", { timeoutMs: 120_000 });
-      const s = await secondsUntilBack(lab);
+      const s = await secondsUntilBack(lab, 10_000);
       backIn.push(["reboot (S19firewall, S99natgate)", (Date.now() - t) / 1000]);
       assert.ok(s < 10, "the path is back after natgate's init script");
-      await pathWorks(lab);
-      assert.deepEqual(await refreshDrift(stack!), {});
+      await seedTraffic({ lab });
+      assert.deepEqual(await refreshChanges(stack!), {});
     } finally {
       await r.run("rm -f /etc/rc.common");
     }

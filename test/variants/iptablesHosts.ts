@@ -15,6 +15,7 @@ import * as path from "path";
 import type { PortForwardArgs } from "natgate";
 import { shQuote, type ExecResult, type Lab, type LabHost } from "../lab";
 import { snapshotDiff } from "../engine/seedLab";
+import { isLink, linkStandardPath } from "./rootPath";
 import { hostState, scratchDir } from "./variantLab";
 
 export type IptablesFlavour = "legacy" | "nft";
@@ -22,7 +23,6 @@ export type FirewallHost = "vps" | "router";
 /** The backend choice natgate's DnatRule / ConnmarkReturnPath / PortForward hosts take. */
 export type BackendChoice = "auto" | "nftables" | "iptables";
 
-const STANDARD_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /** The names a host's iptables answers to, each resolved to the flavour's binary of the same role. */
 const IPTABLES_NAMES = ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"];
 
@@ -47,24 +47,8 @@ export function iptablesOnlyPath(lab: Lab, flavour: IptablesFlavour): string {
     assert.ok(fs.existsSync(target), `${target} missing: the lab needs Debian's iptables package (iptables-legacy and iptables-nft)`);
     if (!isLink(link)) fs.symlinkSync(target, link);
   }
-  for (const d of STANDARD_PATH) {
-    if (!fs.existsSync(d)) continue;
-    for (const name of fs.readdirSync(d)) {
-      if (absentOn(flavour, name)) continue;
-      const link = path.join(dir, name);
-      if (!isLink(link)) fs.symlinkSync(path.join(d, name), link);
-    }
-  }
+  linkStandardPath(dir, (name) => absentOn(flavour, name));
   return dir;
-}
-
-function isLink(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function sshdConfigOf(lab: Lab, host: FirewallHost): string {

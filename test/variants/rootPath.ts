@@ -1,14 +1,13 @@
 // Root's PATH for SSH sessions on the router (its sshd reads PATH from ~/.ssh/environment, see
 // test/lab/README.md): OpenWrt's BusyBox shell and applets, or a standard PATH with tools taken
 // away. Directories live in the lab's temp dir and go with the lab.
-import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { execFileSync } from "child_process";
 import { shQuote, type Lab } from "../lab";
 import { scratchDir } from "./variantLab";
 
-const STANDARD_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+export const STANDARD_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 export async function setRouterRootPath(lab: Lab, dirs: string[]): Promise<void> {
   await lab.hosts.router.run(`printf 'PATH=%s\\n' ${shQuote(dirs.join(":"))} >/root/.ssh/environment`);
@@ -42,21 +41,30 @@ export function busyboxUserland(lab: Lab): { dir: string; log: string; busybox: 
 
 /** A directory holding every command of a standard root PATH except `missing` (symlinks). */
 export function pathWithout(lab: Lab, missing: string[]): string {
-  const label = missing.join("-");
-  // A long list (every iptables tool) would exceed NAME_MAX: name the directory by a hash then.
-  const dir = scratchDir(lab, `path-without-${label.length <= 60 ? label : createHash("sha256").update(label).digest("hex").slice(0, 12)}`);
-  for (const d of STANDARD_PATH) {
-    if (!fs.existsSync(d)) continue;
-    for (const name of fs.readdirSync(d)) {
-      if (missing.includes(name)) continue;
-      const link = path.join(dir, name);
-      if (!fs.existsSync(link) && !isBrokenLink(link)) fs.symlinkSync(path.join(d, name), link);
-    }
-  }
+  return pathWithoutMatching(lab, missing.join("-"), (name) => missing.includes(name));
+}
+
+/** The same without every command `skip` names; `label` names the directory. */
+export function pathWithoutMatching(lab: Lab, label: string, skip: (name: string) => boolean): string {
+  const dir = scratchDir(lab, `path-without-${label}`);
+  linkStandardPath(dir, skip);
   return dir;
 }
 
-function isBrokenLink(p: string): boolean {
+/** Every command of a standard root PATH as a symlink in `dir`, except those `skip` names; a name already in `dir` stays. */
+export function linkStandardPath(dir: string, skip: (name: string) => boolean): void {
+  for (const d of STANDARD_PATH) {
+    if (!fs.existsSync(d)) continue;
+    for (const name of fs.readdirSync(d)) {
+      if (skip(name)) continue;
+      const link = path.join(dir, name);
+      if (!isLink(link)) fs.symlinkSync(path.join(d, name), link);
+    }
+  }
+}
+
+/** Whether anything (a file, or a link, broken or not) has this name. */
+export function isLink(p: string): boolean {
   try {
     fs.lstatSync(p);
     return true;

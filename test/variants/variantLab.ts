@@ -8,7 +8,7 @@ import * as path from "path";
 import { PortForward, type PortForwardArgs } from "natgate";
 import type { Lab, LabHost, LabProcess } from "../lab";
 import { Stack, type Step } from "../engine/stack";
-import { askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, stopAll, type Probe } from "../engine/seedLab";
+import { askBanner, askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, stopAll, type Probe } from "../engine/seedLab";
 
 export { askTcp, askUdp, PUBLIC, stopAll };
 export const PROJECT = "natgate-variants";
@@ -32,6 +32,41 @@ export function baseArgs(lab: Lab): PortForwardArgs {
     lanHost: lab.hosts.lan.addr,
     forwards: [],
   };
+}
+
+/** What a LAN service answers when the internet client's real address reached it. */
+export const saw = (proto: string, port: number) => `${proto}/${port} saw ${CLIENT}`;
+
+/** The seed's shape: tcp and udp 5000-6000 to the LAN host, and VPS:2222 to the router's own sshd. */
+export function seedLikeArgs(lab: Lab): PortForwardArgs {
+  return {
+    ...baseArgs(lab),
+    forwards: [{ protocol: "both", ports: "5000-6000" }],
+    routerForwards: [{ protocol: "tcp", ports: 2222, toPorts: 22 }],
+  };
+}
+
+/** The seed shape's traffic: tcp and udp show the client's real address, VPS:2222 is the router's sshd. */
+export async function seedTraffic({ lab }: { lab: Lab }): Promise<void> {
+  assert.equal(answered(await askTcp(lab, 5000)), saw("tcp", 5000));
+  assert.equal(answered(await askUdp(lab, 6000)), saw("udp", 6000));
+  assert.match(answered(await askBanner(lab, 2222)), /^SSH-2\.0-OpenSSH/);
+}
+
+/** Seconds from now until a new tcp connection to 5000 shows the client's address; Infinity after `maxMs`. */
+export async function secondsUntilBack(lab: Lab, maxMs = 15_000): Promise<number> {
+  const t = Date.now();
+  while (Date.now() - t < maxMs) {
+    if ((await askTcp(lab, 5000)).answer === saw("tcp", 5000)) return (Date.now() - t) / 1000;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return Infinity;
+}
+
+/** What a refresh changed in the outputs, by resource name (empty: the hosts are as the state says). */
+export async function refreshChanges(stack: Stack): Promise<Record<string, unknown>> {
+  const steps = await stack.refresh();
+  return Object.fromEntries(steps.filter((s) => s.op !== "same").map((s) => [s.name, s.changes]));
 }
 
 /** The smallest useful layout: the lab's hosts and one TCP forward of port 5000. */
