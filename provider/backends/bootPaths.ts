@@ -5,6 +5,8 @@ export const NATGATE_DIR = "/etc/natgate";
 export const BOOT_DIR = `${NATGATE_DIR}/boot.d`;
 export const RUNNER_PATH = `${NATGATE_DIR}/boot.sh`;
 export const MADE_DIRS = `${NATGATE_DIR}/made-dirs`;
+/** The Tunnel's key files (`<if>.key`) and the endpoints natgate.service keeps at stop (`<if>.endpoints`). */
+export const WG_KEY_DIR = `${NATGATE_DIR}/wg`;
 
 export type InitSystem = "systemd" | "procd" | "none";
 

@@ -1,6 +1,6 @@
 /** The boot runner and the init systems' hooks that start it (see persist.ts). */
 import { FW4_INCLUDE_DIR } from "./fw4Include";
-import { BOOT_DIR, BOOT_ORDER, MADE_DIRS, NATGATE_DIR, RUNNER_PATH, type InitSystem } from "./bootPaths";
+import { BOOT_DIR, BOOT_ORDER, NATGATE_DIR, RUNNER_PATH, WG_KEY_DIR, type InitSystem } from "./bootPaths";
 
 // ---------- the runner and the init systems' hooks ----------
 
@@ -26,7 +26,7 @@ if [ "\${1:-}" = save ]; then
     [ -f "$ng_e" ] || continue
     ng_if=\${ng_e##*/tunnel-}
     ng_if=\${ng_if%.sh}
-    ng_f=${NATGATE_DIR}/wg/$ng_if.endpoints
+    ng_f=${WG_KEY_DIR}/$ng_if.endpoints
     wg show "$ng_if" endpoints 2>/dev/null | awk '$2 != "(none)"' > "$ng_f.tmp" 2>/dev/null && [ -s "$ng_f.tmp" ] && mv -f "$ng_f.tmp" "$ng_f"
     rm -f "$ng_f.tmp"
   done

@@ -21,8 +21,8 @@
  */
 import { HOSTSTATE_SH } from "./hoststate";
 
-import { BOOT_DIR, MADE_DIRS, NATGATE_DIR, RUNNER_PATH, bootEntryText, type BootEntry, type InitSystem } from "./bootPaths";
-import { runnerFiles, RUNNER_PATHS, SYSTEMD_UNIT_PATH, type BootFile } from "./bootRunner";
+import { BOOT_DIR, MADE_DIRS, NATGATE_DIR, bootEntryText, type BootEntry, type InitSystem } from "./bootPaths";
+import { runnerFiles, RUNNER_PATHS, SYSTEMD_UNIT_PATH } from "./bootRunner";
 import { expectedFileState } from "./bootObserve";
 
 export * from "./bootPaths";

@@ -234,8 +234,7 @@ export function makeProvider<I extends BaseInputs>(kind: ResourceKind<I>): pulum
       // A refresh reads the host; it writes nothing, so the release that wrote it stays recorded
       // (and the next up still rewrites what an older one wrote).
       const { natgateVersion: _current, ...outs } = outputsOf(i, host, obs, obs.rendered);
-      const written = props.natgateVersion === undefined ? {} : { natgateVersion: props.natgateVersion };
-      return { id, props: { ...withoutProvider(props), ...outs, ...written } };
+      return { id, props: { ...withoutProvider(props), ...outs } };
     },
 
     async delete(_id, props) {

@@ -10,7 +10,10 @@ export function isLegacyState(props: Record<string, unknown> | undefined): boole
   return !!props && props.natgateVersion === undefined;
 }
 
-/** Drift without what an older release never wrote: lines naming one of `newObjects`, and stale boot entries. */
+/**
+ * Drift without lines naming one of `newObjects`, what an older release never wrote. (Boot entries
+ * and the runner in an older release's text are observeBoot's to judge: its `upgrading` flag.)
+ */
 export function withoutUpgradeDrift(drift: string[], newObjects: string[]): string[] {
-  return drift.filter((d) => !newObjects.some((o) => d.includes(o)) && !/^boot entry \S+ is out of date$/.test(d));
+  return drift.filter((d) => !newObjects.some((o) => d.includes(o)));
 }

@@ -10,7 +10,7 @@ import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
 import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
-import { isLegacyState, withoutUpgradeDrift } from "../common/version";
+import { isLegacyState } from "../common/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
 
@@ -153,7 +153,7 @@ function observation(i: ConnmarkReturnPathInputs, live: CmarkLive, backend: Back
       ...boot.rendered,
     ],
     desired: renderConnmark(i, backend),
-    drift: legacy ? withoutUpgradeDrift(drift, []) : drift,
+    drift,
     facts: { activeBackend: backend, sysctlPrevious: previous, ...boot.facts },
   };
 }

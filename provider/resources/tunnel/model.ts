@@ -1,3 +1,4 @@
+import { WG_KEY_DIR } from "../../backends/bootPaths";
 /**
  * One side of a tunnel as data. The desired state (from inputs) and the live state
  * (read back from a host) use this same shape, so "in sync" is one comparison and
@@ -38,7 +39,7 @@ export interface SideState {
 }
 
 /** Where natgate keeps a side's private key: root-only, one file per interface. */
-export const KEY_DIR = "/etc/natgate/wg";
+export const KEY_DIR = WG_KEY_DIR;
 export function keyFileFor(interfaceName: string): string {
   return `${KEY_DIR}/${interfaceName}.key`;
 }
