@@ -4,6 +4,7 @@
  * apply and the boot entry would each have to build in the same order. Values are never part of
  * script text: `ng_args` assigns them (an assignment's right side is neither split nor globbed).
  */
+import { NatgateError } from "../ssh/errors";
 
 export type ScriptArgs = Record<string, string | number | boolean | undefined>;
 
@@ -15,7 +16,7 @@ export function encodeArgs(rec: ScriptArgs): string[] {
     .sort()
     .filter((k) => rec[k] !== undefined)
     .map((k) => {
-      if (!KEY.test(k)) throw new Error(`script argument name ${JSON.stringify(k)} is not a-z0-9_`);
+      if (!KEY.test(k)) throw new NatgateError("internal", `script argument name ${JSON.stringify(k)} is not a-z0-9_`);
       const v = rec[k];
       return `${k}=${typeof v === "boolean" ? (v ? "1" : "") : String(v)}`;
     });

@@ -1,4 +1,5 @@
 /** Reading boot entries back: what is on the host compared with what natgate would write. */
+import { NatgateError } from "../ssh/errors";
 import { createHash } from "node:crypto";
 import { RUNNER_PATH, bootEntryPath, bootEntryText, type BootEntry, type InitSystem } from "./bootPaths";
 import { runnerFiles, type BootFile } from "./bootRunner";
@@ -24,7 +25,7 @@ export function parseBootShow(lines: string[]): BootStatus {
     const f = /^(\S*) (\/\S+)$/.exec(line.trim());
     if (f) files.set(f[2]!, f[1]!);
   }
-  if (!init) throw new Error(`unexpected boot state output:\n${lines.join("\n").slice(0, 300)}`);
+  if (!init) throw new NatgateError("unexpected-output", `unexpected boot state output:\n${lines.join("\n").slice(0, 300)}`);
   return { init, files };
 }
 

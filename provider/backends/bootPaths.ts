@@ -1,3 +1,4 @@
+import { NatgateError } from "../ssh/errors";
 import { shQuote } from "../ssh/quote";
 
 /** Where natgate keeps its boot entries and runner on a host, and which init systems it knows. */
@@ -18,7 +19,7 @@ export type BootKind = (typeof BOOT_ORDER)[number];
 /** `<kind>-<id>.sh`; ids are validated names (a-z0-9_, interface names, table numbers). */
 export function bootEntryName(kind: BootKind, id: string | number): string {
   const name = `${kind}-${id}.sh`;
-  if (!/^[A-Za-z0-9_.=+-]+$/.test(name)) throw new Error(`boot entry name ${JSON.stringify(name)} has characters natgate does not write`);
+  if (!/^[A-Za-z0-9_.=+-]+$/.test(name)) throw new NatgateError("internal", `boot entry name ${JSON.stringify(name)} has characters natgate does not write`);
   return name;
 }
 

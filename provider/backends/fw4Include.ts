@@ -6,6 +6,7 @@
  * action of natgate's. natgate writes one file per resource and chain, and also inserts the same
  * rules live, so the path works now without reloading the router's firewall.
  */
+import { NatgateError } from "../ssh/errors";
 import type { ChainRef } from "./nftables";
 
 export const FW4_INCLUDE_DIR = "/usr/share/nftables.d";
@@ -30,7 +31,7 @@ export function isFw4Chain(c: ChainRef): boolean {
 }
 
 export function fw4IncludePath(chain: string, owner: string): string {
-  if (!/^[A-Za-z0-9_]+$/.test(chain) || !/^[a-z0-9_]+$/.test(owner)) throw new Error(`fw4 include for chain ${JSON.stringify(chain)} of ${JSON.stringify(owner)}: characters natgate does not write`);
+  if (!/^[A-Za-z0-9_]+$/.test(chain) || !/^[a-z0-9_]+$/.test(owner)) throw new NatgateError("internal", `fw4 include for chain ${JSON.stringify(chain)} of ${JSON.stringify(owner)}: characters natgate does not write`);
   return `${FW4_INCLUDE_DIR}/chain-pre/${chain}/natgate-${owner}.nft`;
 }
 
@@ -43,7 +44,7 @@ export function fw4Includes(owner: string, accepts: (ChainRef & { line: string }
   for (const a of accepts) {
     if (!isFw4Chain(a)) continue;
     const prefix = `nft insert rule inet fw4 ${a.chain} `;
-    if (!a.line.startsWith(prefix)) throw new Error(`fw4 include: unexpected accept line ${a.line}`);
+    if (!a.line.startsWith(prefix)) throw new NatgateError("internal", `fw4 include: unexpected accept line ${a.line}`);
     const path = fw4IncludePath(a.chain, owner);
     byPath.set(path, [...(byPath.get(path) ?? []), a.line.slice(prefix.length)]);
   }

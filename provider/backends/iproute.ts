@@ -7,6 +7,7 @@
  * BusyBox's `ip` has neither `-j` nor `fwmark X/MASK`; OpenWrt needs the ip-full package (mwan3
  * and pbr need it too).
  */
+import { NatgateError } from "../ssh/errors";
 
 export interface IpRule {
   priority: number;
@@ -76,7 +77,7 @@ const SAFE = /^[A-Za-z0-9_.:\/-]+$/;
 
 function safe(v: unknown, what: string): string {
   const s = String(v);
-  if (!SAFE.test(s)) throw new Error(`ip printed an unexpected ${what} ${JSON.stringify(s)}`);
+  if (!SAFE.test(s)) throw new NatgateError("unexpected-output", `ip printed an unexpected ${what} ${JSON.stringify(s)}`);
   return s;
 }
 
@@ -152,7 +153,7 @@ export const DEADMAN_SECONDS = 30;
 export function inverseBatch(batch: string[], replaced: Map<string, string> = new Map()): string[] {
   return [...batch].reverse().map((line) => {
     const m = /^(rule|route) (add|del|replace) (.*)$/.exec(line);
-    if (!m) throw new Error(`cannot invert ip batch line: ${line}`);
+    if (!m) throw new NatgateError("internal", `cannot invert ip batch line: ${line}`);
     const [, obj, op, rest] = m;
     if (op === "del") return `${obj} add ${rest}`;
     if (op === "add") return `${obj} del ${rest}`;

@@ -7,6 +7,7 @@
  * A rule is a list of words without spaces or quotes (validated values only), so it travels as one
  * argument and is split by the shell with globbing off; nothing in it is ever evaluated.
  */
+import { NatgateError } from "../ssh/errors";
 
 /**
  * The filter chain a DNATed packet meets: FORWARD when it goes on to another host, INPUT when
@@ -72,7 +73,7 @@ export function parseForwardChain(text: string, present: boolean, owner: string,
 export function assertSafeRule(rule: string): void {
   for (const w of rule.split(" ")) {
     if (!SAFE_WORD.test(w)) {
-      throw new Error(`an iptables rule carrying natgate's comment has the word ${JSON.stringify(w)}; natgate did not write it: delete it by hand (iptables -t filter -S FORWARD)`);
+      throw new NatgateError("remote", `an iptables rule carrying natgate's comment has the word ${JSON.stringify(w)}; natgate did not write it: delete it by hand (iptables -t filter -S FORWARD)`);
     }
   }
 }

@@ -8,6 +8,7 @@
  * nft drops `meta l4proto tcp` before `tcp dport`, and folds `& ~M | V` into one mask), so a
  * correct table reads back line for line; anything else shows up as drift.
  */
+import { NatgateError } from "../ssh/errors";
 
 /** One statement of a rule, in nft's JSON schema (`nft -j`, libnftables-json(5)). */
 export type NftStmt = Record<string, unknown>;
@@ -195,6 +196,20 @@ export function tableLines(t: NftTable): string[] {
  * One atomic transaction that leaves exactly `t`: `add table` makes the `delete` valid whether
  * or not the table exists, then the table is rebuilt from nothing (kube-proxy's pattern).
  */
+/** The transaction that removes an owned table, present or not (add first: delete of a missing table fails). */
+export function deleteTableTransaction(family: string, name: string): string {
+  return `add table ${family} ${name}\ndelete table ${family} ${name}\n`;
+}
+
+/**
+ * Rules natgate owns in other firewalls' chains: deletes by handle, then inserts at each chain's
+ * top; reversed, the inserts end up in the order given. One transaction line each.
+ */
+export function foreignRuleOps(del: (ChainRef & { handle: number | string })[], add: { line: string }[]): string {
+  const ops = [...del.map((o) => `delete rule ${chainId(o)} handle ${o.handle}`), ...[...add].reverse().map((w) => w.line.replace(/^nft /, ""))];
+  return ops.map((l) => l + "\n").join("");
+}
+
 export function replaceTableTransaction(t: NftTable): string {
   const id = `${t.family} ${t.name}`;
   const body = tableLines(t).map((l) => l.replace(/^nft /, ""));
@@ -212,7 +227,7 @@ export function parseNftJson(text: string): NftItem[] {
   try {
     return (JSON.parse(trimmed) as { nftables?: NftItem[] }).nftables ?? [];
   } catch {
-    throw new Error(`could not parse the output of nft -j: ${trimmed.slice(0, 200)}`);
+    throw new NatgateError("unexpected-output", `could not parse the output of nft -j: ${trimmed.slice(0, 200)}`);
   }
 }
 

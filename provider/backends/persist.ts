@@ -19,6 +19,7 @@
  * script's boot arguments replace rather than add. What is on the host is compared by md5, which
  * OpenWrt's BusyBox has (it has no cksum).
  */
+import { NatgateError } from "../ssh/errors";
 import { HOSTSTATE_SH } from "./hoststate";
 
 import { BOOT_DIR, MADE_DIRS, NATGATE_DIR, bootEntryText, type BootEntry, type InitSystem } from "./bootPaths";
@@ -80,8 +81,8 @@ boot_remove() {
 
 function heredoc(fn: string, text: string): string {
   const end = "NATGATE_BOOT_TEXT_END";
-  if (!text.endsWith("\n")) throw new Error(`boot text for ${fn} must end with a newline`);
-  if (text.split("\n").includes(end)) throw new Error(`boot text for ${fn} contains the line ${end}`);
+  if (!text.endsWith("\n")) throw new NatgateError("internal", `boot text for ${fn} must end with a newline`);
+  if (text.split("\n").includes(end)) throw new NatgateError("internal", `boot text for ${fn} contains the line ${end}`);
   return `${fn}() {\ncat <<'${end}'\n${text}${end}\n}\n`;
 }
 

@@ -2,7 +2,7 @@
  * The shell text of a Tunnel side (see provider/resources/tunnel/): prepare, read, apply steps
  * and delete. POSIX sh (BusyBox ash compatible).
  */
-import { SH_PRELUDE } from "../ssh/prelude";
+import { SH_PRELUDE } from "./prelude";
 import { shQuote } from "../ssh/quote";
 import { HOSTSTATE_SH } from "./hoststate";
 import { BOOT_SH } from "./persist";

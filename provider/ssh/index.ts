@@ -21,7 +21,7 @@ export {
   type ProxyConnection,
 } from "./schema";
 export { fingerprintOfKeyBlob, parseHostKeyPin, type HostKeyPin } from "./hostkey";
-export { SH_PRELUDE } from "./prelude";
+export { SH_PRELUDE } from "../backends/prelude";
 export type { ExecResult, RunOptions, RunResult } from "./run";
 
 /* eslint-disable @typescript-eslint/no-require-imports */

@@ -2,7 +2,7 @@ import { constants as osConstants } from "os";
 import type { ClientChannel } from "ssh2";
 import { NatgateError } from "./errors";
 import { acquire, type Lease } from "./pool";
-import { MISSING_TOOL_MARKER, NOT_ROOT_EXIT, NOT_ROOT_MARKER, SH_PRELUDE } from "./prelude";
+import { MISSING_TOOL_MARKER, NOT_ROOT_EXIT, NOT_ROOT_MARKER, SH_PRELUDE } from "../backends/prelude";
 import { shQuote } from "./quote";
 import { ConnectionSchema, formatZodError, type Connection, type ConnectionInput } from "./schema";
 

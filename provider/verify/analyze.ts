@@ -1,5 +1,6 @@
 // Which hop of the path worked, judged from the conntrack events both hosts saw during one probe.
 // Pure: the unit tests feed it events captured in the lab.
+import { NatgateError } from "../ssh/errors";
 import { flowsOf, parseConntrack, type ConntrackEntry, type ConntrackFlow } from "./conntrack";
 import type { LinkState } from "./capture";
 import type { ProbeResult } from "./probe";
@@ -58,9 +59,9 @@ export interface AnalyzeInput {
 }
 
 /** More than one new connection could be the probe's: the check cannot tell which. */
-export class AmbiguousProbeError extends Error {
+export class AmbiguousProbeError extends NatgateError {
   constructor(message: string) {
-    super(message);
+    super("path-ambiguous", message);
     this.name = "AmbiguousProbeError";
   }
 }
@@ -309,13 +310,12 @@ export function failureMessage(report: PathCheckReport, target: string): string 
   return lines.join("\n");
 }
 
-export class PathCheckError extends Error {
-  readonly code = "path-broken";
+export class PathCheckError extends NatgateError {
   readonly hop: HopName;
   readonly report: PathCheckReport;
 
   constructor(report: PathCheckReport, target: string) {
-    super(failureMessage(report, target));
+    super("path-broken", failureMessage(report, target));
     this.name = "PathCheckError";
     this.report = report;
     this.hop = report.hops.find((h) => !h.ok)?.hop ?? "VPS DNAT";

@@ -43,5 +43,3 @@ export const PathCheckSchema = z.strictObject({
 export type PathCheckInput = z.input<typeof PathCheckSchema>;
 export type PathCheckInputs = z.output<typeof PathCheckSchema>;
 
-/** The fields a user gives (everything else in state is the report). */
-export const INPUT_FIELDS = Object.keys(PathCheckSchema.shape) as (keyof PathCheckInputs)[];

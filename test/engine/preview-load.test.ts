@@ -17,7 +17,7 @@ import { NATGATE_VERSION } from "../../provider/resources/common/version";
 
 /** Old outputs of the single-host kinds carry the release that wrote them (an older one is an upgrade). */
 const asOutputs = (rec: { provider?: unknown }, inputs: Record<string, unknown>) =>
-  ["Tunnel", "PathCheck"].includes(kindOf(rec.provider) ?? "") ? inputs : { ...inputs, natgateVersion: NATGATE_VERSION };
+  ["PathCheck"].includes(kindOf(rec.provider) ?? "") ? inputs : { ...inputs, natgateVersion: NATGATE_VERSION };
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const SEED = path.join(repoRoot, "examples", "seed", "index.ts");

@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { providers } from "../../provider";
-import { UNKNOWN } from "../../provider/resources/common/provider";
+import { UNKNOWN } from "../../provider/resources/common/unknown";
 import { parseRoutes } from "../../provider/backends/iproute";
 import { parseForwardChain } from "../../provider/backends/iptables";
 import { foreignForwardState, parseNftJson, parseNftTableJson, tableLines } from "../../provider/backends/nftables";
@@ -156,14 +156,14 @@ describe("diff (pure)", () => {
     assert.deepEqual(await diff("DnatRule", dnat, { ...dnat, name: "other" }), { changes: true, replaces: ["name"] });
     assert.deepEqual(await diff("DnatRule", dnat, { ...dnat, connection: { ...connection, host: "203.0.113.5" } }), {
       changes: true,
-      replaces: ["connection"],
+      replaces: ["connection.host"],
     });
     assert.deepEqual(await diff("PolicyRouteTable", routes, { ...routes, table: 300 }), { changes: true, replaces: ["table"], deleteBeforeReplace: true });
     assert.deepEqual(await diff("ConnmarkReturnPath", ret, { ...ret, name: "x" }), { changes: true, replaces: ["name"], deleteBeforeReplace: true });
     assert.deepEqual(await diff("ConnmarkReturnPath", ret, { ...ret, mark: 0x1234 }), { changes: true });
     assert.deepEqual(await diff("ConnmarkReturnPath", ret, { ...ret, connection: { ...connection, host: "x.example" } }), {
       changes: true,
-      replaces: ["connection"],
+      replaces: ["connection.host"],
     });
   });
 });

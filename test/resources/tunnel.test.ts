@@ -5,6 +5,7 @@ import { getLab, type LabHost } from "../lab";
 import { closeAll } from "../../provider/ssh";
 import { tunnelProvider, converge, type TunnelOutputs } from "../../provider/resources/tunnel";
 import { inputsFromProps } from "../../provider/resources/tunnel/lifecycle";
+import { NATGATE_VERSION } from "../../provider/resources/common/version";
 
 // Tunnel against the lab: VPS (listener, 198.51.100.1) <-> router (dialer, behind the CGNAT).
 // The test process is the laptop on the router's LAN, so SSH to the VPS crosses the CGNAT too.
@@ -171,7 +172,7 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
     const again = await converge(inputsFromProps(checked), "create");
     console.log(`      no-change re-apply: ${secondsSince(t0).toFixed(2)} s`);
     assert.deepEqual(again.plans, { listener: [], dialer: [] });
-    assert.deepEqual(again.outputs, outs);
+    assert.deepEqual({ ...again.outputs, natgateVersion: NATGATE_VERSION }, outs, "the engine adds the release");
     const r = await tunnelProvider.create(checked);
     assert.deepEqual(r.outs, outs);
     assert.equal(await ids(), idsBefore);
@@ -188,14 +189,14 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
     assert.ok(!drifted.renderedDialer.some((l) => l.includes("peer")), drifted.renderedDialer.join("\n"));
     assert.ok(drifted.renderedDialer.includes("ip link set dev wg0 mtu 1300 up"));
     const d = await tunnelProvider.diff!("id", drifted, checked);
-    assert.deepEqual(d, { changes: true, replaces: [], deleteBeforeReplace: false });
+    assert.deepEqual(d, { changes: true });
     const u = await converge(inputsFromProps(checked), "update", drifted);
     assert.deepEqual(u.plans.listener, []);
     assert.deepEqual(u.plans.dialer, [
       `wg set wg0 peer ${outs.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`,
       "ip link set dev wg0 mtu 1420 up",
     ]);
-    assert.deepEqual(u.outputs, outs);
+    assert.deepEqual({ ...u.outputs, natgateVersion: NATGATE_VERSION }, outs);
     assert.ok((await secondsUntilPing(router, "10.10.10.1", 15)) !== undefined);
   });
 
@@ -223,7 +224,7 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
     });
     assert.equal(c.failures, undefined);
     const d = await tunnelProvider.diff!("id", outs, c.inputs);
-    assert.deepEqual(d, { changes: true, replaces: [], deleteBeforeReplace: false });
+    assert.deepEqual(d, { changes: true });
     const t0 = Date.now();
     const u = await converge(inputsFromProps(c.inputs), "update", outs);
     console.log(`      update in place: ${secondsSince(t0).toFixed(2)} s`);
@@ -240,7 +241,7 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
     assert.equal(u.outputs.dialerPublicKey, outs.dialerPublicKey);
     assert.ok((await secondsUntilPing(router, "10.10.10.1", 15)) !== undefined, "no traffic after the update");
     assert.ok(await pingOnce(vps, "10.10.10.2"));
-    outs = u.outputs;
+    outs = { ...u.outputs, natgateVersion: NATGATE_VERSION };
     checked = c.inputs;
   });
 

@@ -7,6 +7,7 @@ import { endpointMatches, planSide, renderLive } from "../../provider/resources/
 import type { SideState } from "../../provider/resources/tunnel/model";
 import { applyScript, DELETE_SCRIPT, PREPARE_SCRIPT, READ_SCRIPT } from "../../provider/resources/tunnel/scripts";
 import { execFileSync } from "node:child_process";
+import { NATGATE_VERSION } from "../../provider/resources/common/version";
 
 const vps = { host: "198.51.100.1", password: "pw" };
 const router = { host: "192.168.1.1", password: "pw" };
@@ -250,19 +251,20 @@ describe("Tunnel (unit)", () => {
       dialerFingerprint: "SHA256:y",
       listenerBackend: "wireguard-go",
       dialerBackend: "wireguard-go",
+      natgateVersion: NATGATE_VERSION,
     });
     const news = async (raw: Record<string, unknown>) => (await tunnelProvider.check!({}, raw)).inputs;
 
     it("no change for the same inputs", async () => {
       const olds = outputsFor(checked());
-      assert.deepEqual(await tunnelProvider.diff!("id", olds, await news(seed())), { changes: false, replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await tunnelProvider.diff!("id", olds, await news(seed())), { changes: false });
     });
 
     it("updates in place for MTU, port, keepalive, addresses", async () => {
       const olds = outputsFor(checked());
       for (const change of [{ mtu: 1380 }, { listenPort: 51821 }, { persistentKeepalive: 15 }]) {
         const d = await tunnelProvider.diff!("id", olds, await news({ ...seed(), ...change }));
-        assert.deepEqual(d, { changes: true, replaces: [], deleteBeforeReplace: false }, JSON.stringify(change));
+        assert.deepEqual(d, { changes: true }, JSON.stringify(change));
       }
     });
 
@@ -279,12 +281,17 @@ describe("Tunnel (unit)", () => {
       }
     });
 
+    it("an older release's state is brought up to date in place (its boot entries)", async () => {
+      const { natgateVersion: _v, ...legacy } = outputsFor(checked());
+      assert.deepEqual(await tunnelProvider.diff!("id", legacy, await news(seed())), { changes: true });
+    });
+
     it("sees drift that a refresh recorded (e.g. the dialer's interface gone)", async () => {
       const olds = outputsFor(checked());
       olds.renderedDialer = olds.renderedDialer.slice(0, 1);
       const d = await tunnelProvider.diff!("id", olds, await news(seed()));
       assert.equal(d.changes, true);
-      assert.deepEqual(d.replaces, []);
+      assert.equal(d.replaces, undefined);
     });
   });
 

@@ -3,7 +3,7 @@
 import { strict as assert } from "assert";
 import { SH_PRELUDE } from "../../provider/ssh";
 import { APPLY_HEAD, DELETE_SCRIPT, PREPARE_SCRIPT, READ_SCRIPT } from "../../provider/resources/tunnel/scripts";
-import { START_CAPTURE_SCRIPT, STOP_CAPTURE_SCRIPT } from "../../provider/verify/capture";
+import { START_CAPTURE_SCRIPT, STOP_CAPTURE_SCRIPT } from "../../provider/backends/conntrackSh";
 
 describe("SH_PRELUDE", () => {
   it("starts with the root check", () => {

@@ -2,7 +2,7 @@
 import * as assert from "assert";
 import { execFileSync } from "child_process";
 import { pathCheckProvider } from "../../provider/verify";
-import { START_CAPTURE_SCRIPT, STOP_CAPTURE_SCRIPT } from "../../provider/verify/capture";
+import { START_CAPTURE_SCRIPT, STOP_CAPTURE_SCRIPT } from "../../provider/backends/conntrackSh";
 
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 const vps = { host: "198.51.100.1", password: "pw" };
@@ -72,9 +72,9 @@ describe("PathCheck provider (unit)", () => {
     const r = await pathCheckProvider.check!({}, seed({ routerTunnelAddress: UNKNOWN, port: "x" }));
     assert.deepStrictEqual(r.failures, [{ property: "port", reason: "must be a port number 1-65535" }]);
     const ok = await pathCheckProvider.check!({}, seed({ routerTunnelAddress: UNKNOWN }));
-    assert.deepStrictEqual(ok.failures, []);
+    assert.deepStrictEqual(ok.failures ?? [], []);
     const fine = await pathCheckProvider.check!({}, seed({ tunnelInterface: UNKNOWN }));
-    assert.deepStrictEqual(fine.failures, []);
+    assert.deepStrictEqual(fine.failures ?? [], []);
   });
 
   it("diff: a change of any input re-runs the check; the report alone changes nothing", async () => {

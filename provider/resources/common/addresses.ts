@@ -12,10 +12,6 @@ export interface Cidr {
   network: string;
 }
 
-function canonicalAddress(a: ipaddr.IPv4 | ipaddr.IPv6): string {
-  return a.kind() === "ipv6" ? (a as ipaddr.IPv6).toRFC5952String() : a.toString();
-}
-
 /** Parses an IP literal strictly (ipaddr.js alone would also take "10.1" or octal forms). */
 export function parseIp(text: string): { family: 4 | 6; address: string } | undefined {
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) {

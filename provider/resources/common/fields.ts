@@ -1,3 +1,4 @@
+import { NatgateError } from "../../ssh/errors";
 import { z } from "zod";
 import { typeError } from "../../ssh/schema";
 import { parseCidr } from "./addresses";
@@ -105,7 +106,7 @@ export const portSpec = z
 
 export function portRangeOf(v: number | string): PortRange {
   const r = parsePortSpec(v);
-  if (typeof r === "string") throw new Error(`invalid port spec ${JSON.stringify(v)}: ${r}`);
+  if (typeof r === "string") throw new NatgateError("config", `invalid port spec ${JSON.stringify(v)}: ${r}`);
   return r;
 }
 

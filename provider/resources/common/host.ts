@@ -1,3 +1,4 @@
+import { NatgateError } from "../../ssh/errors";
 import { randomBytes } from "node:crypto";
 import { DEADMAN_CANCEL_SH, DEADMAN_SECONDS } from "../../backends/iproute";
 import { PERSIST_REMOVE_SH, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
@@ -129,6 +130,6 @@ export async function syncBoot(host: Host, what: string, entryName: string, entr
     ? await host.run(`writing the boot entry of ${what}`, persistWriteScript(entry.body), persistWriteArgs(entry), { writes: true })
     : await host.run(`removing the boot entry of ${what}`, PERSIST_REMOVE_SH, [entryName], { writes: true });
   const boot = splitSections(out.stdout).get("boot");
-  if (!boot) throw new Error(`unexpected output from the boot entry script:\n${out.stdout.slice(0, 500)}`);
+  if (!boot) throw new NatgateError("unexpected-output", `unexpected output from the boot entry script:\n${out.stdout.slice(0, 500)}`);
   return parseBootShow(boot.lines);
 }

@@ -1,4 +1,5 @@
 /** What the engine sends for a value not known yet (preview with another resource's output). */
+import { NatgateError } from "../../ssh/errors";
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** Whether any string anywhere in `v` is the engine's unknown marker. */
@@ -16,6 +17,6 @@ export function containsUnknown(v: unknown): boolean {
  */
 export function assertNoUnknown(what: string, ...texts: string[]): void {
   if (texts.some((t) => t.includes(UNKNOWN))) {
-    throw new Error(`${what}: refusing to send a value the engine does not know yet (preview placeholder ${UNKNOWN}) to a host`);
+    throw new NatgateError("internal", `${what}: refusing to send a value the engine does not know yet (preview placeholder ${UNKNOWN}) to a host`);
   }
 }

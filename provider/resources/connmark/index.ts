@@ -1,3 +1,4 @@
+import { NatgateError } from "../../ssh/errors";
 import { encodeArgs, type ScriptArgs } from "../../backends/args";
 import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/cmarkSh";
 import { DEADMAN_SECONDS, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
@@ -9,7 +10,7 @@ import { parseFirewallFacts, type Backend, type FirewallFacts } from "../../plan
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
-import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
+import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../common/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
@@ -46,7 +47,7 @@ export interface CmarkLive {
 export function parseCmarkShow(stdout: string, scope: Scope, name: string): CmarkLive {
   const s = splitSections(stdout);
   if (!s.has("fwfacts") || !s.has("rules") || !s.has("sysctl") || !s.has("boot")) {
-    throw new Error(`unexpected output from the ConnmarkReturnPath read script:\n${stdout.slice(0, 500)}`);
+    throw new NatgateError("unexpected-output", `unexpected output from the ConnmarkReturnPath read script:\n${stdout.slice(0, 500)}`);
   }
   return {
     facts: parseFirewallFacts(s.get("fwfacts")!.lines),
@@ -229,7 +230,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
       ...after.sysctls.filter((s) => s.held).map((s) => `${sysctlName(s.path)} holder file`),
       ...(hasEntry(after) ? [entry] : []),
     ];
-    if (left.length) throw new Error(`ConnmarkReturnPath ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
+    if (left.length) throw new NatgateError("remote", `ConnmarkReturnPath ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },
 };
 
@@ -242,4 +243,4 @@ async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan
   return parseCmarkShow(out.stdout, scope, i.name);
 }
 
-export const connmarkReturnPathProvider = makeProvider(ConnmarkReturnPathKind);
+export const connmarkReturnPathProvider = hostProvider(ConnmarkReturnPathKind);

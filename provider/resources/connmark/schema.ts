@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
 import { hex, interfaceName, ipv4, mark32, resourceName, rulePriority, tableId } from "../common/fields";
-import type { Failure } from "../common/provider";
+import type { Failure } from "../../engine/failures";
 
 /**
  * Defaults chosen not to collide with what routers already run (DESIGN.md "Marks, priorities,

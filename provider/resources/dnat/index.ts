@@ -3,7 +3,7 @@ import { DNAT_APPLY_SH, DNAT_DELETE_SH, DNAT_READ_SH } from "../../backends/dnat
 import { assertSafeRule, commentOf, forwardNeedsAccept, iptablesLine, type FilterChain } from "../../backends/iptables";
 import { NO_FW4, fw4Change, fw4IncludeLines, fw4Includes, fw4PutRecords, type Fw4Include } from "../../backends/fw4Include";
 import { NO_IPT_CHANGE, iptChange, iptDnatChains, type IptChange } from "../../backends/iptablesFirewall";
-import { chainId, replaceTableTransaction, type ChainRef } from "../../backends/nftables";
+import { chainId, deleteTableTransaction, foreignRuleOps, replaceTableTransaction, type ChainRef } from "../../backends/nftables";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
 import { ipForward, sysctlLine, sysctlName } from "../../backends/sysctl";
 import type { Backend } from "../../plan/firewall";
@@ -11,7 +11,7 @@ import { observedBackend, requireBackend } from "../common/backend";
 import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
 import { shPrelude, syncBoot } from "../common/host";
-import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
+import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState, withoutUpgradeDrift } from "../common/version";
 import { dnatLiveIptLines, localityProblem, parseDnatShow, parseLocality, type DnatLive, type Locality } from "./live";
 import { dnatBootEntryName, dnatFirewall, dnatFirewallLines, dnatForwardAccepts, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
@@ -86,14 +86,11 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   else if (!live.forward.held) drift.push(`${sysctlName(FORWARD.path)} is not recorded as needed by this rule (it would not be restored on delete)`);
 
   const table = dnatTableName(i.name);
-  const nftOps =
-    nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(dnatTable(i)) : `add table ip ${table}\ndelete table ip ${table}\n`;
-  // Each insert goes to the top of its chain: reversed, they end up in the rendered order.
-  const foreignOps = [...foreignDel.map((o) => `delete rule ${chainId(o)} handle ${o.handle}`), ...[...foreignAdd].reverse().map((w) => w.line.replace(/^nft /, ""))];
+  const nftOps = nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(dnatTable(i)) : deleteTableTransaction("ip", table);
   return {
     drift,
     backend,
-    nft: nftOps + foreignOps.map((l) => l + "\n").join(""),
+    nft: nftOps + foreignRuleOps(foreignDel, foreignAdd),
     ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptDnatChains(dnatFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
     fwdDel,
     fwdAdd,
@@ -235,7 +232,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     live.iptables.owned.forEach(assertSafeRule);
     inOwned.forEach(assertSafeRule);
     const table = dnatTableName(i.name);
-    const nft = [...(live.nft.length ? [`add table ip ${table}`, `delete table ip ${table}`] : []), ...live.foreign.owned.map((o) => `delete rule ${chainId(o)} handle ${o.handle}`)];
+    const nft = (live.nft.length ? deleteTableTransaction("ip", table) : "") + foreignRuleOps(live.foreign.owned, []);
     const out = await host.run(
       `deleting DnatRule ${i.name}`,
       DNAT_DELETE_SH,
@@ -244,7 +241,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
         table,
         owner: dnatOwner(i.name),
         entry: dnatBootEntryName(i.name),
-        nft: nft.length ? nft.join("\n") + "\n" : "",
+        nft,
         ...iptChange([], live.ipt),
         fwd_del: live.iptables.owned.join("\n"),
         in_del: inOwned.join("\n"),
@@ -263,7 +260,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
       ...fw4Lines(after),
       ...(hasEntry(after) ? [entry] : []),
     ];
-    if (left.length) throw new Error(`DnatRule ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
+    if (left.length) throw new NatgateError("remote", `DnatRule ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },
 };
 
@@ -273,4 +270,4 @@ async function apply(host: Host, i: DnatRuleInputs, plan: DnatPlan): Promise<Dna
   return parseDnatShow(out.stdout, i.name);
 }
 
-export const dnatRuleProvider = makeProvider(DnatRuleKind);
+export const dnatRuleProvider = hostProvider(DnatRuleKind);

@@ -1,4 +1,5 @@
 /** A DnatRule's host as read back: the same lines its render produces, and the host's facts. */
+import { NatgateError } from "../../ssh/errors";
 import { commentOf, parseForwardChain, type IptablesForward } from "../../backends/iptables";
 import { iptCounters, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
 import { parseFw4Show, type Fw4Live } from "../../backends/fw4Include";
@@ -64,7 +65,7 @@ export function parseDnatShow(stdout: string, name: string): DnatLive {
   const forward = parseSysctlShow(s.get("sysctl")?.lines ?? [])[0];
   const boot = s.get("boot");
   const facts = s.get("fwfacts");
-  if (!facts || !ipt || !forward || !boot) throw new Error(`unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
+  if (!facts || !ipt || !forward || !boot) throw new NatgateError("unexpected-output", `unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
   const items = s.has("nft") ? parseNftJson(s.get("nft")!.lines.join("\n")) : [];
   const chains = dnatChainNames(name);
   const iptOwn = (["nat", "mangle"] as const).flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", chains));

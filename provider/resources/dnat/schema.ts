@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
 import { interfaceName, ipv4, portRangeOf, portSpec, resourceName } from "../common/fields";
-import type { Failure } from "../common/provider";
+import type { Failure } from "../../engine/failures";
 
 /**
  * Remapping a range to different port numbers needs one map element per port (nft has no port

@@ -3,7 +3,7 @@ import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH } from "../../backend
 import { bootEntry, bootEntryName, bootEntryPath, bootRenderedLine, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
-import { lineDrift, makeProvider, type Observation, type ResourceKind } from "../common/provider";
+import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { NatgateError } from "../../ssh/errors";
 import { isLegacyState } from "../common/version";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs, type RouteInput } from "./schema";
@@ -39,7 +39,7 @@ export function parseRoutesLive(stdout: string): RoutesLive {
   const sections = splitSections(stdout);
   const s = sections.get("routes");
   const boot = sections.get("boot");
-  if (!s || !boot) throw new Error(`unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
+  if (!s || !boot) throw new NatgateError("unexpected-output", `unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
   return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines) };
 }
 
@@ -149,7 +149,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     const left = parseRoutesLive(out.stdout);
     if (left.routes.length || hasEntry(left)) {
       const what = [...left.routes.map((r) => liveRouteLine(i.table, r)), ...(hasEntry(left) ? [entry] : [])];
-      throw new Error(`PolicyRouteTable ${i.name} on ${host.label}: table ${i.table} still has this after delete:\n  ${what.join("\n  ")}`);
+      throw new NatgateError("remote", `PolicyRouteTable ${i.name} on ${host.label}: table ${i.table} still has this after delete:\n  ${what.join("\n  ")}`);
     }
   },
 };
@@ -169,4 +169,4 @@ async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typ
   return parseRoutesLive(out.stdout);
 }
 
-export const policyRouteTableProvider = makeProvider(PolicyRouteTableKind);
+export const policyRouteTableProvider = hostProvider(PolicyRouteTableKind);

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { interfaceName, ipv4, networkCidr, resourceName, tableId } from "../common/fields";
-import type { Failure } from "../common/provider";
+import type { Failure } from "../../engine/failures";
 import { DEFAULT_TABLE } from "../connmark/schema";
 
 export const RouteSchema = z.strictObject({

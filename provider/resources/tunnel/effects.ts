@@ -60,7 +60,7 @@ async function run(t: SideTarget, script: string, args: string[], what: string):
 
 function bootOf(sections: Map<string, string>): BootStatus {
   const boot = sections.get("boot");
-  if (boot === undefined) throw new Error("the tunnel script printed no boot state (@@boot): the connection may have dropped; run again");
+  if (boot === undefined) throw new NatgateError("unexpected-output", "the tunnel script printed no boot state (@@boot): the connection may have dropped; run again");
   return parseBootShow(boot.split("\n"));
 }
 

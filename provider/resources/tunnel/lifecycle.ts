@@ -1,4 +1,5 @@
-import { NATGATE_VERSION, isLegacyState } from "../common/version";
+import { isLegacyState } from "../common/version";
+import { inputsOf } from "../../engine/check";
 import { NatgateError } from "../../ssh";
 import { bootEntry, bootEntryPath, bootEntryText, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
 import type { WireGuardBackend } from "../../backends/wireguard";
@@ -8,8 +9,7 @@ import { bootPlan, planSide, renderLive } from "./plan";
 import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
 import { APPLY_HEAD, applySteps, assertRunnable } from "./scripts";
 import { wireGuardKeyProblem } from "./parse";
-import { containsUnknown } from "../common/unknown";
-import { parseTunnelArgs, type TunnelInputs } from "./schema";
+import { TUNNEL_INPUTS, type TunnelInputs } from "./schema";
 
 /** What a Tunnel stores in state: its checked inputs plus what only the hosts know. */
 export interface TunnelOutputs extends TunnelInputs {
@@ -31,11 +31,11 @@ export interface TunnelOutputs extends TunnelInputs {
 
 export const ROLES: readonly Role[] = ["listener", "dialer"];
 
-/** Keys of the state that are derived, not inputs: dropped before inputs are validated again. */
-export const DERIVED_KEYS = [
-  "__provider",
-  "renderedListener",
-  "renderedDialer",
+/** What the render gives: each side's lines. */
+export const RENDER_KEYS = ["renderedListener", "renderedDialer"] as const;
+
+/** The state's fields that only the hosts know. */
+export const OUTPUT_KEYS = [
   "listenerPublicKey",
   "dialerPublicKey",
   "listenerFingerprint",
@@ -45,24 +45,11 @@ export const DERIVED_KEYS = [
   "listenerBoot",
   "dialerBoot",
   "bootNote",
-  "natgateVersion",
 ] as const;
 
-/** The checked inputs inside a state object (create's inputs, or old outputs). */
+/** The checked inputs inside a state object (create's inputs, or old outputs); errors for anything invalid or unknown. */
 export function inputsFromProps(props: Record<string, unknown> | undefined): TunnelInputs {
-  const raw: Record<string, unknown> = { ...(props ?? {}) };
-  for (const k of DERIVED_KEYS) delete raw[k];
-  const r = parseTunnelArgs(raw);
-  if (!r.inputs) {
-    const list = r.failures.map((f) => `${f.property}: ${f.reason}`).join("\n");
-    throw new NatgateError("config", `the Tunnel's inputs are not valid${list ? `:\n${list}` : " (some are still unknown)"}`);
-  }
-  // The schema lets the engine's unknown marker through (preview renders around it); anything
-  // that reaches a host must be known, or it would become an address or host name in a command.
-  if (containsUnknown(r.inputs)) {
-    throw new NatgateError("config", "the Tunnel's inputs are not all known yet (another resource's output): natgate only acts on a host once every value is known");
-  }
-  return r.inputs;
+  return inputsOf(TUNNEL_INPUTS, props);
 }
 
 /**
@@ -190,7 +177,6 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
       listenerBackend: after[0]!.live.backend,
       dialerBackend: after[1]!.live.backend,
       ...bootFacts(observed),
-      natgateVersion: NATGATE_VERSION,
     });
     return { outputs, plans: { listener: plans[0]!, dialer: plans[1]! } };
   } catch (e) {
@@ -219,8 +205,7 @@ async function rollback(targets: SideTarget[], cause?: unknown): Promise<void> {
 }
 
 /** Live state of both sides in the shape of the outputs (`pulumi refresh`); undefined when both sides are gone. */
-export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelOutputs | undefined> {
-  const a = inputsFromProps(props as Record<string, unknown>);
+export async function readTunnel(a: TunnelInputs, props: Partial<TunnelOutputs>): Promise<TunnelOutputs | undefined> {
   const known = fingerprintsOf(props);
   const targets = ROLES.map((r) => target(a, r, known[r]));
   const settled = await Promise.allSettled(targets.map((t) => readSide(t)));
@@ -242,7 +227,6 @@ export async function readTunnel(props: Partial<TunnelOutputs>): Promise<TunnelO
     listenerBackend: reads[0]!.live.backend,
     dialerBackend: reads[1]!.live.backend,
     ...bootFacts(observed),
-    ...(props.natgateVersion !== undefined ? { natgateVersion: props.natgateVersion } : {}),
   });
 }
 
@@ -272,8 +256,7 @@ function bootFacts(observed: BootObservation[]): Pick<TunnelOutputs, "listenerBo
 }
 
 /** Removes both sides; each side's absence is success. Both are attempted even if one fails. */
-export async function deleteTunnel(props: Partial<TunnelOutputs>): Promise<void> {
-  const a = inputsFromProps(props as Record<string, unknown>);
+export async function deleteTunnel(a: TunnelInputs, props: Partial<TunnelOutputs>): Promise<void> {
   const known = fingerprintsOf(props);
   const settled = await Promise.allSettled(ROLES.map((r) => deleteSide(target(a, r, known[r]))));
   if (settled.some((p) => p.status === "rejected")) throw firstError(settled);

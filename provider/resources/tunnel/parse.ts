@@ -1,3 +1,4 @@
+import { NatgateError } from "../../ssh/errors";
 import { backendOfLinkKind, type WireGuardBackend } from "../../backends/wireguard";
 import { parseCidr } from "../common/addresses";
 import { compareText, sortPeers, type PeerState, type Role, type SideState } from "./model";
@@ -37,11 +38,11 @@ export function parseWgDump(text: string): WgDump {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
   if (lines.length === 0) return { peers: [] };
   const head = lines[0]!.split("\t");
-  if (head.length !== 4) throw new Error(`unexpected first line of "wg show dump" (${head.length} fields, expected 4)`);
+  if (head.length !== 4) throw new NatgateError("unexpected-output", `unexpected first line of "wg show dump" (${head.length} fields, expected 4)`);
   const dump: WgDump = { publicKey: none(head[1]), listenPort: Number(head[2]) || undefined, fwmark: head[3], peers: [] };
   for (const line of lines.slice(1)) {
     const f = line.split("\t");
-    if (f.length !== 8) throw new Error(`unexpected peer line of "wg show dump" (${f.length} fields, expected 8)`);
+    if (f.length !== 8) throw new NatgateError("unexpected-output", `unexpected peer line of "wg show dump" (${f.length} fields, expected 8)`);
     const endpoint = none(f[2]);
     const allowed = none(f[3]);
     dump.peers.push({
@@ -121,7 +122,7 @@ export interface LiveSide {
 
 /** Builds the live model of a side from the read script's sections. */
 export function liveSideFromSections(role: Role, interfaceName: string, keyFile: string, sections: Map<string, string>): LiveSide {
-  if (!sections.has("end")) throw new Error("the read script's output is incomplete (no @@end): the connection may have dropped; run again");
+  if (!sections.has("end")) throw new NatgateError("unexpected-output", "the read script's output is incomplete (no @@end): the connection may have dropped; run again");
   const keyPub = (sections.get("key") ?? "").trim() || undefined;
   const link = parseIpLink(sections.get("link") ?? "");
   const state: SideState = { role, interfaceName, ...(keyPub ? { keyFile } : {}) };

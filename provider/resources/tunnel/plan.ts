@@ -1,6 +1,7 @@
+import { NatgateError } from "../../ssh/errors";
 import { parseIp } from "../common/addresses";
 import { endpointsFileFor, sortPeers, type LinkState, type PeerState, type SideState } from "./model";
-import { cmd, renderAddressAdd, renderAddressDel, renderAddressReplace, renderInterfaceKeyPort, renderLinkSet, renderPeer, renderPeerRemove, renderSide } from "./render";
+import { renderAddressAdd, renderAddressDel, renderAddressReplace, renderEndpointRecall, renderInterfaceKeyPort, applyLinkAdd, renderLinkAddIfMissing, renderLinkSet, renderPeer, renderPeerChange, renderPeerRemove, renderSide } from "../../backends/wgCommands";
 
 /**
  * Compare a side's desired state with its live state and list the commands that take
@@ -52,29 +53,17 @@ function samePeer(d: PeerState, l: PeerState): boolean {
   );
 }
 
-function peerCommand(ifname: string, d: PeerState, l: PeerState | undefined): string {
-  let line = renderPeer(ifname, d);
-  // renderPeer leaves zero/empty values out (they are wg's defaults on a new peer);
-  // an existing peer has to be told to clear them
-  if (l && d.keepalive === 0 && l.keepalive !== 0) line += " " + cmd("persistent-keepalive", "off");
-  if (l && d.allowedIps.length === 0 && l.allowedIps.length > 0) line += " allowed-ips ''";
-  return line;
-}
-
-/** Shell function that creates the interface (kernel or wireguard-go); see backends/wireguard.ts. */
-export const LINK_ADD_FUNCTION = "natgate_wg_link_add";
-
 /** Commands that make `liveRaw` equal `desired`. `desired.link` must be set. */
 export function planSide(desired: SideState, liveRaw: SideState): string[] {
   const d = desired.link;
-  if (!d) throw new Error("planSide: the desired state has no interface");
-  if (desired.keyFile && !liveRaw.keyFile) throw new Error(`the key file ${desired.keyFile} is missing after it was generated`);
+  if (!d) throw new NatgateError("internal", "planSide: the desired state has no interface");
+  if (desired.keyFile && !liveRaw.keyFile) throw new NatgateError("remote", `the key file ${desired.keyFile} is missing after it was generated`);
   const ifname = desired.interfaceName;
   const live = normalizeLive(liveRaw, desired);
   const out: string[] = [];
   let l = live.link;
   if (!l) {
-    out.push(cmd(LINK_ADD_FUNCTION, ifname));
+    out.push(applyLinkAdd(ifname));
     l = { mtu: 0, up: false, usesKeyFile: false, addresses: [], peers: [] };
   }
   if ((d.listenPort !== undefined && l.listenPort !== d.listenPort) || (d.usesKeyFile && !l.usesKeyFile)) {
@@ -85,7 +74,7 @@ export function planSide(desired: SideState, liveRaw: SideState): string[] {
   for (const p of l.peers) if (!want.has(p.publicKey)) out.push(renderPeerRemove(ifname, p.publicKey));
   for (const p of d.peers) {
     const lp = l.peers.find((x) => x.publicKey === p.publicKey);
-    if (!lp || !samePeer(p, lp)) out.push(peerCommand(ifname, p, lp));
+    if (!lp || !samePeer(p, lp)) out.push(renderPeerChange(ifname, p, lp));
   }
   const have = new Set(l.addresses);
   const wantAddr = new Set(d.addresses);
@@ -104,9 +93,9 @@ export function planSide(desired: SideState, liveRaw: SideState): string[] {
  */
 export function bootPlan(desired: SideState): string[] {
   const d = desired.link;
-  if (!d) throw new Error("bootPlan: the desired state has no interface");
+  if (!d) throw new NatgateError("internal", "bootPlan: the desired state has no interface");
   const ifname = desired.interfaceName;
-  const out = [`${cmd("ip", "link", "show", "dev", ifname)} >/dev/null 2>&1 || ${cmd(LINK_ADD_FUNCTION, ifname)}`];
+  const out = [renderLinkAddIfMissing(ifname)];
   const keyPort = renderInterfaceKeyPort(ifname, d, desired.keyFile);
   if (keyPort) out.push(keyPort);
   for (const a of [...d.addresses].sort()) out.push(renderAddressReplace(ifname, a));
@@ -115,7 +104,7 @@ export function bootPlan(desired: SideState): string[] {
   // A peer without an endpoint (the listener's dialer, behind NAT): after this host's reboot,
   // dial the endpoint it had at shutdown, whose NAT mapping the dialer's keepalives hold open,
   // instead of waiting up to two minutes for the dialer's session to age into a new handshake.
-  if (d.peers.some((p) => p.endpoint === undefined)) out.push(cmd("natgate_wg_recall", ifname, endpointsFileFor(ifname)));
+  if (d.peers.some((p) => p.endpoint === undefined)) out.push(renderEndpointRecall(ifname, endpointsFileFor(ifname)));
   return out;
 }
 

@@ -3,6 +3,8 @@ import { ConnectionSchema } from "../../ssh";
 import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
 import { interfaceName } from "../common/fields";
 import { containsUnknown, UNKNOWN } from "../common/unknown";
+import { checkInputs } from "../../engine/check";
+import type { Failure } from "../../engine/failures";
 
 /**
  * Tunnel inputs. One point-to-point WireGuard link: the `listener` has a public
@@ -109,43 +111,8 @@ export interface TunnelInputs {
   };
 }
 
-export interface Failure {
-  property: string;
-  reason: string;
-}
-
-function pathText(path: ReadonlyArray<PropertyKey>): string {
-  let out = "";
-  for (const seg of path) out += typeof seg === "number" ? `[${seg}]` : (out === "" ? "" : ".") + String(seg);
-  return out;
-}
-
-function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown[] {
-  // every value on the way down, so an issue inside an unknown object is recognised too
-  const seen: unknown[] = [root];
-  let cur: unknown = root;
-  for (const seg of path) {
-    if (cur === null || typeof cur !== "object") break;
-    cur = (cur as Record<PropertyKey, unknown>)[seg];
-    seen.push(cur);
-  }
-  return seen;
-}
-
-function zodFailures(err: z.ZodError, raw: unknown): Failure[] {
-  const out: Failure[] = [];
-  for (const issue of err.issues) {
-    if (valueAt(raw, issue.path).includes(UNKNOWN)) continue; // decided once the value is known
-    if (issue.code === "unrecognized_keys") {
-      for (const key of issue.keys) out.push({ property: pathText([...issue.path, key]), reason: "unknown field" });
-      continue;
-    }
-    out.push({ property: pathText(issue.path), reason: issue.message });
-  }
-  return out;
-}
-
-function crossFieldFailures(a: ParsedArgs): Failure[] {
+/** Checks across fields; values not known yet (preview) are left for later. */
+export function tunnelCrossCheck(a: TunnelInputs): Failure[] {
   const l = parseCidr(a.listener.address);
   const d = parseCidr(a.dialer.address);
   if (typeof l === "string" || typeof d === "string") return []; // unknown (preview)
@@ -184,7 +151,8 @@ function defaultDialerAllowedIps(address: string): string[] {
   return typeof c !== "string" && c.family === 6 ? ["::/0"] : ["0.0.0.0/0"];
 }
 
-function normalize(a: ParsedArgs): TunnelInputs {
+/** Defaults that depend on other fields, and every address in canonical form. */
+export function normalizeTunnel(a: ParsedArgs): TunnelInputs {
   return {
     interfaceName: a.interfaceName,
     mtu: a.mtu,
@@ -211,16 +179,19 @@ function canonicalEndpointHost(host: string): string {
   return parseIp(host)?.address ?? host.replace(/\.$/, "").toLowerCase();
 }
 
+/** What checking a Tunnel's inputs takes, for the engine and for parseTunnelArgs. */
+export const TUNNEL_INPUTS = {
+  kind: "Tunnel",
+  schema: TunnelArgsSchema,
+  normalize: normalizeTunnel,
+  crossCheck: tunnelCrossCheck,
+  crossCheckUnknown: true,
+} as const;
+
 /** Validates raw inputs; on success returns them normalised. Pure. */
 export function parseTunnelArgs(raw: unknown): { inputs: TunnelInputs; failures: [] } | { inputs?: undefined; failures: Failure[] } {
-  const r = TunnelArgsSchema.safeParse(raw);
-  if (!r.success) {
-    const failures = zodFailures(r.error, raw);
-    return { failures };
-  }
-  const failures = crossFieldFailures(r.data);
-  if (failures.length > 0) return { failures };
-  return { inputs: normalize(r.data), failures: [] };
+  const r = checkInputs(TUNNEL_INPUTS, (raw ?? {}) as Record<string, unknown>);
+  return r.inputs && r.failures.length === 0 ? { inputs: r.inputs, failures: [] } : { failures: r.failures };
 }
 
 export { containsUnknown, UNKNOWN };

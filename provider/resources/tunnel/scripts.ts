@@ -1,6 +1,7 @@
+import { NatgateError } from "../../ssh/errors";
 import { assertNoUnknown } from "../common/unknown";
 import { APPLY_HEAD, applySteps } from "../../backends/tunnelSh";
-import { hasPlaceholder } from "./render";
+import { hasPlaceholder } from "../../backends/wgCommands";
 
 export { APPLY_HEAD, applySteps, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT } from "../../backends/tunnelSh";
 
@@ -10,7 +11,7 @@ export { APPLY_HEAD, applySteps, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_
  * engine's unknown marker. Both are fine in rendered lines, never in what runs on a host.
  */
 export function assertRunnable(what: string, text: string): void {
-  if (hasPlaceholder(text)) throw new Error(`${what}: the commands still hold a public key placeholder (preview text); refusing to run them`);
+  if (hasPlaceholder(text)) throw new NatgateError("internal", `${what}: the commands still hold a public key placeholder (preview text); refusing to run them`);
   assertNoUnknown(what, text);
 }
 

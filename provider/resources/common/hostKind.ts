@@ -1,0 +1,123 @@
+import type { z } from "zod";
+import type { Connection } from "../../ssh";
+import { NatgateError } from "../../ssh/errors";
+import type { Failure } from "../../engine/failures";
+import type { Kind, Outputs } from "../../engine/kind";
+import { makeProvider } from "../../engine/provider";
+import { Host } from "./host";
+
+export { containsUnknown, UNKNOWN } from "./unknown";
+export type { Failure };
+
+export interface BaseInputs {
+  connection: Connection;
+  name: string;
+}
+
+/** What a resource reports about the host besides its rendered lines. */
+export interface Observation {
+  /** Live state in the same notation as `rendered`. */
+  rendered: string[];
+  /** Differences between the live state and what the resource's inputs ask for; [] = in sync. */
+  drift: string[];
+  /** Live facts kept in outputs (previous sysctl values, iptables rules added where a drop was...). */
+  facts: Record<string, unknown>;
+  /** The lines the resource's render gives for the backend the host was found to use. */
+  desired?: string[];
+}
+
+/**
+ * A kind that lives on one host: a schema (pure), a render (pure), and three host operations.
+ * `converge` must read first, write only when the live state differs, and return what it read
+ * back (it is refused if that still differs); `remove` must treat "not there" as success.
+ */
+export interface ResourceKind<I extends BaseInputs> {
+  kind: string;
+  /** The object schema, strict: unknown fields are errors. */
+  schema: z.ZodObject<any>;
+  /** Checks across fields, on parsed inputs. */
+  crossCheck(i: I): Failure[];
+  render(i: I): string[];
+  /** The render for the backend a previous operation found (the `activeBackend` output); default render(i). */
+  renderFor?(i: I, backend: unknown): string[];
+  /** Fields (besides connection host/port and name) whose change replaces the resource. */
+  identityFields: (keyof I & string)[];
+  /** Whether a replacement on the same host must delete first (the new object would collide with the old). */
+  deleteBeforeReplace: boolean;
+  converge(host: Host, i: I, olds: Record<string, unknown> | undefined): Promise<Observation>;
+  observe(host: Host, i: I, props: Record<string, unknown>): Promise<Observation>;
+  remove(host: Host, i: I, props: Record<string, unknown>): Promise<void>;
+}
+
+/** Output fields of a one-host kind (a resource class declares them as inputs, as undefined, to get them back). */
+const OUTPUT_KEYS = ["drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote", "activeBackend", "counters"];
+
+const knownFingerprint = (props: Outputs | undefined): string | undefined =>
+  typeof props?.hostKeyFingerprint === "string" ? props.hostKeyFingerprint : undefined;
+
+const hostOf = (v: Outputs | undefined): string => {
+  const c = v?.connection as Outputs | undefined;
+  return c ? `${String(c.host)}:${String(c.port ?? 22)}` : "";
+};
+
+/** A one-host kind as the engine's Kind: its host is its connection; its state, what it read back. */
+export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
+  const outputsOf = (i: I, host: Host, obs: Observation, rendered: string[]): Outputs => ({
+    ...(i as Outputs),
+    ...obs.facts,
+    rendered,
+    drift: obs.drift,
+    hostKeyFingerprint: host.fingerprint,
+  });
+  return {
+    kind: k.kind,
+    schema: k.schema,
+    crossCheck: k.crossCheck,
+    outputKeys: OUTPUT_KEYS,
+    renderKeys: ["rendered"],
+    render: (i) => ({ rendered: k.render(i) }),
+    // An `auto` resource previews as nftables but may run as iptables, which is no change by itself.
+    expected: (i, olds) => ({ rendered: k.renderFor && olds.activeBackend !== undefined ? k.renderFor(i, olds.activeBackend) : k.render(i) }),
+    replacePaths: [["connection", "host"], ["connection", "port"], ["name"], ...k.identityFields.map((f) => [f])],
+    deleteBeforeReplace: k.deleteBeforeReplace ? "same-host" : "never",
+    hostPaths: [["connection"]],
+    versioned: true,
+    id: (i) => `${i.connection.host}/${k.kind}/${i.name}`,
+    async apply(i, olds) {
+      const host = new Host(i.connection, hostOf(olds) === hostOf(i as Outputs) ? knownFingerprint(olds) : undefined);
+      const obs = await k.converge(host, i, olds);
+      if (obs.drift.length) {
+        throw new NatgateError("remote", `${k.kind} ${i.name} on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
+      }
+      return outputsOf(i, host, obs, obs.desired ?? k.render(i));
+    },
+    async read(i, props) {
+      const host = new Host(i.connection, knownFingerprint(props));
+      const obs = await k.observe(host, i, props);
+      const { __provider: _p, ...before } = props;
+      return { ...before, ...outputsOf(i, host, obs, obs.rendered) };
+    },
+    async remove(i, props) {
+      await k.remove(new Host(i.connection, knownFingerprint(props)), i, props);
+    },
+  };
+}
+
+/** The pulumi.dynamic.ResourceProvider of a one-host kind. */
+export function hostProvider<I extends BaseInputs>(k: ResourceKind<I>) {
+  return makeProvider(hostKind(k));
+}
+
+/** Line-level differences, in order-insensitive multiset form plus an order check. */
+export function lineDrift(what: string, desired: string[], live: string[]): string[] {
+  const out: string[] = [];
+  const remaining = [...live];
+  for (const d of desired) {
+    const k = remaining.indexOf(d);
+    if (k >= 0) remaining.splice(k, 1);
+    else out.push(`missing ${what}: ${d}`);
+  }
+  for (const l of remaining) out.push(`unexpected ${what}: ${l}`);
+  if (out.length === 0 && desired.join("\n") !== live.join("\n")) out.push(`${what} out of order`);
+  return out;
+}
