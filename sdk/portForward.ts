@@ -77,9 +77,13 @@ export interface PortForwardArgs {
   };
   /** Use a tunnel that already exists (OpenVPN `tun0`, a wg-quick interface...) instead of creating one. */
   existingTunnel?: {
-    /** The tunnel's interface name on the router (and on the VPS when `vpsInterfaceName` is not set). */
+    /** The tunnel's interface name on the router. */
     interfaceName: pulumi.Input<string>;
-    /** The tunnel's interface on the VPS, if it has another name there. */
+    /**
+     * The tunnel's interface on the VPS, if it has another name there. Checked like every interface
+     * name, but nothing on the VPS depends on it: its rules DNAT to `routerAddress`, which the VPS
+     * routes into the tunnel itself.
+     */
     vpsInterfaceName?: pulumi.Input<string>;
     /** The VPS's address inside the tunnel (no prefix), e.g. `10.10.10.1`. */
     vpsAddress: pulumi.Input<string>;
@@ -163,14 +167,12 @@ export class PortForward extends pulumi.ComponentResource {
     const routerConn = afterCheck(args.router.connection);
 
     let routerIf: pulumi.Input<string>;
-    let vpsIf: pulumi.Input<string>;
     let vpsTunnelIp: pulumi.Output<string>;
     let routerTunnelIp: pulumi.Output<string>;
     let pathStart: pulumi.Resource[] = [];
     if (args.existingTunnel) {
       const t = args.existingTunnel;
       routerIf = t.interfaceName;
-      vpsIf = t.vpsInterfaceName ?? t.interfaceName;
       vpsTunnelIp = pulumi.output(t.vpsAddress);
       routerTunnelIp = pulumi.output(t.routerAddress);
     } else {
@@ -185,7 +187,6 @@ export class PortForward extends pulumi.ComponentResource {
         dialer: { connection: routerConn, address: t.routerAddress },
       }, child);
       routerIf = this.tunnel.interfaceName;
-      vpsIf = this.tunnel.interfaceName;
       vpsTunnelIp = withoutPrefix(t.vpsAddress);
       routerTunnelIp = withoutPrefix(t.routerAddress);
       pathStart = [this.tunnel];

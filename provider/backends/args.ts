@@ -27,9 +27,10 @@ export const ARGS_SH = `
 ng_args() {
   for ng_kv in "$@"; do
     ng_k=\${ng_kv%%=*}
-    case $ng_k in
-      ""|*[!a-z0-9_]*) echo "natgate: bad script argument $ng_k" >&2; exit 2 ;;
-    esac
+    # a name of a-z0-9_ only, as encodeArgs makes them: it is part of the eval below
+    if [ -z "$ng_k" ] || [ -n "$(printf %s "$ng_k" | tr -d 'a-z0-9_')" ]; then
+      echo "natgate: bad script argument $ng_k" >&2; exit 2
+    fi
     eval "A_$ng_k=\\\${ng_kv#*=}"
   done
 }

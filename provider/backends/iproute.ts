@@ -66,6 +66,20 @@ export function routeLine(table: number, r: Route & { type?: string }): string {
   return `ip route replace table ${table} ${routeSpec(r)}`;
 }
 
+/** `ip -batch` lines: a route put in place (replacing one with the same key), or removed. */
+export function batchReplace(table: number, r: Route & { type?: string }): string {
+  return `route replace table ${table} ${routeSpec(r)}`;
+}
+export function batchDel(table: number, r: Route & { type?: string }): string {
+  return `route del table ${table} ${routeSpec(r)}`;
+}
+
+/** A route as the rendered line shows it without its `ip route replace` prefix (an error lists a table's routes). */
+export function routeShort(line: string, table: number): string {
+  const prefix = `ip route replace table ${table} `;
+  return line.startsWith(prefix) ? line.slice(prefix.length) : line;
+}
+
 /** What identifies a route inside a table for the kernel (IPv4: destination, tos, metric). */
 export function routeKey(r: { to: string; metric?: number; type?: string }): string {
   return `${r.to} ${r.metric ?? 0}`;

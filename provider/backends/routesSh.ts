@@ -2,20 +2,33 @@
 import { HOSTSTATE_SH } from "./hoststate";
 import { IPROUTE_SH } from "./iproute";
 import { BOOT_SH } from "./persist";
+import { ARGS_SH, encodeArgs } from "./args";
 
-const PRELUDE = HOSTSTATE_SH + IPROUTE_SH + BOOT_SH + "ip_need\n";
+const PRELUDE = ARGS_SH + HOSTSTATE_SH + IPROUTE_SH + BOOT_SH + 'ng_args "$@"\nip_need\n';
 
-/** $1 table, $2 boot entry */
-export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$1" || exit 1\nboot_show "$2"\n`;
-/** $1 table, $2 ip batch, $3 dead-man token, $4 its seconds, $5 the batch that undoes $2, $6 boot entry */
+/** Args: table, entry. */
+export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$A_table" || exit 1\nboot_show "$A_entry"\n`;
+/** Args: table, batch (ip -batch lines), token and seconds of the dead-man switch (none at boot), undo (the batch that undoes batch), entry. */
 export const ROUTES_APPLY_SH =
   PRELUDE +
   `ng_lock
-ip_deadman_arm "$3" "$4" "$5" || exit 1
-ip_batch "$2" || { ip_deadman_now "$3" "$5"; exit 1; }
-echo "@@routes"; ip_routes "$1" || exit 1
-boot_show "$6"
+ip_deadman_arm "$A_token" "$A_seconds" "$A_undo" || exit 1
+ip_batch "$A_batch" || { ip_deadman_now "$A_token" "$A_undo"; exit 1; }
+echo "@@routes"; ip_routes "$A_table" || exit 1
+boot_show "$A_entry"
 `;
-/** $1 table, $2 boot entry */
+/** Args: table, entry. */
 export const ROUTES_DELETE_SH =
-  PRELUDE + `ng_lock\nip_flush_table "$1" || exit 1\nboot_remove "$2" || exit 1\necho "@@routes"; ip_routes "$1" || exit 1\nboot_show "$2"\n`;
+  PRELUDE + `ng_lock\nip_flush_table "$A_table" || exit 1\nboot_remove "$A_entry" || exit 1\necho "@@routes"; ip_routes "$A_table" || exit 1\nboot_show "$A_entry"\n`;
+
+/** The routes scripts' record; a boot entry has no dead-man switch (no SSH session to lose). */
+export function routesArgs(a: { table: number; entry: string; batch?: string[]; deadman?: { token: string; seconds: number; undo: string[] } }): string[] {
+  return encodeArgs({
+    table: a.table,
+    entry: a.entry,
+    batch: a.batch?.join("\n"),
+    token: a.deadman?.token,
+    seconds: a.deadman?.seconds,
+    undo: a.deadman?.undo.join("\n"),
+  });
+}

@@ -6,16 +6,17 @@ import { SH_PRELUDE } from "./prelude";
 import { shQuote } from "../ssh/quote";
 import { HOSTSTATE_SH } from "./hoststate";
 import { BOOT_SH } from "./persist";
+import { ARGS_SH, encodeArgs } from "./args";
 import { WIREGUARD_SH } from "./wireguard";
 
 /**
  * The remote side of a tunnel: POSIX sh (BusyBox ash compatible) run by runScript as
- * `sh -s -- IF KEYFILE [...]`. Every mutation is echoed to stderr as `[#] command` before
+ * `sh -s -- if=IF key=KEYFILE entry=ENTRY` (see args.ts). Every mutation is echoed to stderr as `[#] command` before
  * it runs, wg-quick style, so a failure shows what ran. ENTRY is the side's boot entry
  * (its state is printed with the rest).
  */
 
-const COMMON = `${SH_PRELUDE}${WIREGUARD_SH}${HOSTSTATE_SH}${BOOT_SH}
+const COMMON = `${SH_PRELUDE}${ARGS_SH}${WIREGUARD_SH}${HOSTSTATE_SH}${BOOT_SH}
 natgate_tools() {
   need wg wireguard-tools wireguard-tools
   need ip iproute2 ip-full
@@ -57,6 +58,7 @@ natgate_tunnel_read() {
   boot_show "$3"
   echo @@end
 }
+ng_args "$@"
 `;
 
 /** Exit code of the prepare script when the interface exists but natgate did not create it. */
@@ -64,31 +66,31 @@ export const FOREIGN_INTERFACE_EXIT = 3;
 
 /**
  * Make sure the key file exists (generate it on the host: the private key never leaves it),
- * then print the live state. Args: IF KEYFILE MODE ENTRY, MODE "create" refuses to adopt an
- * interface natgate has no key file for (someone else's wg0).
+ * then print the live state (args if, key, mode, entry; mode "create" refuses to adopt an
+ * interface natgate has no key file for: someone else's wg0).
  */
 export const PREPARE_SCRIPT = `${COMMON}
 set -e
 natgate_tools
-if [ ! -s "$2" ]; then
-  if [ "$3" = create ] && ip link show dev "$1" >/dev/null 2>&1; then
+if [ ! -s "$A_key" ]; then
+  if [ "$A_mode" = create ] && ip link show dev "$A_if" >/dev/null 2>&1; then
     echo "natgate-foreign-interface" >&2
     exit ${FOREIGN_INTERFACE_EXIT}
   fi
-  echo "[#] umask 077; mkdir -p \${2%/*}; wg genkey > $2" >&2
+  echo "[#] umask 077; mkdir -p \${A_key%/*}; wg genkey > $A_key" >&2
   umask 077
-  mkdir -p "\${2%/*}"
-  wg genkey > "$2.tmp"
-  mv "$2.tmp" "$2"
+  mkdir -p "\${A_key%/*}"
+  wg genkey > "$A_key.tmp"
+  mv "$A_key.tmp" "$A_key"
   echo @@generated
 fi
-natgate_tunnel_read "$1" "$2" "$4"
+natgate_tunnel_read "$A_if" "$A_key" "$A_entry"
 `;
 
-/** Read only. Args: IF KEYFILE ENTRY. */
+/** Read only (args if, key, entry). */
 export const READ_SCRIPT = `${COMMON}
 natgate_tools
-natgate_tunnel_read "$1" "$2" "$3"
+natgate_tunnel_read "$A_if" "$A_key" "$A_entry"
 `;
 
 /** The constant start of every apply script (a boot entry's body). */
@@ -101,7 +103,7 @@ natgate_tools
 export function applySteps(plan: string[]): string {
   const steps = plan.map((line) => `echo ${shQuote(`[#] ${line}`)} >&2\n${line}`).join("\n");
   return `${steps}
-natgate_tunnel_read "$1" "$2" "$3"
+natgate_tunnel_read "$A_if" "$A_key" "$A_entry"
 `;
 }
 
@@ -109,28 +111,33 @@ natgate_tunnel_read "$1" "$2" "$3"
  * Removes what a side owns: the interface (only if it is WireGuard's: kernel kind, or a tun
  * served by wireguard-go), wireguard-go's socket, the key file, the boot entry (with the last
  * one, the boot runner), and the key directories when they are left empty. Missing pieces are
- * not errors. Args: IF KEYFILE ENTRY.
+ * not errors (args if, key, entry).
  */
 export const DELETE_SCRIPT = `${COMMON}
 ng_lock
 set -e
 need ip iproute2 ip-full
-natgate_wg_kind=$(ip -d -j link show dev "$1" 2>/dev/null || true)
+natgate_wg_kind=$(ip -d -j link show dev "$A_if" 2>/dev/null || true)
 case "$natgate_wg_kind" in
-  "") natgate_wg_link_del "$1" ;;
-  *'"info_kind":"wireguard"'*) natgate_wg_link_del "$1" ;;
+  "") natgate_wg_link_del "$A_if" ;;
+  *'"info_kind":"wireguard"'*) natgate_wg_link_del "$A_if" ;;
   *'"info_kind":"tun"'*)
-    if [ -S "/var/run/wireguard/$1.sock" ]; then natgate_wg_link_del "$1"
-    else echo "natgate: $1 is a tun device without a wireguard-go socket: not ours, left in place" >&2; fi ;;
-  *) echo "natgate: $1 is not a WireGuard interface: not ours, left in place" >&2 ;;
+    if [ -S "/var/run/wireguard/$A_if.sock" ]; then natgate_wg_link_del "$A_if"
+    else echo "natgate: $A_if is a tun device without a wireguard-go socket: not ours, left in place" >&2; fi ;;
+  *) echo "natgate: $A_if is not a WireGuard interface: not ours, left in place" >&2 ;;
 esac
-if [ -e "$2" ] || [ -e "$2.tmp" ]; then
-  echo "[#] rm -f $2" >&2
-  rm -f "$2" "$2.tmp"
+if [ -e "$A_key" ] || [ -e "$A_key.tmp" ]; then
+  echo "[#] rm -f $A_key" >&2
+  rm -f "$A_key" "$A_key.tmp"
 fi
-rm -f "\${2%.key}.endpoints"
-rmdir "\${2%/*}" 2>/dev/null || true
-rmdir "\${2%/*/*}" 2>/dev/null || true
+rm -f "\${A_key%.key}.endpoints"
+rmdir "\${A_key%/*}" 2>/dev/null || true
+rmdir "\${A_key%/*/*}" 2>/dev/null || true
 set +e
-boot_remove "$3" || exit 1
+boot_remove "$A_entry" || exit 1
 `;
+
+/** A side's script arguments: its interface, its key file, its boot entry, and for prepare the mode. */
+export function tunnelArgs(a: { ifname: string; keyFile: string; entry: string; mode?: "create" | "update" }): string[] {
+  return encodeArgs({ if: a.ifname, key: a.keyFile, entry: a.entry, mode: a.mode });
+}

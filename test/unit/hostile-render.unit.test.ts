@@ -11,7 +11,7 @@ import { interfaceName, interfaceNameProblem, ipv4, mark32, networkCidr, portSpe
 import { assertNoUnknown, UNKNOWN } from "../../provider/resources/common/unknown";
 import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
-import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH } from "../../provider/resources/routetable";
+import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH } from "../../provider/backends/routesSh";
 import { RouteSchema } from "../../provider/resources/routetable/schema";
 import { inputsFromProps, publicKeyFrom } from "../../provider/resources/tunnel/lifecycle";
 import type { SideRead, SideTarget } from "../../provider/resources/tunnel/effects";

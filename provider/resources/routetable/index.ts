@@ -1,57 +1,16 @@
-import { DEADMAN_SECONDS, inverseBatch, liveRouteLine, parseRoutes, routeKey, routeLine, routeSpec, type LiveRoute, type Route } from "../../backends/iproute";
-import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH } from "../../backends/routesSh";
-import { bootEntry, bootEntryName, bootEntryPath, bootRenderedLine, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
+import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, routeKey, routeLine, routeShort, routeSpec, type LiveRoute } from "../../backends/iproute";
+import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH, routesArgs } from "../../backends/routesSh";
+import { bootEntryPath, observeBoot } from "../../backends/persist";
 import type { Host } from "../common/host";
-import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
+import { confirmFreshLogin, deadmanToken, runGuarded, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { NatgateError } from "../../ssh/errors";
 import { isLegacyState } from "../common/version";
-import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs, type RouteInput } from "./schema";
+import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs } from "./schema";
+import { normalizeRoute, renderRouteTable, routesBootEntry, routesBootEntryName } from "./render";
+import { parseRoutesLive, type RoutesLive } from "./live";
 
-/** A route as the kernel will list it: host routes without "/32", metric 0 left out. */
-export function normalizeRoute(r: RouteInput): Route {
-  const out: Route = { to: r.to.endsWith("/32") ? r.to.slice(0, -3) : r.to };
-  if (r.via !== undefined) out.via = r.via;
-  if (r.dev !== undefined) out.dev = r.dev;
-  if (r.src !== undefined) out.src = r.src;
-  if (r.metric !== undefined && r.metric !== 0) out.metric = r.metric;
-  if (r.onlink) out.onlink = true;
-  return out;
-}
-
-/** Its entry in /etc/natgate/boot.d: the table is what the resource owns on the host. */
-export function routesBootEntryName(table: number): string {
-  return bootEntryName("routes", table);
-}
-
-export function renderRouteTable(i: PolicyRouteTableInputs): string[] {
-  return [...i.routes.map((r) => routeLine(i.table, normalizeRoute(r))), ...(i.persist ? [bootRenderedLine(routesBootEntryName(i.table))] : [])];
-}
-
-export { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH };
-
-export interface RoutesLive {
-  routes: LiveRoute[];
-  boot: BootStatus;
-}
-
-export function parseRoutesLive(stdout: string): RoutesLive {
-  const sections = splitSections(stdout);
-  const s = sections.get("routes");
-  const boot = sections.get("boot");
-  if (!s || !boot) throw new NatgateError("unexpected-output", `unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
-  return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines) };
-}
-
-/**
- * What rebuilds the table at boot: the apply script with every route as a `replace` (so a second
- * run changes nothing) and no dead-man switch (there is no SSH session to lose).
- */
-export function routesBootEntry(i: PolicyRouteTableInputs): BootEntry {
-  const batch = i.routes.map((r) => `route replace table ${i.table} ${routeSpec(normalizeRoute(r))}`);
-  const args = [String(i.table), batch.join("\n"), "", "", "", routesBootEntryName(i.table)];
-  return bootEntry("routes", i.table, `PolicyRouteTable ${i.name} (table ${i.table})`, args, shPrelude() + ROUTES_APPLY_SH);
-}
+export { normalizeRoute, renderRouteTable, routesBootEntry, routesBootEntryName, parseRoutesLive, type RoutesLive };
 
 /**
  * `ip -batch` lines that turn the live table into the desired one: `replace` for every desired
@@ -67,7 +26,7 @@ export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drif
   const replaced = new Map<string, string>(); // replace line → what it overwrites, to undo it
   want.forEach((r, k) => {
     if (liveLines.includes(wantLines[k]!)) return;
-    const line = `route replace table ${i.table} ${routeSpec(r)}`;
+    const line = batchReplace(i.table, r);
     batch.push(line);
     const old = live.find((l) => !l.type && !l.extra && routeKey(l) === routeKey(r));
     if (old) replaced.set(line, `table ${i.table} ${routeSpec(old)}`);
@@ -76,7 +35,7 @@ export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drif
   live.forEach((r, k) => {
     if (wantLines.includes(liveLines[k]!)) return;
     if (!r.type && !r.extra && wantKeys.has(routeKey(r))) return; // replaced above
-    batch.push(`route del table ${i.table} ${routeSpec(r)}`);
+    batch.push(batchDel(i.table, r));
   });
   return { drift, batch, replaced };
 }
@@ -89,11 +48,10 @@ export function planRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): { drif
  */
 export function foreignRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): string[] {
   const wantLines = i.routes.map((r) => routeLine(i.table, normalizeRoute(r)));
-  const prefix = `ip route replace table ${i.table} `;
   return live
     .map((r) => liveRouteLine(i.table, r))
     .filter((l) => !wantLines.includes(l))
-    .map((l) => (l.startsWith(prefix) ? l.slice(prefix.length) : l));
+    .map((l) => routeShort(l, i.table));
 }
 
 function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false): Observation {
@@ -106,7 +64,7 @@ function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false
 }
 
 async function readLive(host: Host, i: PolicyRouteTableInputs): Promise<RoutesLive> {
-  const out = await host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, [String(i.table), routesBootEntryName(i.table)]);
+  const out = await host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, routesArgs({ table: i.table, entry: routesBootEntryName(i.table) }));
   return parseRoutesLive(out.stdout);
 }
 
@@ -145,7 +103,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     const entry = bootEntryPath(routesBootEntryName(i.table));
     const hasEntry = (s: RoutesLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     if (live.routes.length === 0 && !hasEntry(live)) return;
-    const out = await host.run(`deleting routing table ${i.table}`, ROUTES_DELETE_SH, [String(i.table), routesBootEntryName(i.table)], { writes: true });
+    const out = await host.run(`deleting routing table ${i.table}`, ROUTES_DELETE_SH, routesArgs({ table: i.table, entry: routesBootEntryName(i.table) }), { writes: true });
     const left = parseRoutesLive(out.stdout);
     if (left.routes.length || hasEntry(left)) {
       const what = [...left.routes.map((r) => liveRouteLine(i.table, r)), ...(hasEntry(left) ? [entry] : [])];
@@ -161,7 +119,12 @@ async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typ
     host.run(
       `applying routing table ${i.table}`,
       ROUTES_APPLY_SH,
-      [String(i.table), plan.batch.join("\n"), token, String(DEADMAN_SECONDS), inverseBatch(plan.batch, plan.replaced).join("\n"), routesBootEntryName(i.table)],
+      routesArgs({
+        table: i.table,
+        entry: routesBootEntryName(i.table),
+        batch: plan.batch,
+        deadman: { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch, plan.replaced) },
+      }),
       { writes: true },
     ),
   );

@@ -3,7 +3,7 @@ import { NatgateError } from "../../ssh/errors";
 import { PERSIST_REMOVE_SH, bootEntryName, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import { keyFileFor, type Role } from "./model";
 import { liveSideFromSections, splitSections, type LiveSide } from "./parse";
-import { applyScript, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT } from "./scripts";
+import { applyScript, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT, tunnelArgs } from "./scripts";
 
 /** A side's entry in /etc/natgate/boot.d: the interface is what it owns on its host. */
 export function tunnelBootEntryName(interfaceName: string): string {
@@ -70,13 +70,13 @@ function toRead(t: SideTarget, r: RunResult): SideRead {
   return { live, fingerprint: r.fingerprint, generated: sections.has("generated"), boot: bootOf(sections) };
 }
 
-function args(t: SideTarget): string[] {
-  return [t.interfaceName, keyFileFor(t.interfaceName), tunnelBootEntryName(t.interfaceName)];
+function args(t: SideTarget, mode?: "create" | "update"): string[] {
+  return tunnelArgs({ ifname: t.interfaceName, keyFile: keyFileFor(t.interfaceName), entry: tunnelBootEntryName(t.interfaceName), mode });
 }
 
 /** Generates the key pair if absent (on the host), then reads the side's live state. */
 export async function prepareSide(t: SideTarget, mode: "create" | "update"): Promise<SideRead> {
-  const r = await run(t, PREPARE_SCRIPT, [t.interfaceName, keyFileFor(t.interfaceName), mode, tunnelBootEntryName(t.interfaceName)], "preparing the WireGuard key");
+  const r = await run(t, PREPARE_SCRIPT, args(t, mode), "preparing the WireGuard key");
   return toRead(t, r);
 }
 

@@ -7,7 +7,7 @@ import { describeSide, applySide, deleteSide, prepareSide, readSide, syncSideBoo
 import { keyFileFor, type Role, type SideState } from "./model";
 import { bootPlan, planSide, renderLive } from "./plan";
 import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
-import { APPLY_HEAD, applySteps, assertRunnable } from "./scripts";
+import { APPLY_HEAD, applySteps, assertRunnable, tunnelArgs } from "./scripts";
 import { wireGuardKeyProblem } from "./parse";
 import { TUNNEL_INPUTS, type TunnelInputs } from "./schema";
 
@@ -238,7 +238,7 @@ export async function readTunnel(a: TunnelInputs, props: Partial<TunnelOutputs>)
 export function sideBootEntry(a: TunnelInputs, role: Role, keys: PublicKeys): BootEntry | undefined {
   if (!a.persist) return undefined;
   const ifname = a[role].interfaceName;
-  const args = [ifname, keyFileFor(ifname), tunnelBootEntryName(ifname)];
+  const args = tunnelArgs({ ifname, keyFile: keyFileFor(ifname), entry: tunnelBootEntryName(ifname) });
   return bootEntry("tunnel", ifname, `Tunnel ${role} ${ifname}`, args, APPLY_HEAD, applySteps(bootPlan(desiredSide(a, role, keys))));
 }
 

@@ -3,7 +3,7 @@ import { assertNoUnknown } from "../common/unknown";
 import { APPLY_HEAD, applySteps } from "../../backends/tunnelSh";
 import { hasPlaceholder } from "../../backends/wgCommands";
 
-export { APPLY_HEAD, applySteps, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT } from "../../backends/tunnelSh";
+export { APPLY_HEAD, applySteps, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT, tunnelArgs } from "../../backends/tunnelSh";
 
 /**
  * Refuses script text that still holds preview-only values: a public key placeholder
@@ -15,7 +15,7 @@ export function assertRunnable(what: string, text: string): void {
   assertNoUnknown(what, text);
 }
 
-/** Runs a plan (see plan.ts), then prints the live state for verification. Args: IF KEYFILE ENTRY. */
+/** Runs a plan (see plan.ts), then prints the live state for verification (args: tunnelArgs). */
 export function applyScript(plan: string[]): string {
   const script = APPLY_HEAD + applySteps(plan);
   assertRunnable("configuring the tunnel", script);

@@ -1,0 +1,18 @@
+import { parseRoutes, type LiveRoute } from "../../backends/iproute";
+import { parseBootShow, type BootStatus } from "../../backends/persist";
+import { NatgateError } from "../../ssh/errors";
+import { splitSections } from "../common/host";
+
+/** A routing table as read back: its routes and the boot entry's state. */
+export interface RoutesLive {
+  routes: LiveRoute[];
+  boot: BootStatus;
+}
+
+export function parseRoutesLive(stdout: string): RoutesLive {
+  const sections = splitSections(stdout);
+  const s = sections.get("routes");
+  const boot = sections.get("boot");
+  if (!s || !boot) throw new NatgateError("unexpected-output", `unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
+  return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines) };
+}
