@@ -1,64 +1,22 @@
 import { NatgateError } from "../../ssh/errors";
 import { encodeArgs, type ScriptArgs } from "../../backends/args";
 import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/cmarkSh";
-import { DEADMAN_SECONDS, inverseBatch, parseRules, ruleLine, ruleSpec, type LiveRule } from "../../backends/iproute";
-import { NO_IPT_CHANGE, iptChange, iptReturnPathChains, liveIptLines, parseIptTable, type IptChange, type LiveIptChain } from "../../backends/iptablesFirewall";
-import { parseNftTableJson, replaceTableTransaction } from "../../backends/nftables";
-import { bootEntry, bootEntryPath, observeBoot, parseBootShow, type BootEntry, type BootStatus } from "../../backends/persist";
-import { parseSysctlShow, sysctlLine, sysctlName, type LiveSysctl, type SysctlSetting } from "../../backends/sysctl";
-import { parseFirewallFacts, type Backend, type FirewallFacts } from "../../plan/firewall";
+import { DEADMAN_SECONDS, inverseBatch, ruleLine, ruleSpec } from "../../backends/iproute";
+import { NO_IPT_CHANGE, iptChange, iptReturnPathChains, liveIptLines, type IptChange } from "../../backends/iptablesFirewall";
+import { replaceTableTransaction } from "../../backends/nftables";
+import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
+import { sysctlLine, sysctlName, type SysctlSetting } from "../../backends/sysctl";
+import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
-import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, splitSections, syncBoot } from "../common/host";
+import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../common/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
-import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
+import { ConnmarkReturnPathSchema, connmarkCrossCheck, type ConnmarkReturnPathInputs } from "./schema";
+import { parseCmarkShow, scopeOf, type CmarkLive, type Scope } from "./live";
 
-/** Which rules and sysctls to look at: this resource's, and during an update also the old inputs'. */
-interface Scope {
-  priorities: number[];
-  tables: number[];
-  sysctlPaths: string[];
-}
-
-function scopeOf(list: ConnmarkReturnPathInputs[]): Scope {
-  const s: Scope = { priorities: [], tables: [], sysctlPaths: [] };
-  const add = <T>(arr: T[], v: T) => arr.includes(v) || arr.push(v);
-  for (const i of list) {
-    add(s.priorities, i.priority);
-    if (i.localSource !== undefined) add(s.priorities, effectiveLocalSourcePriority(i));
-    add(s.tables, i.table);
-    // rp_filter is owned even when looseRpFilter is now off, so turning it off restores it.
-    add(s.sysctlPaths, `net/ipv4/conf/${i.tunnelInterface}/rp_filter`);
-  }
-  return s;
-}
-
-export interface CmarkLive {
-  facts: FirewallFacts;
-  nft: string[];
-  ipt: LiveIptChain[];
-  rules: LiveRule[];
-  sysctls: LiveSysctl[];
-  boot: BootStatus;
-}
-
-export function parseCmarkShow(stdout: string, scope: Scope, name: string): CmarkLive {
-  const s = splitSections(stdout);
-  if (!s.has("fwfacts") || !s.has("rules") || !s.has("sysctl") || !s.has("boot")) {
-    throw new NatgateError("unexpected-output", `unexpected output from the ConnmarkReturnPath read script:\n${stdout.slice(0, 500)}`);
-  }
-  return {
-    facts: parseFirewallFacts(s.get("fwfacts")!.lines),
-    nft: parseNftTableJson(s.get("nft")?.lines.join("\n") ?? ""),
-    ipt: parseIptTable("mangle", s.get("iptfw_mangle")?.lines.join("\n") ?? "", cmarkChainNames(name)),
-    // A rule at our priority and table with fields natgate never sets is someone else's: left alone.
-    rules: parseRules(s.get("rules")!.lines.join("\n"), scope.priorities, scope.tables).filter((r) => !r.extra),
-    sysctls: parseSysctlShow(s.get("sysctl")!.lines),
-    boot: parseBootShow(s.get("boot")!.lines),
-  };
-}
+export { parseCmarkShow, scopeOf, type CmarkLive, type Scope };
 
 interface Plan {
   drift: string[];

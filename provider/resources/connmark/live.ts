@@ -1,0 +1,55 @@
+import { NatgateError } from "../../ssh/errors";
+import { parseRules, type LiveRule } from "../../backends/iproute";
+import { parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { parseNftTableJson } from "../../backends/nftables";
+import { parseBootShow, type BootStatus } from "../../backends/persist";
+import { parseSysctlShow, type LiveSysctl } from "../../backends/sysctl";
+import { parseFirewallFacts, type FirewallFacts } from "../../plan/firewall";
+import { splitSections } from "../common/host";
+import { cmarkChainNames } from "./render";
+import { effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
+
+/** Which rules and sysctls to look at: this resource's, and during an update also the old inputs'. */
+export interface Scope {
+  priorities: number[];
+  tables: number[];
+  sysctlPaths: string[];
+}
+
+export function scopeOf(list: ConnmarkReturnPathInputs[]): Scope {
+  const s: Scope = { priorities: [], tables: [], sysctlPaths: [] };
+  const add = <T>(arr: T[], v: T) => arr.includes(v) || arr.push(v);
+  for (const i of list) {
+    add(s.priorities, i.priority);
+    if (i.localSource !== undefined) add(s.priorities, effectiveLocalSourcePriority(i));
+    add(s.tables, i.table);
+    // rp_filter is owned even when looseRpFilter is now off, so turning it off restores it.
+    add(s.sysctlPaths, `net/ipv4/conf/${i.tunnelInterface}/rp_filter`);
+  }
+  return s;
+}
+
+export interface CmarkLive {
+  facts: FirewallFacts;
+  nft: string[];
+  ipt: LiveIptChain[];
+  rules: LiveRule[];
+  sysctls: LiveSysctl[];
+  boot: BootStatus;
+}
+
+export function parseCmarkShow(stdout: string, scope: Scope, name: string): CmarkLive {
+  const s = splitSections(stdout);
+  if (!s.has("fwfacts") || !s.has("rules") || !s.has("sysctl") || !s.has("boot")) {
+    throw new NatgateError("unexpected-output", `unexpected output from the ConnmarkReturnPath read script:\n${stdout.slice(0, 500)}`);
+  }
+  return {
+    facts: parseFirewallFacts(s.get("fwfacts")!.lines),
+    nft: parseNftTableJson(s.get("nft")?.lines.join("\n") ?? ""),
+    ipt: parseIptTable("mangle", s.get("iptfw_mangle")?.lines.join("\n") ?? "", cmarkChainNames(name)),
+    // A rule at our priority and table with fields natgate never sets is someone else's: left alone.
+    rules: parseRules(s.get("rules")!.lines.join("\n"), scope.priorities, scope.tables).filter((r) => !r.extra),
+    sysctls: parseSysctlShow(s.get("sysctl")!.lines),
+    boot: parseBootShow(s.get("boot")!.lines),
+  };
+}
