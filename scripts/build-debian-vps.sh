@@ -19,12 +19,14 @@ MIRROR=${NATGATE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${NATGATE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What the issues need on the VPS, on top of mmdebstrap's apt variant (Essential + apt). ufw brings
 # python3. mawk and kmod are Priority: required/important, so on every real Debian install: natgate's
-# scripts use awk, and modprobe is how they look for the wireguard module.
+# scripts use awk, and modprobe is how they look for the wireguard module. docker.io: Docker's own
+# FORWARD DROP, DOCKER-USER and jump rules, written by the real dockerd (off until a test starts it).
 PACKAGES=(
   systemd systemd-sysv dbus openssh-server
   nftables iptables iproute2 ufw conntrack
   wireguard-tools wireguard-go
   sudo procps mawk kmod
+  docker.io
 )
 CACHE=${NATGATE_CACHE:-/var/cache/natgate}
 
@@ -75,6 +77,10 @@ EOF
   # pstore and fstrim only fail or wait. apt's timers would reach for a mirror the lab cannot reach.
   systemctl -q --root="$root" mask getty@tty1.service console-getty.service serial-getty@.service \
     systemd-pstore.service fstrim.timer apt-daily.timer apt-daily-upgrade.timer
+  # Debian's docker.io (real dockerd; in nspawn it runs on the vfs storage driver) is installed but
+  # off, as on a VPS where Docker comes later: the Docker tests enable it, every other test has a
+  # VPS without Docker's FORWARD DROP and chains.
+  systemctl -q --root="$root" disable docker.service docker.socket containerd.service
   # Boots of one lab VPS stay on its disk: journalctl --list-boots is how a test sees a reboot.
   install -d -m 2755 -g systemd-journal "$root/var/log/journal"
 }

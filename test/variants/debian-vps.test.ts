@@ -10,6 +10,7 @@ import type { Stack } from "../engine/stack";
 import {
   askTcp,
   cleanup,
+  driftAfterRefresh,
   lanServices,
   portForwardProgram,
   refreshChanges,
@@ -84,8 +85,7 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       await survives("ufw enabled after up, then systemctl restart ufw", "systemctl restart ufw");
       assert.match(await vps!.run("iptables -S FORWARD"), /natgate:/);
       // The accept is what the rule wants on this host now: refresh lists it (forwardAccept), no drift.
-      const steps = await stack!.refresh();
-      assert.deepEqual(steps.filter((x) => ((x.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []).length > 0).map((x) => x.name), []);
+      assert.deepEqual(await driftAfterRefresh(stack!), []);
     });
 
     it("systemctl reboot (nspawn exits 133 and starts again, ufw on): natgate.service restores the path, refresh shows no drift", async () => {
@@ -154,6 +154,68 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       stack = undefined;
       assert.doesNotMatch(await vps!.run("iptables -S"), /natgate/);
       assert.match(await vps!.run("ufw status"), /Status: active/);
+    });
+  });
+  describe("Docker (Debian's docker.io: the real dockerd, its FORWARD DROP and DOCKER-USER)", () => {
+    const iptables = async () => (await vps!.run("iptables -S; iptables -t nat -S")).split("\n").filter((l) => !/natgate/.test(l)).join("\n");
+    let dockerRules = "";
+    after(async () => void (await vps?.exec("systemctl disable --now docker.service docker.socket containerd.service")));
+
+    it("up with Docker off, then Docker started (as when it is installed after natgate): dockerd's chains, the path keeps working", async () => {
+      stack = variantStack();
+      await timedUp("debian vps, docker later", stack, portForwardProgram("home", seedLikeArgs(lab)));
+      await seedTraffic({ lab });
+      assert.match(await vps!.run("systemctl show -p DropInPaths docker.service"), /\/etc\/systemd\/system\/docker\.service\.d\/natgate\.conf/);
+      await survives("systemctl enable --now docker (after up)", "systemctl enable --now docker.service");
+      // dockerd 20.10 sets FORWARD's policy to DROP only when it had to turn forwarding on itself;
+      // natgate had, so the policy stays and no accept is needed.
+      assert.match(await vps!.run("iptables -S FORWARD"), /^-A FORWARD -j DOCKER-USER$/m, "dockerd's own chains are there");
+      assert.deepEqual(await driftAfterRefresh(stack), []);
+    });
+
+    it("dockerd turning forwarding on itself (ip_forward off when it starts, as at a boot where it is first) sets FORWARD DROP: natgate's accept is there within 5 s", async () => {
+      await vps!.run("systemctl stop docker.service docker.socket && sysctl -qw net.ipv4.ip_forward=0");
+      await survives("ip_forward off, then systemctl start docker", "systemctl start docker.service");
+      const forward = await vps!.run("iptables -S FORWARD");
+      assert.match(forward, /^-P FORWARD DROP$/m, "dockerd set FORWARD's policy to DROP");
+      assert.match(forward, /natgate:/, "natgate put its accept where Docker's drop now is");
+      assert.equal((await vps!.run("sysctl -n net.ipv4.ip_forward")).trim(), "1");
+      assert.deepEqual(await driftAfterRefresh(stack!), []);
+    });
+
+    it("systemctl restart docker (dockerd re-inserts its jumps at the top of FORWARD): the path works within 5 s, refresh shows no drift", async () => {
+      await survives("systemctl restart docker", "systemctl restart docker.service");
+      assert.match(await vps!.run("iptables -S FORWARD"), /^-A FORWARD -j DOCKER-USER$/m);
+      assert.deepEqual(await driftAfterRefresh(stack!), []);
+    });
+
+    it("systemctl reboot with Docker enabled: the path is back, refresh shows no drift", async () => {
+      const t = Date.now();
+      await vps!.reboot();
+      const s = await secondsUntilBack(lab, 200_000);
+      backIn.push(["systemctl reboot, docker enabled (from the reboot command)", (Date.now() - t) / 1000]);
+      assert.ok(s < 10, `the path was back ${s} s after the reboot, not within 10 s`);
+      assert.equal((await vps!.run("systemctl is-active docker.service")).trim(), "active");
+      await seedTraffic({ lab });
+      assert.deepEqual(await driftAfterRefresh(stack!), []);
+    });
+
+    it("destroy leaves Docker's rules as they were; up again with Docker running puts the accept in FORWARD at once", async () => {
+      await timedDestroy("debian vps + docker", stack!);
+      assert.doesNotMatch(await vps!.run("iptables -S; nft list tables"), /natgate/);
+      // Docker first, as it leaves a host where it turned forwarding on itself: FORWARD DROP.
+      await vps!.run("systemctl stop docker.service docker.socket && sysctl -qw net.ipv4.ip_forward=0 && systemctl start docker.service");
+      assert.match(await vps!.run("iptables -S FORWARD"), /^-P FORWARD DROP$/m);
+      dockerRules = await iptables();
+      await timedUp("debian vps, docker first", stack!, portForwardProgram("home", seedLikeArgs(lab)));
+      assert.match(await vps!.run("iptables -S FORWARD"), /natgate:/);
+      await seedTraffic({ lab });
+      await survives("systemctl restart docker (docker first)", "systemctl restart docker.service");
+      await timedDestroy("debian vps + docker", stack!);
+      await stack!.close();
+      stack = undefined;
+      assert.equal(await iptables(), dockerRules, "Docker's rules are untouched by natgate's up and destroy");
+      assert.doesNotMatch(await vps!.run("iptables -S"), /natgate/);
     });
   });
 });

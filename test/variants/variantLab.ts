@@ -69,6 +69,15 @@ export async function refreshChanges(stack: Stack): Promise<Record<string, unkno
   return Object.fromEntries(steps.filter((s) => s.op !== "same").map((s) => [s.name, s.changes]));
 }
 
+/**
+ * Resources whose refresh found drift. Where a firewall came up after natgate, the new accept
+ * shows in `forwardAccept` (and traffic in `counters`): that is a change of outputs, not drift.
+ */
+export async function driftAfterRefresh(stack: Stack): Promise<string[]> {
+  const steps = await stack.refresh();
+  return steps.filter((x) => ((x.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []).length > 0).map((x) => x.name);
+}
+
 /** The smallest useful layout: the lab's hosts and one TCP forward of port 5000. */
 export function oneForwardArgs(lab: Lab): PortForwardArgs {
   return { ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 5000 }] };
