@@ -4,12 +4,17 @@
 // traffic checks and nothing else: natgate is not called again.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/debian-vps.test.ts
 import { strict as assert } from "assert";
+import { execFileSync } from "node:child_process";
+import { providers } from "../../provider";
+import { DEADMAN_SECONDS } from "../../provider/backends/iproute";
+import { closeAll, runScript } from "../../provider/ssh";
 import { getLab, type Lab, type LabProcess } from "../lab";
 import { bootDebianVps, restoreLabVps, type DebianVps } from "../lab/debianVps";
 import type { Stack } from "../engine/stack";
 import {
   askTcp,
   cleanup,
+  connectionTo,
   driftAfterRefresh,
   lanServices,
   portForwardProgram,
@@ -216,6 +221,58 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       stack = undefined;
       assert.equal(await iptables(), dockerRules, "Docker's rules are untouched by natgate's up and destroy");
       assert.doesNotMatch(await vps!.run("iptables -S"), /natgate/);
+    });
+  });
+  describe("the lockout guard on the real host", () => {
+    // The services whose restart would change what reaches the VPS's sshd: natgate must never
+    // start, reload or enable them (only their own start runs natgate again, never the reverse).
+    const managers = "ufw.service nftables.service systemd-networkd.service docker.service firewalld.service";
+    const started = async () => vps!.run(`systemctl show -p Id -p ActiveEnterTimestampMonotonic -p InvocationID ${managers}`);
+
+    it("up, natgate.service's restart and destroy never start or reload the host's firewall; ufw (deny incoming, SSH allowed) keeps its rules", async () => {
+      await vps!.run("ufw allow 22/tcp && ufw allow 51820/udp && ufw --force enable", { timeoutMs: 60_000 });
+      const ufwBefore = await vps!.run("ufw status verbose");
+      const before = await started();
+      stack = variantStack();
+      await timedUp("debian vps, lockout", stack, portForwardProgram("home", seedLikeArgs(lab)));
+      await vps!.run("systemctl restart natgate.service");
+      await seedTraffic({ lab });
+      await timedDestroy("debian vps, lockout", stack);
+      await stack.close();
+      stack = undefined;
+      assert.equal(await started(), before, "no manager service was started again by natgate");
+      assert.equal(await vps!.run("ufw status verbose"), ufwBefore);
+      await vps!.run("ufw --force disable");
+    });
+
+    it("a return path that sends the VPS's own SSH replies into the tunnel is undone by the dead-man switch within its bound, and SSH works", async () => {
+      const connection = connectionTo(lab, "vps");
+      execFileSync("ip", ["link", "add", "ngtun0", "netns", lab.hosts.vps.netns, "type", "veth", "peer", "name", "ngtun0", "netns", lab.hosts.router.netns]);
+      try {
+        await vps!.run("ip link set ngtun0 addrgenmode none && ip addr add 10.10.9.1/24 dev ngtun0 && ip link set ngtun0 up");
+        // The other end is up with no address: nothing answers for 10.10.9.2, what goes there is lost.
+        await lab.hosts.router.run("ip link set ngtun0 addrgenmode none && ip link set ngtun0 up");
+        const snapshot = () => vps!.run("ip rule; ip -4 route show table all; nft -s list ruleset; ls -A /run/natgate 2>/dev/null; true");
+        const initial = await snapshot();
+        const routes = providers.PolicyRouteTable!;
+        const ret = providers.ConnmarkReturnPath!;
+        const t = (await routes.check!({}, { connection, name: "lock", table: 8765, routes: [{ to: "default", via: "10.10.9.2", dev: "ngtun0" }] })).inputs;
+        const r = await routes.create(t);
+        // localSource = the address the laptop logs in to: every reply of the VPS's sshd now goes into the tunnel.
+        const c = (await ret.check!({}, { connection, name: "lock", tunnelInterface: "ngtun0", table: 8765, priority: 940, localSource: lab.hosts.vps.addr })).inputs;
+        const t0 = Date.now();
+        await assert.rejects(ret.create(c), (e: Error) => /dead-man switch/.test(e.message));
+        const s = (Date.now() - t0) / 1000;
+        backIn.push(["dead-man rollback reported (bound 30 s + login)", s]);
+        assert.ok(s <= DEADMAN_SECONDS + 20, `rolled back and reported after ${s} s`);
+        assert.doesNotMatch((await runScript(connection as never, "ip rule", [], { fresh: true })).stdout, /^94[01]:/m, "the rules that cut SSH are gone");
+        await ret.delete!("x/ConnmarkReturnPath/lock", c);
+        await routes.delete!(r.id, r.outs);
+        assert.equal(await snapshot(), initial);
+      } finally {
+        await closeAll();
+        await vps!.exec("ip link del ngtun0");
+      }
     });
   });
 });
