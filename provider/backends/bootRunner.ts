@@ -114,6 +114,17 @@ const systemdDropIn = (service: string) => `${OWNED}
 # ${service} starting (or restarting) can remove natgate's tables, rules or routes: put them back.
 [Service]
 ExecStartPost=-/bin/systemctl --no-block restart natgate.service
+${WIPES_ON_STOP.includes(service) ? STOP_HOOK : ""}`;
+
+/**
+ * Services whose stop wipes natgate's state too: Debian's nftables.service stops with
+ * `nft flush ruleset`. (ufw, firewalld and Docker remove only their own chains on stop and leave
+ * the policies accepting; networkd leaves routes and rules in place.) At shutdown the restart job
+ * is refused by systemd, and `-` ignores that.
+ */
+const WIPES_ON_STOP = ["nftables.service"];
+const STOP_HOOK = `# ...and so does its stop (ExecStop=nft flush ruleset).
+ExecStopPost=-/bin/systemctl --no-block restart natgate.service
 `;
 
 // START=99: after the network (20) and fw4 (19), whose forward chain natgate's accepts go into.

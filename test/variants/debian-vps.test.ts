@@ -78,6 +78,13 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       assert.deepEqual(await refreshChanges(stack!), {});
     });
 
+    it("systemctl stop nftables (its ExecStop flushes the ruleset), then start: back within 5 s after each", async () => {
+      assert.match(await vps!.run("systemctl show -p ExecStop nftables.service"), /flush ruleset/, "Debian's unit flushes on stop");
+      await survives("systemctl stop nftables", "systemctl stop nftables");
+      await survives("systemctl start nftables", "systemctl start nftables");
+      assert.deepEqual(await refreshChanges(stack!), {});
+    });
+
     it("systemctl restart systemd-networkd (default ManageForeign*): back within 5 s", async () => {
       await survives("systemctl restart systemd-networkd", "systemctl restart systemd-networkd");
       assert.deepEqual(await refreshChanges(stack!), {});
