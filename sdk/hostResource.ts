@@ -41,8 +41,14 @@ export interface FirewallResourceArgs extends HostResourceArgs {
 export abstract class HostResource extends pulumi.dynamic.Resource {
   /** The host-state lines this resource owns (nft, ip, sysctl), as `pulumi preview --diff` shows them; after a refresh, the live ones. */
   declare public readonly rendered: pulumi.Output<string[]>;
-  /** Differences between the host and the inputs found by the last read (empty = in sync). */
+  /**
+   * Differences between the host and the inputs found by the last read (empty = in sync); when
+   * there are some, the last line says what ran on the host since natgate applied, where that left
+   * a trace ("probably by: nftables.service stopped, 40 s ago").
+   */
   declare public readonly drift: pulumi.Output<string[]>;
+  /** When natgate last made the host match (the clock of the machine that ran `pulumi up`). */
+  declare public readonly appliedAt: pulumi.Output<string>;
   /** The host key seen on first use (a later connection that sees another key is refused). */
   declare public readonly hostKeyFingerprint: pulumi.Output<string>;
   declare public readonly name: pulumi.Output<string>;
@@ -64,6 +70,7 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
       connection: secretConnection(args.connection),
       rendered: undefined,
       drift: undefined,
+      appliedAt: undefined,
       hostKeyFingerprint: undefined,
       boot: undefined,
       bootNote: undefined,

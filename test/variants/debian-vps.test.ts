@@ -94,6 +94,10 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       await vps!.run("ufw allow 22/tcp && ufw allow 51820/udp && ufw --force enable", { timeoutMs: 60_000 });
       assert.match(await vps!.run("iptables -S FORWARD"), /^-P FORWARD DROP$/m);
       assert.equal((await askTcp(lab, 5000)).answer, "", "ufw's FORWARD DROP cuts the path: no accept was needed at up");
+      const steps = await stack!.refresh();
+      const drift = steps.flatMap((x) => ((x.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
+      assert.ok(drift.some((d) => d.startsWith("missing iptables accept")), JSON.stringify(drift));
+      assert.ok(drift.some((d) => /^probably by: .*ufw was enabled/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
       await survives("ufw enabled after up, then systemctl restart ufw", "systemctl restart ufw");
       assert.match(await vps!.run("iptables -S FORWARD"), /natgate:/);
       // The accept is what the rule wants on this host now: refresh lists it (forwardAccept), no drift.

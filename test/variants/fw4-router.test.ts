@@ -109,9 +109,28 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     const drift = steps.flatMap((s) => ((s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
     assert.ok(drift.some((d) => d.startsWith(`missing fw4 include ${INCLUDES}/forward/natgate-`)), JSON.stringify(drift));
     assert.ok(drift.some((d) => d.startsWith("missing accept in inet fw4 forward")), JSON.stringify(drift));
+    assert.ok(drift.some((d) => /^probably by: .*fw4 \(re\)loaded its ruleset .*, \d+ s ago/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
     await stack!.up(portForwardProgram("home", seedLikeArgs(lab)));
     await seedTraffic({ lab });
     await fw4(lab, "reload");
+    await seedTraffic({ lab });
+    assert.deepEqual(await refreshChanges(stack!), {});
+  });
+
+  it("/etc/init.d/firewall stop (fw4 flush deletes every nft table, natgate's too): refresh says what is missing and by what; start and up put it back", async () => {
+    const r = lab.hosts.router;
+    const labNat = await r.run("nft list table ip lab_nat");
+    await fw4(lab, "stop", { via: "init.d" });
+    // The flush took the lab's own masquerade too, which the laptop (on the LAN) needs to reach the VPS.
+    await r.run("nft -f -", { input: labNat });
+    assert.doesNotMatch(await r.run("nft list tables"), /natgate_/, "fw4 flush deleted natgate's tables");
+    assert.equal((await askTcp(lab, 5000)).answer, "", "the router's DNAT is gone with its table");
+    const steps = await stack!.refresh();
+    const drift = steps.flatMap((s) => ((s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
+    assert.ok(drift.some((d) => d.startsWith("missing nft")), JSON.stringify(drift));
+    assert.ok(drift.some((d) => /^probably by: the OpenWrt firewall is stopped/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
+    await fw4(lab, "start", { via: "init.d" });
+    await stack!.up(portForwardProgram("home", seedLikeArgs(lab)));
     await seedTraffic({ lab });
     assert.deepEqual(await refreshChanges(stack!), {});
   });

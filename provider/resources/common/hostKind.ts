@@ -5,6 +5,7 @@ import type { Failure } from "../../engine/failures";
 import type { Kind, Outputs } from "../../engine/kind";
 import { makeProvider } from "../../engine/provider";
 import { Host } from "./host";
+import { SUSPECTS_SH, suspectsOf } from "../../backends/suspects";
 
 export { containsUnknown, UNKNOWN } from "./unknown";
 export type { Failure };
@@ -50,7 +51,7 @@ export interface ResourceKind<I extends BaseInputs> {
 }
 
 /** Output fields of a one-host kind (a resource class declares them as inputs, as undefined, to get them back). */
-const OUTPUT_KEYS = ["drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote", "activeBackend", "counters"];
+const OUTPUT_KEYS = ["drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote", "activeBackend", "counters", "appliedAt"];
 
 const knownFingerprint = (props: Outputs | undefined): string | undefined =>
   typeof props?.hostKeyFingerprint === "string" ? props.hostKeyFingerprint : undefined;
@@ -89,11 +90,14 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
       if (obs.drift.length) {
         throw new NatgateError("remote", `${k.kind} ${i.name} on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
       }
-      return outputsOf(i, host, obs, obs.desired ?? k.render(i));
+      // When natgate last made the host match (the laptop's clock): a later refresh that finds
+      // drift names what ran on the host since.
+      return { ...outputsOf(i, host, obs, obs.desired ?? k.render(i)), appliedAt: new Date().toISOString() };
     },
     async read(i, props) {
       const host = new Host(i.connection, knownFingerprint(props));
       const obs = await k.observe(host, i, props);
+      if (obs.drift.length) obs.drift = [...obs.drift, ...(await byWhat(host, props))];
       const { __provider: _p, ...before } = props;
       return { ...before, ...outputsOf(i, host, obs, obs.rendered) };
     },
@@ -101,6 +105,15 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
       await k.remove(new Host(i.connection, knownFingerprint(props)), i, props);
     },
   };
+}
+
+/** "probably by: ..." for drift: what ran on the host after natgate last applied the resource, where it leaves a trace. */
+async function byWhat(host: Host, props: Outputs): Promise<string[]> {
+  const at = typeof props.appliedAt === "string" ? Date.parse(props.appliedAt) : NaN;
+  const out = await host.run("reading what ran on the host", SUSPECTS_SH, []).catch(() => undefined);
+  const section = out?.stdout.split("\n").filter((l) => l.trim() && l !== "@@suspects") ?? [];
+  const found = suspectsOf(section, Number.isFinite(at) ? (Date.now() - at) / 1000 : undefined);
+  return found.length ? [`probably by: ${found.join("; ")}`] : [];
 }
 
 /** The pulumi.dynamic.ResourceProvider of a one-host kind. */
