@@ -2,7 +2,10 @@
 // they run the seed example with the Pulumi CLI, step by step, on the lab's hosts. The stack is
 // driven by test/engine/stack.ts (the real dynamic-provider server, natgate's built dist), the same
 // engine the seed test uses. Exits non-zero as soon as a step fails.
-import { getLab, Lab, LabProcess } from "../test/lab";
+import { getLab, Lab, LabProcess, privateLib } from "../test/lab";
+import { bootDebianVps, restoreLabVps } from "../test/lab/debianVps";
+import { fw4, installFw4, removeFw4 } from "../test/lab/fw4";
+import { secondsUntilBack } from "../test/variants/variantLab";
 import { lineDiff, PropertyChange, RefreshStep, Stack, Step, StepEvent } from "../test/engine/stack";
 import {
   askBanner,
@@ -117,12 +120,31 @@ async function main(): Promise<void> {
   const h = lab.hosts;
   out(bold("natgate demo: the blog post's setup (examples/seed) on a lab of network namespaces"));
   out(dim("Each host is a network namespace with its own sshd, nftables and routing; natgate reaches them over SSH."));
+  out(dim("The VPS is a real Debian 12 booted with systemd; the router runs OpenWrt's real firewall, fw4."));
 
   heading("The lab");
+  let t = Date.now();
+  const undoLib = await privateLib(lab, h.router, "demo-fw4");
+  let fw4Installed = false;
+  let debian = false;
+  try {
+    await installFw4(lab);
+    fw4Installed = true;
+    await bootDebianVps(lab);
+    debian = true;
+    // A Debian VPS that uses Debian's firewall service: its stock /etc/nftables.conf, loaded.
+    await h.vps.run("systemctl enable --now nftables.service");
+  } catch (e) {
+    if (debian) await restoreLabVps(lab).catch(() => undefined);
+    if (fw4Installed) await removeFw4(lab).catch(() => undefined);
+    await undoLib().catch(() => undefined);
+    throw e;
+  }
+  out(dim(`  (fw4 installed on the router, Debian booted on the VPS: ${secs(Date.now() - t)})`));
   out(`  client   ${h.client.addr.padEnd(15)} somewhere on the internet`);
-  out(`  vps      ${h.vps.addr.padEnd(15)} public address, sshd`);
+  out(`  vps      ${h.vps.addr.padEnd(15)} public address; Debian 12, systemd, nftables.service, sshd`);
   out(`  isp      ${String(lab.addresses.ispCgnat ?? "100.64.0.1").padEnd(15)} carrier-grade NAT: masquerades the router, drops every unsolicited inbound packet`);
-  out(`  router   ${h.router.addr.padEnd(15)} br-lan; WAN ${lab.addresses.routerWan ?? "100.64.0.2"} behind the CGNAT, sshd`);
+  out(`  router   ${h.router.addr.padEnd(15)} br-lan; WAN ${lab.addresses.routerWan ?? "100.64.0.2"} behind the CGNAT; fw4 (OpenWrt's default zones: wan rejects), sshd`);
   out(`  lan      ${h.lan.addr.padEnd(15)} runs the services (they answer with the address they see)`);
   out(`  laptop   ${h.laptop.addr.padEnd(15)} on the LAN: runs pulumi (this demo)`);
   const snapshots: Record<string, string> = {};
@@ -143,7 +165,7 @@ async function main(): Promise<void> {
     }
 
     heading("pulumi preview", "Check only: what each resource will put on each host");
-    let t = Date.now();
+    t = Date.now();
     const preview = await stack.preview(seedProgram);
     const checkedInputs = new Map<string, Record<string, unknown>>();
     for (const s of preview.steps) {
@@ -166,6 +188,20 @@ async function main(): Promise<void> {
     expect((check.hops ?? []).length === 4 && check.hops!.every((x) => x.ok), "the PathCheck must pass every hop");
 
     heading("Traffic from the internet", `client ${h.client.addr} → VPS ${PUBLIC} → tunnel → router → LAN ${h.lan.addr}`);
+    await traffic(lab);
+
+    heading("The hosts' own software does what it does", "natgate is not called: the hosts keep or restore its state");
+    for (const [where, cmd, why] of [
+      ["router", "fw4 reload", "LuCI's Save & Apply; rebuilds fw4's table, natgate's accepts come back from its include files"],
+      ["vps", "systemctl restart nftables", "its /etc/nftables.conf starts with flush ruleset; natgate's drop-in runs natgate.service after it"],
+    ] as const) {
+      out(dim(`  ${where}# ${cmd}`) + dim(`   (${why})`));
+      if (where === "router") await fw4(lab, "reload");
+      else await h.vps.run(cmd);
+      const back = await secondsUntilBack(lab, 10_000);
+      out(`  ${Number.isFinite(back) ? OK : BAD} the path works ${Number.isFinite(back) ? `${back.toFixed(2)} s after the command` : "not within 10 s"}`);
+      expect(Number.isFinite(back), `the path must come back after ${cmd}`);
+    }
     await traffic(lab);
 
     heading("pulumi up again", "nothing changed, so nothing is touched");
@@ -226,6 +262,9 @@ async function main(): Promise<void> {
     // After a failure, remove what the stack still owns before the lab goes.
     if (stack.state.length) await stack.destroy().catch(() => undefined);
     await stack.close();
+    await restoreLabVps(lab).catch(() => undefined);
+    await removeFw4(lab).catch(() => undefined);
+    await undoLib().catch(() => undefined);
   }
   out();
   out(bold(`${OK} demo finished in ${secs(Date.now() - started)}`) + dim("  (the lab is torn down next)"));

@@ -27,12 +27,40 @@ if [ -e /etc/ufw/ufw.conf ]; then
 fi
 `;
 
+/** What of natgate's a drift line is about; each event below names what it can remove. */
+type Touch = "own" | "fw4" | "ipt" | "rules" | "sysctl";
+
+function touchesOf(drift: string[]): Set<Touch> {
+  const t = new Set<Touch>();
+  for (const d of drift) {
+    if (/^(missing|unexpected) nft\b/.test(d)) t.add("own");
+    else if (/^(missing|unexpected) (fw4 include|accept in inet fw4)|^unexpected rule:/.test(d)) t.add("fw4");
+    else if (/^(missing|unexpected) iptables\b|^missing accept in /.test(d)) t.add("ipt");
+    else if (/ ip rule|^(missing|unexpected) route\b/.test(d)) t.add("rules");
+    else if (/^net\.|rp_filter|ip_forward/.test(d)) t.add("sysctl");
+  }
+  return t;
+}
+
+// From their sources: nftables.service flushes the ruleset when it starts and stops; networkd
+// removes foreign rules and routes (and sets sysctls it is told to); ufw and firewalld rebuild
+// filter chains (ufw also applies its sysctl.conf); Docker its chains and FORWARD's policy.
+const UNIT_TOUCHES: Record<string, Touch[]> = {
+  "nftables.service": ["own", "fw4", "ipt"],
+  "systemd-networkd.service": ["rules", "sysctl"],
+  "ufw.service": ["ipt", "sysctl"],
+  "firewalld.service": ["ipt", "fw4"],
+  "docker.service": ["ipt"],
+};
+
 /**
- * The events after natgate last applied the resource, as phrases for a drift line: `appliedAge` is
- * how many seconds ago that was (the laptop's clock, so the host's may differ: only ages are
- * compared); undefined lists every event natgate knows of.
+ * The events that could have removed what `drift` lists and came after natgate last applied the
+ * resource, as phrases for a drift line: `appliedAge` is how many seconds ago the apply was (the
+ * laptop's clock, so the host's may differ: only ages are compared); undefined takes every event.
  */
-export function suspectsOf(lines: string[], appliedAge: number | undefined): string[] {
+export function suspectsOf(lines: string[], appliedAge: number | undefined, drift: string[]): string[] {
+  const touches = touchesOf(drift);
+  const can = (what: Touch[]) => what.some((w) => touches.has(w));
   let now: number | undefined;
   const out: string[] = [];
   const loaded = new Set<string>();
@@ -42,15 +70,13 @@ export function suspectsOf(lines: string[], appliedAge: number | undefined): str
     if (w[0] === "now") now = Number(w[1]);
     else if (w[0] === "booted") events.push({ what: "the host rebooted and natgate's boot entries did not restore it (persist off, or natgate's boot run failed)", at: Number(w[1]) });
     else if (w[0] === "unit" && w[2] === "load" && w[3] === "loaded") loaded.add(w[1]!);
-    else if (w[0] === "unit" && (w[2] === "started" || w[2] === "stopped") && loaded.has(w[1]!)) {
+    else if (w[0] === "unit" && (w[2] === "started" || w[2] === "stopped") && loaded.has(w[1]!) && can(UNIT_TOUCHES[w[1]!] ?? [])) {
       events.push({ what: `${w[1]} ${w[2]}`, at: Number(w[3]) });
     } else if (w[0] === "natgate-failed") out.push("natgate.service failed (systemctl status natgate.service says why)");
-    else if (w[0] === "fw4" && w[1] === "stopped") {
+    else if (w[0] === "fw4" && w[1] === "stopped" && can(["own", "fw4"])) {
       out.push("the OpenWrt firewall is stopped (`/etc/init.d/firewall stop` runs `fw4 flush`, which deletes every nft table, natgate's too)");
-    } else if (w[0] === "fw4" && w[1] === "loaded") {
-      events.push({ what: "fw4 (re)loaded its ruleset (had the firewall been stopped before, `/etc/init.d/firewall stop` ran `fw4 flush`, which deletes every nft table)", at: Number(w[2]) });
-    }
-    else if (w[0] === "ufw" && w[1] === "conf") {
+    } else if (w[0] === "fw4" && w[1] === "loaded" && can(["fw4"])) events.push({ what: "fw4 reloaded its table", at: Number(w[2]) });
+    else if (w[0] === "ufw" && w[1] === "conf" && can(["ipt", "sysctl"])) {
       const state = w[3] === "yes" ? "enabled" : w[3] === "no" ? "disabled" : "changed";
       events.push({ what: `ufw was ${state} (\`ufw ${state === "enabled" ? "enable" : "disable"}\` does not go through systemd: \`systemctl restart ufw\` or \`pulumi up\` puts natgate's accept back)`, at: Number(w[2]) });
     }

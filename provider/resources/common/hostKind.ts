@@ -97,7 +97,7 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
     async read(i, props) {
       const host = new Host(i.connection, knownFingerprint(props));
       const obs = await k.observe(host, i, props);
-      if (obs.drift.length) obs.drift = [...obs.drift, ...(await byWhat(host, props))];
+      if (obs.drift.length) obs.drift = [...obs.drift, ...(await byWhat(host, props, obs.drift))];
       const { __provider: _p, ...before } = props;
       return { ...before, ...outputsOf(i, host, obs, obs.rendered) };
     },
@@ -108,11 +108,11 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
 }
 
 /** "probably by: ..." for drift: what ran on the host after natgate last applied the resource, where it leaves a trace. */
-async function byWhat(host: Host, props: Outputs): Promise<string[]> {
+async function byWhat(host: Host, props: Outputs, drift: string[]): Promise<string[]> {
   const at = typeof props.appliedAt === "string" ? Date.parse(props.appliedAt) : NaN;
   const out = await host.run("reading what ran on the host", SUSPECTS_SH, []).catch(() => undefined);
   const section = out?.stdout.split("\n").filter((l) => l.trim() && l !== "@@suspects") ?? [];
-  const found = suspectsOf(section, Number.isFinite(at) ? (Date.now() - at) / 1000 : undefined);
+  const found = suspectsOf(section, Number.isFinite(at) ? (Date.now() - at) / 1000 : undefined, drift);
   return found.length ? [`probably by: ${found.join("; ")}`] : [];
 }
 
