@@ -21,6 +21,20 @@ export LC_ALL PATH WG_ENDPOINT_RESOLUTION_RETRIES
 ng_dir=${BOOT_DIR}
 # "boot.sh save" (natgate.service's stop, at shutdown): keep each tunnel's peer endpoints, so a
 # listener can dial its dialer behind NAT right after it boots again.
+# "boot.sh ufw" (natgate-ufw.service: /etc/ufw/ufw.conf changed, as \`ufw enable\` and \`disable\` do,
+# which do not go through systemd): ufw writes ufw.conf before it loads its rules, so wait (10 s at
+# most) until FORWARD has the policy /etc/default/ufw gives it, then run the entries again through
+# natgate.service, which puts the accepts where the drop now is.
+if [ "\${1:-}" = ufw ]; then
+  ng_want=
+  grep -q '^ENABLED=yes' /etc/ufw/ufw.conf 2>/dev/null &&
+    ng_want=$(sed -n 's/^DEFAULT_FORWARD_POLICY=//p' /etc/default/ufw 2>/dev/null | tr -d '"')
+  ng_i=0
+  while [ -n "$ng_want" ] && [ "$ng_i" -lt 50 ] && ! iptables -S FORWARD 2>/dev/null | grep -qx -- "-P FORWARD $ng_want"; do
+    sleep 0.2; ng_i=$((ng_i + 1))
+  done
+  exec systemctl --no-block restart natgate.service
+fi
 if [ "\${1:-}" = save ]; then
   for ng_e in "$ng_dir"/tunnel-*.sh; do
     [ -f "$ng_e" ] || continue
@@ -127,6 +141,29 @@ const STOP_HOOK = `# ...and so does its stop (ExecStop=nft flush ruleset).
 ExecStopPost=-/bin/systemctl --no-block restart natgate.service
 `;
 
+// ufw's CLI (\`ufw enable\`, \`ufw disable\`) changes the firewall without starting ufw.service, but
+// it always rewrites /etc/ufw/ufw.conf: a path unit sees that and runs boot.sh ufw.
+const UFW_PATH_UNIT = `${OWNED}
+[Unit]
+Description=natgate: run natgate's boot entries again when ufw is enabled or disabled
+
+[Path]
+PathChanged=/etc/ufw/ufw.conf
+Unit=natgate-ufw.service
+
+[Install]
+WantedBy=paths.target
+`;
+const UFW_SERVICE_UNIT = `${OWNED}
+[Unit]
+Description=natgate: ufw was enabled or disabled, run natgate's boot entries again
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh ${RUNNER_PATH} ufw
+`;
+export const UFW_PATH_UNIT_PATH = "/etc/systemd/system/natgate-ufw.path";
+
 // START=99: after the network (20) and fw4 (19), whose forward chain natgate's accepts go into.
 const PROCD_INIT = `#!/bin/sh /etc/rc.common
 ${OWNED}
@@ -170,6 +207,9 @@ export function runnerFiles(init: InitSystem): BootFile[] {
       { path: SYSTEMD_UNIT_PATH, content: SYSTEMD_UNIT, mode: "644" },
       { path: "/etc/systemd/system/multi-user.target.wants/natgate.service", target: SYSTEMD_UNIT_PATH },
       ...WIPING_SERVICES.map((svc) => ({ path: `/etc/systemd/system/${svc}.d/natgate.conf`, content: systemdDropIn(svc), mode: "644" as const })),
+      { path: UFW_PATH_UNIT_PATH, content: UFW_PATH_UNIT, mode: "644" },
+      { path: "/etc/systemd/system/natgate-ufw.service", content: UFW_SERVICE_UNIT, mode: "644" },
+      { path: "/etc/systemd/system/paths.target.wants/natgate-ufw.path", target: UFW_PATH_UNIT_PATH },
     );
   } else if (init === "procd") {
     files.push(

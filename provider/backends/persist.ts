@@ -66,6 +66,9 @@ boot_remove() {
   rm -f "${BOOT_DIR}/$1" "${BOOT_DIR}/$1.natgate-tmp" || return 1
   for ng_f in "${BOOT_DIR}"/*.sh; do [ -e "$ng_f" ] && return 0; done
   ng_unit=; [ -e ${SYSTEMD_UNIT_PATH} ] && ng_unit=1
+  if [ -n "$ng_unit" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl stop natgate-ufw.path >/dev/null 2>&1
+  fi
   rm -f ${RUNNER_PATHS.join(" ")} || return 1
   if [ -n "$ng_unit" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload >/dev/null 2>&1 || echo "natgate: systemctl daemon-reload failed; natgate.service is removed, run it yourself" >&2
@@ -160,6 +163,8 @@ boot_write() {
   [ "$ng_before" = "$(boot_systemd_state)" ] || ng_changed=1
   if [ "$ng_init" = systemd ] && [ -n "$ng_changed" ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload >/dev/null 2>&1 || echo "natgate: systemctl daemon-reload failed (natgate.service is written and enabled for the next boot)" >&2
+    # enabled for the next boot by its link; active from now on
+    systemctl start natgate-ufw.path >/dev/null 2>&1 || echo "natgate: systemctl start natgate-ufw.path failed (it is enabled for the next boot)" >&2
   fi
   return 0
 }

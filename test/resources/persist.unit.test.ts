@@ -71,7 +71,7 @@ describe("boot persistence (unit)", () => {
   it("every entry, the runner, the hooks and the scripts that write them parse in dash and BusyBox ash", () => {
     const texts: [string, string][] = [
       ...entries().map((e): [string, string] => [e.name, bootEntryText(e)]),
-      ...runnerFiles("procd").concat(runnerFiles("systemd")).filter((f) => f.content !== undefined && !f.path.endsWith(".service") && !f.path.includes("keep.d")).map((f): [string, string] => [f.path, f.content!]),
+      ...runnerFiles("procd").concat(runnerFiles("systemd")).filter((f) => f.content !== undefined && !/\.(service|path)$/.test(f.path) && !f.path.includes("keep.d")).map((f): [string, string] => [f.path, f.content!]),
       ...entries().map((e): [string, string] => [`write script for ${e.name}`, persistWriteScript(e.body)]),
       ["remove script", PERSIST_REMOVE_SH],
     ];

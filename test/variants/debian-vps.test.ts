@@ -90,17 +90,32 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       assert.deepEqual(await refreshChanges(stack!), {});
     });
 
-    it("ufw enabled after up: FORWARD drops the path (natgate placed no accept); systemctl restart ufw re-runs natgate, which puts it where the drop now is", async () => {
-      await vps!.run("ufw allow 22/tcp && ufw allow 51820/udp && ufw --force enable", { timeoutMs: 60_000 });
-      assert.match(await vps!.run("iptables -S FORWARD"), /^-P FORWARD DROP$/m);
-      assert.equal((await askTcp(lab, 5000)).answer, "", "ufw's FORWARD DROP cuts the path: no accept was needed at up");
+    it("ufw enabled after up (its CLI, which starts no systemd unit): natgate-ufw.path sees ufw.conf change and re-runs natgate, which puts the accept where ufw's drop now is: back within 5 s", async () => {
+      assert.equal((await vps!.run("systemctl is-active natgate-ufw.path")).trim(), "active");
+      await survives("ufw enable after up", "ufw allow 22/tcp && ufw allow 51820/udp && ufw --force enable");
+      const forward = await vps!.run("iptables -S FORWARD");
+      assert.match(forward, /^-P FORWARD DROP$/m, "ufw's FORWARD DROP is in place");
+      assert.match(forward, /natgate:/, "natgate's accept was put where the drop is");
+      // The accept is what the rule wants on this host now: refresh lists it (forwardAccept), no drift.
+      assert.deepEqual(await driftAfterRefresh(stack!), []);
+      await survives("systemctl restart ufw (enabled after up)", "systemctl restart ufw");
+      assert.deepEqual(await driftAfterRefresh(stack!), []);
+    });
+
+    it("refresh says by what when nothing put the path back: ufw enabled with natgate's path unit stopped", async () => {
+      // ufw off, natgate's accept taken out by hand (nothing needs it while ufw is off), then ufw on.
+      await vps!.run("systemctl stop natgate-ufw.path && ufw --force disable");
+      await vps!.run("iptables -L FORWARD -n --line-numbers | awk '/natgate:/ { print $1 }' | sort -rn | while read -r n; do iptables -D FORWARD \"$n\"; done");
+      assert.doesNotMatch(await vps!.run("iptables -S FORWARD"), /natgate:/);
+      await seedTraffic({ lab });
+      await vps!.run("ufw --force enable");
+      assert.equal((await askTcp(lab, 5000)).answer, "", "ufw's FORWARD DROP cuts the path");
       const steps = await stack!.refresh();
       const drift = steps.flatMap((x) => ((x.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
       assert.ok(drift.some((d) => d.startsWith("missing iptables accept")), JSON.stringify(drift));
       assert.ok(drift.some((d) => /^probably by: .*ufw was enabled/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
-      await survives("ufw enabled after up, then systemctl restart ufw", "systemctl restart ufw");
-      assert.match(await vps!.run("iptables -S FORWARD"), /natgate:/);
-      // The accept is what the rule wants on this host now: refresh lists it (forwardAccept), no drift.
+      await vps!.run("systemctl start natgate-ufw.path");
+      await survives("systemctl restart ufw (path unit stopped before)", "systemctl restart ufw");
       assert.deepEqual(await driftAfterRefresh(stack!), []);
     });
 
@@ -130,6 +145,8 @@ describe("variants: a real Debian 12 VPS with systemd", function () {
       await stack!.close();
       stack = undefined;
       assert.equal((await vps!.run("ls /etc/natgate /etc/systemd/system/natgate.service /etc/systemd/system/nftables.service.d 2>&1; true")).includes("No such file"), true);
+      assert.equal((await vps!.run("ls /etc/systemd/system/ | grep -c natgate; true")).trim(), "0", "no natgate unit file left");
+      assert.notEqual((await vps!.run("systemctl is-active natgate-ufw.path; true")).trim(), "active");
       assert.doesNotMatch(await vps!.run("systemctl show -p DropInPaths nftables.service"), /natgate/);
       assert.doesNotMatch(await vps!.run("nft list tables"), /natgate_/);
       assert.doesNotMatch(await vps!.run("iptables -S"), /natgate/);
