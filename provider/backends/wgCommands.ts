@@ -1,5 +1,5 @@
 import { shQuote } from "../ssh/quote";
-import { KEY_DIR, publicKeyPlaceholder, sortPeers, type LinkState, type PeerState, type SideState } from "../resources/tunnel/model";
+import { KEY_DIR, publicKeyPlaceholder, sortPeers, type LinkState, type PeerState, type SideState } from "../plan/wireguard";
 import { renderLinkAdd as renderLinkAddShown } from "./wireguard";
 
 /**

@@ -1,5 +1,5 @@
 import { NatgateError } from "../ssh/errors";
-import { containsUnknown } from "../resources/common/unknown";
+import { containsUnknown } from "./unknown";
 import { failuresOf, invalidInputs, type Failure } from "./failures";
 import type { Kind, Outputs } from "./kind";
 

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { NatgateError } from "../ssh/errors";
-import { containsUnknown, UNKNOWN } from "../resources/common/unknown";
+import { containsUnknown, UNKNOWN } from "./unknown";
 
 /** One problem with one input, as Pulumi's check reports it: the field as the user wrote it, and why. */
 export interface Failure {

@@ -1,7 +1,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { NatgateError } from "../ssh/errors";
-import { containsUnknown, UNKNOWN } from "../resources/common/unknown";
-import { NATGATE_VERSION } from "../resources/common/version";
+import { containsUnknown, UNKNOWN } from "./unknown";
+import { NATGATE_VERSION } from "./version";
 import { checkInputs, inputPart, inputsOf } from "./check";
 import type { Kind, Outputs } from "./kind";
 

@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ProviderServer, Props, startProviderServer } from "./harness";
 import { loadProgram, RecordedResource, runProgram } from "./mocks";
 import { kindOf } from "./stack";
-import { NATGATE_VERSION } from "../../provider/resources/common/version";
+import { NATGATE_VERSION } from "../../provider/engine/version";
 
 /** Old outputs of the single-host kinds carry the release that wrote them (an older one is an upgrade). */
 const asOutputs = (rec: { provider?: unknown }, inputs: Record<string, unknown>) =>

@@ -6,7 +6,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { goldenCases } from "./cases";
-import { NATGATE_VERSION } from "../../provider/resources/common/version";
+import { NATGATE_VERSION } from "../../provider/engine/version";
 
 const dir = __dirname;
 

@@ -2,9 +2,9 @@
 // kind's real provider (not the engine alone), so a kind that grew its own copy would show here.
 import * as assert from "node:assert/strict";
 import { providers } from "../../provider";
-import { UNKNOWN } from "../../provider/resources/common/unknown";
+import { UNKNOWN } from "../../provider/engine/unknown";
 import { NatgateError } from "../../provider/ssh/errors";
-import { NATGATE_VERSION } from "../../provider/resources/common/version";
+import { NATGATE_VERSION } from "../../provider/engine/version";
 
 const vps = { host: "198.51.100.1", password: "x" };
 const router = { host: "192.168.1.1", password: "x" };

@@ -5,7 +5,7 @@ import { getLab, type LabHost } from "../lab";
 import { closeAll } from "../../provider/ssh";
 import { tunnelProvider, converge, type TunnelOutputs } from "../../provider/resources/tunnel";
 import { inputsFromProps } from "../../provider/resources/tunnel/lifecycle";
-import { NATGATE_VERSION } from "../../provider/resources/common/version";
+import { NATGATE_VERSION } from "../../provider/engine/version";
 
 // Tunnel against the lab: VPS (listener, 198.51.100.1) <-> router (dialer, behind the CGNAT).
 // The test process is the laptop on the router's LAN, so SSH to the VPS crosses the CGNAT too.

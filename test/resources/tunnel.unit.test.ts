@@ -4,10 +4,10 @@ import { parseTunnelArgs, UNKNOWN, type TunnelInputs } from "../../provider/reso
 import { desiredSide, renderSide, renderTunnel } from "../../provider/resources/tunnel/render";
 import { liveSideFromSections, parseIpAddr, parseIpLink, parseWgDump, splitSections } from "../../provider/resources/tunnel/parse";
 import { endpointMatches, planSide, renderLive } from "../../provider/resources/tunnel/plan";
-import type { SideState } from "../../provider/resources/tunnel/model";
+import type { SideState } from "../../provider/plan/wireguard";
 import { applyScript, DELETE_SCRIPT, PREPARE_SCRIPT, READ_SCRIPT } from "../../provider/resources/tunnel/scripts";
 import { execFileSync } from "node:child_process";
-import { NATGATE_VERSION } from "../../provider/resources/common/version";
+import { NATGATE_VERSION } from "../../provider/engine/version";
 
 const vps = { host: "198.51.100.1", password: "pw" };
 const router = { host: "192.168.1.1", password: "pw" };

@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { providers } from "../../provider";
 import { interfaceName, interfaceNameProblem, ipv4, mark32, networkCidr, portSpec, resourceName, tableId } from "../../provider/resources/common/fields";
-import { assertNoUnknown, UNKNOWN } from "../../provider/resources/common/unknown";
+import { assertNoUnknown, UNKNOWN } from "../../provider/engine/unknown";
 import { ConnmarkReturnPathSchema } from "../../provider/resources/connmark/schema";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
 import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH } from "../../provider/backends/routesSh";

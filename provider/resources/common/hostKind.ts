@@ -7,7 +7,7 @@ import { makeProvider } from "../../engine/provider";
 import { Host } from "./host";
 import { SUSPECTS_SH, suspectsOf } from "../../backends/suspects";
 
-export { containsUnknown, UNKNOWN } from "./unknown";
+export { containsUnknown, UNKNOWN } from "../../engine/unknown";
 export type { Failure };
 
 export interface BaseInputs {

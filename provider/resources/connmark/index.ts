@@ -11,7 +11,7 @@ import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
-import { isLegacyState } from "../common/version";
+import { isLegacyState } from "../../engine/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, type ConnmarkReturnPathInputs } from "./schema";
 import { parseCmarkShow, scopeOf, type CmarkLive, type Scope } from "./live";

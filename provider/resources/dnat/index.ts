@@ -12,7 +12,7 @@ import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
 import { shPrelude, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
-import { isLegacyState, withoutUpgradeDrift } from "../common/version";
+import { isLegacyState, withoutUpgradeDrift } from "../../engine/version";
 import { dnatLiveIptLines, localityProblem, parseDnatShow, parseLocality, type DnatLive, type Locality } from "./live";
 import { dnatBootEntryName, dnatFirewall, dnatFirewallLines, dnatForwardAccepts, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
 import { DnatRuleSchema, dnatCrossCheck, type DnatRuleInputs } from "./schema";

@@ -5,7 +5,7 @@ import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { NatgateError } from "../../ssh/errors";
-import { isLegacyState } from "../common/version";
+import { isLegacyState } from "../../engine/version";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs } from "./schema";
 import { normalizeRoute, renderRouteTable, routesBootEntry, routesBootEntryName } from "./render";
 import { parseRoutesLive, type RoutesLive } from "./live";

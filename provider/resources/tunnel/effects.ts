@@ -1,7 +1,7 @@
 import type { Connection, RunResult } from "../../ssh";
 import { NatgateError } from "../../ssh/errors";
 import { PERSIST_REMOVE_SH, bootEntryName, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
-import { keyFileFor, type Role } from "./model";
+import { keyFileFor, type Role } from "../../plan/wireguard";
 import { liveSideFromSections, splitSections, type LiveSide } from "./parse";
 import { applyScript, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT, tunnelArgs } from "./scripts";
 

@@ -1,10 +1,10 @@
-import { isLegacyState } from "../common/version";
+import { isLegacyState } from "../../engine/version";
 import { inputsOf } from "../../engine/check";
 import { NatgateError } from "../../ssh";
 import { bootEntry, bootEntryPath, bootEntryText, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
 import type { WireGuardBackend } from "../../backends/wireguard";
 import { describeSide, applySide, deleteSide, prepareSide, readSide, syncSideBoot, tunnelBootEntryName, type SideRead, type SideTarget } from "./effects";
-import { keyFileFor, type Role, type SideState } from "./model";
+import { keyFileFor, type Role, type SideState } from "../../plan/wireguard";
 import { bootPlan, planSide, renderLive } from "./plan";
 import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
 import { APPLY_HEAD, applySteps, assertRunnable, tunnelArgs } from "./scripts";

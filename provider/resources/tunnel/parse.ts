@@ -1,7 +1,7 @@
 import { NatgateError } from "../../ssh/errors";
 import { backendOfLinkKind, type WireGuardBackend } from "../../backends/wireguard";
 import { parseCidr } from "../common/addresses";
-import { compareText, sortPeers, type PeerState, type Role, type SideState } from "./model";
+import { compareText, sortPeers, type PeerState, type Role, type SideState } from "../../plan/wireguard";
 
 /**
  * Parsers for what the read script prints: `wg show IF dump`, `ip -j addr`, `ip -d -j link`.

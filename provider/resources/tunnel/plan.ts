@@ -1,6 +1,6 @@
 import { NatgateError } from "../../ssh/errors";
 import { parseIp } from "../common/addresses";
-import { endpointsFileFor, sortPeers, type LinkState, type PeerState, type SideState } from "./model";
+import { endpointsFileFor, sortPeers, type LinkState, type PeerState, type SideState } from "../../plan/wireguard";
 import { renderAddressAdd, renderAddressDel, renderAddressReplace, renderEndpointRecall, renderInterfaceKeyPort, applyLinkAdd, renderLinkAddIfMissing, renderLinkSet, renderPeer, renderPeerChange, renderPeerRemove, renderSide } from "../../backends/wgCommands";
 
 /**

@@ -1,6 +1,6 @@
 import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { renderSide } from "../../backends/wgCommands";
-import { keyFileFor, otherRole, publicKeyPlaceholder, type PeerState, type Role, type SideState } from "./model";
+import { keyFileFor, otherRole, publicKeyPlaceholder, type PeerState, type Role, type SideState } from "../../plan/wireguard";
 import type { TunnelInputs } from "./schema";
 import { formatEndpoint } from "../common/addresses";
 

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ConnectionSchema } from "../../ssh";
 import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
 import { interfaceName } from "../common/fields";
-import { containsUnknown, UNKNOWN } from "../common/unknown";
+import { containsUnknown, UNKNOWN } from "../../engine/unknown";
 import { checkInputs } from "../../engine/check";
 import type { Failure } from "../../engine/failures";
 

@@ -1,5 +1,5 @@
 import { NatgateError } from "../../ssh/errors";
-import { assertNoUnknown } from "../common/unknown";
+import { assertNoUnknown } from "../../engine/unknown";
 import { APPLY_HEAD, applySteps } from "../../backends/tunnelSh";
 import { hasPlaceholder } from "../../backends/wgCommands";
 

@@ -1,4 +1,4 @@
-import { WG_KEY_DIR } from "../../backends/bootPaths";
+import { WG_KEY_DIR } from "../backends/bootPaths";
 /**
  * One side of a tunnel as data. The desired state (from inputs) and the live state
  * (read back from a host) use this same shape, so "in sync" is one comparison and

@@ -1,5 +1,5 @@
 /** What the engine sends for a value not known yet (preview with another resource's output). */
-import { NatgateError } from "../../ssh/errors";
+import { NatgateError } from "../ssh/errors";
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** Whether any string anywhere in `v` is the engine's unknown marker. */
