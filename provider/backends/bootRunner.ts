@@ -185,7 +185,7 @@ case $ACTION in ifup|ifupdate) ;; *) exit 0 ;; esac
 `;
 
 // sysupgrade reads these lines unquoted (find $(sed ... keep.d/*)): the glob keeps fw4 include files.
-const PROCD_KEEP = `${NATGATE_DIR}/\n${FW4_INCLUDE_DIR}/chain-pre/*/natgate-*.nft\n`;
+const PROCD_KEEP = `${NATGATE_DIR}/\n${FW4_INCLUDE_DIR}/chain-pre/*/natgate-*.nft\n${FW4_INCLUDE_DIR}/ruleset-post/natgate_*.nft\n`;
 
 export interface BootFile {
   path: string;

@@ -2,7 +2,8 @@
  * The remote scripts of a ConnmarkReturnPath. Values arrive as one record (args.ts): A_table,
  * A_owner, A_entry, A_sysctls (paths to show); apply also A_nft, A_ipt_restore / A_ipt_jumps,
  * A_ipt_jumps_del / A_ipt_chains_del, A_batch (ip -batch) with its dead-man switch A_token,
- * A_seconds and A_undo, A_hold ("path value" lines), A_release, and at boot A_rules_ensure.
+ * A_seconds and A_undo, A_hold ("path value" lines), A_release, fw4 include files A_fw4_del /
+ * A_fw4_put (OpenWrt: the table's, which fw4 re-creates after its flush), and at boot A_rules_ensure.
  */
 import { ARGS_SH } from "./args";
 import { HOSTSTATE_SH } from "./hoststate";
@@ -10,6 +11,7 @@ import { IPROUTE_SH } from "./iproute";
 import { IPTFW_SH } from "./iptablesFirewall";
 import { NFT_SH } from "./nftables";
 import { BOOT_SH } from "./persist";
+import { FW4_SH } from "./fw4Include";
 import { SYSCTL_SH } from "./sysctl";
 
 const SHOW_SH = `
@@ -17,6 +19,7 @@ cmark_show() {
   fw_facts
   if [ "$NG_NFT" = yes ]; then echo "@@nft"; nft_show ip "$A_table" || exit 1; fi
   iptfw_show
+  fw4_show "" "$A_table"
   echo "@@rules"; ip_rules || exit 1
   echo "@@sysctl"
   for ng_p in $A_sysctls; do sysctl_show "$ng_p" "$A_owner"; done
@@ -36,13 +39,14 @@ cmark_rules_ensure() {
 }
 `;
 
-const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTFW_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + 'ng_args "$@"\nip_need\n';
+const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTFW_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + FW4_SH + SHOW_SH + 'ng_args "$@"\nip_need\n';
 
 export const CMARK_READ_SH = PRELUDE + "cmark_show\n";
 
 export const CMARK_APPLY_SH =
   PRELUDE +
   `ng_lock
+fw4_sync "$A_fw4_del" "$A_fw4_put" || exit 1
 [ -z "$A_ipt_restore" ] || iptfw_apply "$A_ipt_restore" "$A_ipt_jumps" || exit 1
 [ -z "$A_nft" ] || nft_apply "$A_nft" || exit 1
 [ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
@@ -58,6 +62,7 @@ export const CMARK_DELETE_SH =
   PRELUDE +
   `ng_lock
 fw_facts >/dev/null
+fw4_sync "$A_fw4_del" "" || exit 1
 [ "$NG_NFT" != yes ] || nft_delete ip "$A_table" || exit 1
 [ -z "$A_ipt_jumps_del$A_ipt_chains_del" ] || iptfw_delete "$A_ipt_jumps_del" "$A_ipt_chains_del" || exit 1
 ip_batch "$A_batch" || exit 1

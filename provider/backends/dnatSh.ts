@@ -24,7 +24,7 @@ dnat_show() {
   if [ "$NG_NFT" = yes ]; then echo "@@nft"; nft_ruleset || exit 1; fi
   iptfw_show
   ipt_show || exit 1
-  fw4_show "$A_name"
+  fw4_show "$A_name" "$A_table"
   echo "@@sysctl"; sysctl_show ${FORWARD.path} "$A_owner"
   boot_show "$A_entry"
 }

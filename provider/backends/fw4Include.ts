@@ -5,6 +5,11 @@
  * transaction, so an accept written there is back the moment the chain is, with no gap and no
  * action of natgate's. natgate writes one file per resource and chain, and also inserts the same
  * rules live, so the path works now without reloading the router's firewall.
+ *
+ * natgate's own tables are kept the same way: fw4 includes ruleset-post/*.nft after its table in
+ * every start, restart and reload, so a file there holding the table's replace transaction (add,
+ * delete, define) brings the table back after `/etc/init.d/firewall stop` (fw4 flush, which deletes
+ * every table) and start. The price: each fw4 reload replaces the table, so its counters restart.
  */
 import { NatgateError } from "../ssh/errors";
 import type { ChainRef } from "./nftables";
@@ -33,6 +38,22 @@ export function isFw4Chain(c: ChainRef): boolean {
 export function fw4IncludePath(chain: string, owner: string): string {
   if (!/^[A-Za-z0-9_]+$/.test(chain) || !/^[a-z0-9_]+$/.test(owner)) throw new NatgateError("internal", `fw4 include for chain ${JSON.stringify(chain)} of ${JSON.stringify(owner)}: characters natgate does not write`);
   return `${FW4_INCLUDE_DIR}/chain-pre/${chain}/natgate-${owner}.nft`;
+}
+
+/** Where fw4 keeps natgate's table `table` across its flush: included after its own table. */
+export function fw4TablePath(table: string): string {
+  if (!/^natgate_[a-z0-9_]+$/.test(table)) throw new NatgateError("internal", `fw4 include for table ${JSON.stringify(table)}: characters natgate does not write`);
+  return `${FW4_INCLUDE_DIR}/ruleset-post/${table}.nft`;
+}
+
+/** The include file that re-creates an owned table: its replace transaction, a command per line. */
+export function fw4TableInclude(table: string, transaction: string): Fw4Include {
+  return { path: fw4TablePath(table), rules: transaction.split("\n").filter((l) => l.trim() !== "") };
+}
+
+/** Whether a file is one of the chains' accept files (not a table's). */
+export function isFw4ChainInclude(path: string): boolean {
+  return path.startsWith(`${FW4_INCLUDE_DIR}/chain-pre/`);
 }
 
 /**
@@ -96,10 +117,11 @@ const MARK = ".natgate-made-dir";
 
 /** Shell functions: fw4_show OWNER and fw4_sync DEL PUT. */
 export const FW4_SH = `
-# fw4_show OWNER: "@@fw4 yes|no" (whether fw4 re-applies include files here), then natgate's files for OWNER
+# fw4_show OWNER [TABLE]: "@@fw4 yes|no" (whether fw4 re-applies include files here), then natgate's
+# files for OWNER's accepts (none for an empty OWNER) and for its table TABLE
 fw4_show() {
   if [ -d ${FW4_INCLUDE_DIR} ] && command -v fw4 >/dev/null 2>&1; then echo "@@fw4 yes"; else echo "@@fw4 no"; fi
-  for ng_f in ${FW4_INCLUDE_DIR}/chain-pre/*/natgate-"$1".nft; do
+  for ng_f in ${FW4_INCLUDE_DIR}/chain-pre/*/natgate-"\${1:-/}".nft \${2:+${FW4_INCLUDE_DIR}/ruleset-post/$2.nft}; do
     [ -f "$ng_f" ] || continue
     echo "file $ng_f"
     sed 's/^/| /' "$ng_f"

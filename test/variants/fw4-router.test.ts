@@ -12,6 +12,7 @@ import {
   askTcp,
   assertHostsAsBefore,
   cleanup,
+  driftAfterRefresh,
   lanServices,
   portForwardProgram,
   refreshChanges,
@@ -68,6 +69,10 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     assert.match(forward, /^meta l4proto udp ct status dnat /m);
     assert.match(await r.run(`cat ${INCLUDES}/input/natgate-*.nft`), /^meta l4proto tcp ct status dnat ct reply ip saddr 10\.10\.10\.2 ct reply proto-src 22 accept comment "natgate:/m);
     assert.equal((await fw4(lab, "check")).code, 0, "fw4 check passes with natgate's include files");
+    // natgate's own router tables, as files fw4 loads after its table: they survive its flush.
+    const tables = await r.run("cat /usr/share/nftables.d/ruleset-post/natgate_dnat_*.nft /usr/share/nftables.d/ruleset-post/natgate_ret_*.nft");
+    assert.match(tables, /^add table ip natgate_dnat_\w+$/m);
+    assert.match(tables, /^delete table ip natgate_ret_\w+$/m);
     // Only the forwarded flows were opened: a new connection from the wan to the LAN is still refused.
     assert.equal((await probeFromWan(lab, 5000)).answer, "");
     assert.deepEqual(await refreshChanges(stack!), {});
@@ -117,7 +122,7 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     assert.deepEqual(await refreshChanges(stack!), {});
   });
 
-  it("/etc/init.d/firewall stop (fw4 flush deletes every nft table, natgate's too): refresh says what is missing and by what; start and up put it back", async () => {
+  it("/etc/init.d/firewall stop (fw4 flush deletes every nft table, natgate's too): refresh says what is missing and by what; start re-creates natgate's tables from their include files, the path works with nothing else done", async () => {
     const r = lab.hosts.router;
     const labNat = await r.run("nft list table ip lab_nat");
     await fw4(lab, "stop", { via: "init.d" });
@@ -130,9 +135,12 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     assert.ok(drift.some((d) => d.startsWith("missing nft")), JSON.stringify(drift));
     assert.ok(drift.some((d) => /^probably by: the OpenWrt firewall is stopped/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
     await fw4(lab, "start", { via: "init.d" });
-    await stack!.up(portForwardProgram("home", seedLikeArgs(lab)));
+    const s = await secondsUntilBack(lab, 10_000);
+    backIn.push(["/etc/init.d/firewall stop, then start", s]);
+    assert.ok(s < 5, `the path was not back within 5 s after the firewall's start`);
+    assert.match(await r.run("nft list tables"), /natgate_dnat_.*\n(.*\n)*.*natgate_ret_|natgate_ret_.*\n(.*\n)*.*natgate_dnat_/, "both of natgate's router tables are back");
     await seedTraffic({ lab });
-    assert.deepEqual(await refreshChanges(stack!), {});
+    assert.deepEqual(await driftAfterRefresh(stack!), []);
   });
 
   it("a reboot of the router (runtime state gone, files kept; then fw4's boot and natgate's init script): the path is back, no drift", async () => {
@@ -166,6 +174,7 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     await stack!.close();
       stack = undefined;
     assert.equal((await lab.hosts.router.run(`ls -A ${INCLUDES}`)).trim(), "", "chain-pre/ is as fw4 ships it: empty");
+    assert.equal((await lab.hosts.router.run("ls -A /usr/share/nftables.d/ruleset-post 2>/dev/null | grep -c natgate; true")).trim(), "0", "no table include left");
     assert.equal((await fw4(lab, "check")).code, 0);
     await fw4(lab, "reload");
     await assertHostsAsBefore(lab, initial);

@@ -4,6 +4,7 @@ import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/c
 import { DEADMAN_SECONDS, inverseBatch, ruleLine, ruleSpec } from "../../backends/iproute";
 import { NO_IPT_CHANGE, iptChange, iptReturnPathChains, liveIptLines, type IptChange } from "../../backends/iptablesFirewall";
 import { replaceTableTransaction } from "../../backends/nftables";
+import { NO_FW4, fw4Change, fw4PutRecords, fw4TableInclude, type Fw4Include } from "../../backends/fw4Include";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
 import { sysctlLine, sysctlName, type SysctlSetting } from "../../backends/sysctl";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
@@ -20,6 +21,9 @@ export { parseCmarkShow, scopeOf, type CmarkLive, type Scope };
 
 interface Plan {
   drift: string[];
+  /** fw4 include files to remove and to write: the table's, which fw4 re-creates after its flush. */
+  fw4Del: string[];
+  fw4Put: Fw4Include[];
   nft: string;
   ipt: IptChange;
   batch: string[];
@@ -58,8 +62,12 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   }
   const release = live.sysctls.filter((l) => l.held && !wanted.some((w) => w.path === l.path)).map((l) => l.path);
   for (const r of release) drift.push(`${sysctlName(r)} is still held by this resource`);
+  const fw4 = fw4Change(live.fw4?.available && backend === "nftables" ? [fw4TableInclude(table, replaceTableTransaction(cmarkTable(i)))] : [], live.fw4 ?? NO_FW4);
+  drift.push(...fw4.drift);
   return {
     drift,
+    fw4Del: fw4.del,
+    fw4Put: fw4.put,
     nft: nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(cmarkTable(i)) : `add table ip ${table}\ndelete table ip ${table}\n`,
     ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
     // Deletes first: an old rule identical in priority and table to a new one would be matched by `del`.
@@ -81,6 +89,8 @@ function applyArgs(i: ConnmarkReturnPathInputs, scope: Scope, p: Plan, extra: Sc
     batch: p.batch.join("\n"),
     hold: p.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
     release: p.release.join("\n"),
+    fw4_del: p.fw4Del.join(" "),
+    fw4_put: fw4PutRecords(p.fw4Put),
     ...extra,
   });
 }
@@ -172,12 +182,13 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const live = await readLive(host, i, scope);
     const entry = bootEntryPath(cmarkBootEntryName(i.name));
     const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
-    if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live)) return;
+    const fw4Files = [...(live.fw4 ?? NO_FW4).files.keys()];
+    if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live) && fw4Files.length === 0) return;
     const batch = live.rules.map((r) => `rule del ${ruleSpec(r)}`).join("\n");
     const out = await host.run(
       `deleting ConnmarkReturnPath ${i.name}`,
       CMARK_DELETE_SH,
-      encodeArgs({ ...showArgs(i, scope), batch, ...iptChange([], live.ipt) }),
+      encodeArgs({ ...showArgs(i, scope), batch, ...iptChange([], live.ipt), fw4_del: fw4Files.join(" ") }),
       { writes: true },
     );
     const after = parseCmarkShow(out.stdout, scope, i.name);
@@ -187,6 +198,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
       ...after.rules.map(ruleLine),
       ...after.sysctls.filter((s) => s.held).map((s) => `${sysctlName(s.path)} holder file`),
       ...(hasEntry(after) ? [entry] : []),
+      ...[...(after.fw4 ?? NO_FW4).files.keys()].map((f) => `fw4 include ${f}`),
     ];
     if (left.length) throw new NatgateError("remote", `ConnmarkReturnPath ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },

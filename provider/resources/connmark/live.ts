@@ -3,6 +3,7 @@ import { parseRules, type LiveRule } from "../../backends/iproute";
 import { parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
 import { parseNftTableJson } from "../../backends/nftables";
 import { parseBootShow, type BootStatus } from "../../backends/persist";
+import { parseFw4Show, type Fw4Live } from "../../backends/fw4Include";
 import { parseSysctlShow, type LiveSysctl } from "../../backends/sysctl";
 import { parseFirewallFacts, type FirewallFacts } from "../../plan/firewall";
 import { splitSections } from "../common/host";
@@ -36,6 +37,8 @@ export interface CmarkLive {
   rules: LiveRule[];
   sysctls: LiveSysctl[];
   boot: BootStatus;
+  /** OpenWrt: whether fw4 re-applies include files, and the table's file there. */
+  fw4?: Fw4Live;
 }
 
 export function parseCmarkShow(stdout: string, scope: Scope, name: string): CmarkLive {
@@ -51,5 +54,6 @@ export function parseCmarkShow(stdout: string, scope: Scope, name: string): Cmar
     rules: parseRules(s.get("rules")!.lines.join("\n"), scope.priorities, scope.tables).filter((r) => !r.extra),
     sysctls: parseSysctlShow(s.get("sysctl")!.lines),
     boot: parseBootShow(s.get("boot")!.lines),
+    fw4: parseFw4Show(s.get("fw4")),
   };
 }

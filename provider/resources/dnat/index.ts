@@ -1,7 +1,7 @@
 import { encodeArgs } from "../../backends/args";
 import { DNAT_APPLY_SH, DNAT_DELETE_SH, DNAT_READ_SH } from "../../backends/dnatSh";
 import { assertSafeRule, commentOf, forwardNeedsAccept, iptablesLine, type FilterChain } from "../../backends/iptables";
-import { NO_FW4, fw4Change, fw4IncludeLines, fw4Includes, fw4PutRecords, type Fw4Include } from "../../backends/fw4Include";
+import { NO_FW4, fw4Change, fw4IncludeLines, fw4Includes, fw4PutRecords, fw4TableInclude, isFw4ChainInclude, type Fw4Include } from "../../backends/fw4Include";
 import { NO_IPT_CHANGE, iptChange, iptDnatChains, type IptChange } from "../../backends/iptablesFirewall";
 import { chainId, deleteTableTransaction, foreignRuleOps, replaceTableTransaction, type ChainRef } from "../../backends/nftables";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
@@ -70,7 +70,11 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   const ownedLines = live.foreign.owned.map((o) => o.line);
   const foreignDel = live.foreign.owned.filter((o) => !wantForeign.some((w) => w.line === o.line));
   const foreignAdd = wantForeign.filter((w) => !ownedLines.includes(w.line));
-  const fw4 = fw4Change(live.fw4?.available ? fw4Includes(i.name, wantForeign) : [], live.fw4 ?? NO_FW4);
+  const table = dnatTableName(i.name);
+  const fw4Want = live.fw4?.available
+    ? [...fw4Includes(i.name, wantForeign), ...(backend === "nftables" ? [fw4TableInclude(table, replaceTableTransaction(dnatTable(i)))] : [])]
+    : [];
+  const fw4 = fw4Change(fw4Want, live.fw4 ?? NO_FW4);
   const drift = [
     ...nftDrift,
     ...iptDrift,
@@ -85,7 +89,6 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   if (live.forward.value !== FORWARD.value) drift.push(`${sysctlName(FORWARD.path)} is ${live.forward.value ?? "missing"}, forwarding needs ${FORWARD.value}`);
   else if (!live.forward.held) drift.push(`${sysctlName(FORWARD.path)} is not recorded as needed by this rule (it would not be restored on delete)`);
 
-  const table = dnatTableName(i.name);
   const nftOps = nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(dnatTable(i)) : deleteTableTransaction("ip", table);
   return {
     drift,
@@ -156,8 +159,9 @@ export function dnatBootEntry(i: DnatRuleInputs, live: DnatLive, backend: Backen
   return bootEntry("dnat", i.name, `DnatRule ${i.name}`, applyArgs(i, plan, boot), shPrelude() + DNAT_APPLY_SH);
 }
 
+/** The accepts' include files as lines (the table's file is the table again: not listed among the accepts). */
 function fw4Lines(live: Pick<DnatLive, "fw4">): string[] {
-  return [...(live.fw4 ?? NO_FW4).files].flatMap(([path, rules]) => fw4IncludeLines(path, rules));
+  return [...(live.fw4 ?? NO_FW4).files].filter(([path]) => isFw4ChainInclude(path)).flatMap(([path, rules]) => fw4IncludeLines(path, rules));
 }
 
 function observation(i: DnatRuleInputs, live: DnatLive, backend: Backend, legacy = false): Observation {
@@ -257,7 +261,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
       ...after.iptables.owned.map((r) => iptablesLine(r)),
       ...(after.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
       ...(after.forward.held ? ["ip_forward holder file"] : []),
-      ...fw4Lines(after),
+      ...[...(after.fw4 ?? NO_FW4).files.keys()].map((f) => `fw4 include ${f}`),
       ...(hasEntry(after) ? [entry] : []),
     ];
     if (left.length) throw new NatgateError("remote", `DnatRule ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
