@@ -28,8 +28,8 @@ export interface PathCheckArgs {
 }
 
 // The report's shapes are the provider's own (a type-only import: nothing of the provider is loaded here).
-export type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../provider/verify/analyze";
-import type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../provider/verify/analyze";
+export type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../provider/verify/report";
+import type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../provider/verify/report";
 
 /**
  * Proof that a forwarded port works end to end, run on `up` (create, or update when an input

@@ -1,7 +1,7 @@
 // Watch a host's conntrack events while the probe runs. Events, not listings: a connection
 // whose only reply is a TCP reset is deleted by the kernel at once, so a `conntrack -L` after
 // the probe would not show it, and the hop that answered with the reset could not be named.
-import type { Connection } from "../ssh";
+import type { Connection } from "../ssh/schema";
 import { START_CAPTURE_SCRIPT, STOP_CAPTURE_SCRIPT } from "../backends/conntrackSh";
 import { NatgateError } from "../ssh/errors";
 
