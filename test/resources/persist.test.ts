@@ -343,7 +343,10 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.equal((await router.run("stat -c %a /etc/init.d/natgate")).trim(), "755");
     assert.equal((await router.run("readlink /etc/rc.d/S99natgate")).trim(), "../init.d/natgate");
     assert.match(await router.run("cat /etc/hotplug.d/iface/99-natgate"), /\ncase \$ACTION in ifup\|ifupdate\) ;; \*\) exit 0 ;; esac\n\/bin\/sh \/etc\/natgate\/boot\.sh /);
-    assert.equal(await router.run("cat /lib/upgrade/keep.d/natgate"), "/etc/natgate/\n/usr/share/nftables.d/chain-pre/*/natgate-*.nft\n");
+    assert.equal(
+      await router.run("cat /lib/upgrade/keep.d/natgate"),
+      "/etc/natgate/\n/usr/share/nftables.d/chain-pre/*/natgate-*.nft\n/usr/share/nftables.d/ruleset-post/natgate_*.nft\n",
+    );
 
     // A reboot of the router, then procd: rc.common sources the init script and calls start.
     await simulateReboot(router, ipForward.router!);
