@@ -12,6 +12,7 @@ scripts/install-deps.sh
 scripts/build-fw4.sh # OpenWrt's real firewall for the lab router (cached; ~25 s the first time)
 scripts/build-debian-vps.sh >/dev/null # a real Debian 12 VPS root for systemd-nspawn (cached; ~30-60 s the first time)
 scripts/install-typescript6.sh >/dev/null # TypeScript 6 for the typings test (cached; a few seconds the first time)
+scripts/install-node22.sh >/dev/null # Node.js 22 for the Node 22 test (cached; a few seconds the first time)
 echo "== building (tsc)"
 node_modules/.bin/tsc -p tsconfig.json
 node scripts/link-self.js

@@ -1,0 +1,38 @@
+// The unit and engine-path tests (`npm run test:quick`'s files) on Node.js 22 too: @pulumi/pulumi
+// declares Node >= 22 and the lab's machines ship 20, which the rest of the suite runs on. The
+// engine-path tests start Pulumi's real dynamic-provider server, so this is natgate as the
+// Pulumi CLI would run it on Node 22. Node 22 comes from scripts/install-node22.sh (prepare.sh
+// runs it), cached per machine.
+import { strict as assert } from "node:assert";
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+const repo = path.resolve(__dirname, "..", "..");
+
+/** The mocha arguments of `npm run test:quick`, so this runs exactly that subset. */
+function quickFiles(): string[] {
+  const scripts = (JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+  const mocha = scripts["test:quick"]!.split("&& mocha ")[1];
+  assert.ok(mocha, `test:quick runs mocha: ${scripts["test:quick"]}`);
+  return mocha.trim().split(/\s+/).map((w) => w.replace(/^'(.*)'$/, "$1"));
+}
+
+describe("Node.js 22", function () {
+  this.timeout(300_000);
+
+  it("runs the unit and engine-path tests (npm run test:quick's files) with none failing", () => {
+    const node = execFileSync("bash", [path.join(repo, "scripts", "install-node22.sh")], { encoding: "utf8" }).trim();
+    const version = execFileSync(node, ["-v"], { encoding: "utf8" }).trim();
+    assert.match(version, /^v22\./);
+    // Its own bin directory first, so everything the tests start (the provider server, tsc) is Node 22 too.
+    const env = { ...process.env, PATH: `${path.dirname(node)}:${process.env.PATH ?? ""}` };
+    const r = spawnSync(node, [path.join(repo, "node_modules", ".bin", "mocha"), ...quickFiles()], { cwd: repo, env, encoding: "utf8", maxBuffer: 64 << 20 });
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout);
+    assert.ok(summary, `no summary line from mocha on ${version}:\n${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}`);
+    console.log(`      ${version}: ${summary[0]}`);
+    assert.equal(summary[2], "0", `${version}: failing tests:\n${r.stdout.slice(-4000)}`);
+    assert.ok(Number(summary[1]) > 250, `${version} ran the subset (${summary[1]} tests)`);
+    assert.equal(r.status, 0);
+  });
+});
