@@ -3,7 +3,7 @@ import { encodeArgs, type ScriptArgs } from "../../backends/args";
 import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/cmarkSh";
 import { DEADMAN_SECONDS, inverseBatch, ruleLine, ruleSpec } from "../../backends/iproute";
 import { NO_IPT_CHANGE, iptChange, iptReturnPathChains, liveIptLines, type IptChange } from "../../backends/iptablesFirewall";
-import { replaceTableTransaction } from "../../backends/nftables";
+import { deleteTableTransaction, replaceTableTransaction } from "../../backends/nftables";
 import { NO_FW4, fw4Change, fw4PutRecords, fw4TableInclude, type Fw4Include } from "../../backends/fw4Include";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
 import { sysctlLine, sysctlName, type SysctlSetting } from "../../backends/sysctl";
@@ -62,13 +62,15 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   }
   const release = live.sysctls.filter((l) => l.held && !wanted.some((w) => w.path === l.path)).map((l) => l.path);
   for (const r of release) drift.push(`${sysctlName(r)} is still held by this resource`);
-  const fw4 = fw4Change(live.fw4?.available && backend === "nftables" ? [fw4TableInclude(table, replaceTableTransaction(cmarkTable(i)))] : [], live.fw4 ?? NO_FW4);
+  // The table as one nft transaction: what the apply sends, and on fw4 what its include holds.
+  const transaction = replaceTableTransaction(cmarkTable(i));
+  const fw4 = fw4Change(live.fw4?.available && backend === "nftables" ? [fw4TableInclude(table, transaction)] : [], live.fw4 ?? NO_FW4);
   drift.push(...fw4.drift);
   return {
     drift,
     fw4Del: fw4.del,
     fw4Put: fw4.put,
-    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(cmarkTable(i)) : `add table ip ${table}\ndelete table ip ${table}\n`,
+    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table),
     ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
     // Deletes first: an old rule identical in priority and table to a new one would be matched by `del`.
     batch: [...del.map((d) => `rule del ${d}`), ...add.map((a) => `rule add ${a}`)],

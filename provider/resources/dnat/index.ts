@@ -71,8 +71,10 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   const foreignDel = live.foreign.owned.filter((o) => !wantForeign.some((w) => w.line === o.line));
   const foreignAdd = wantForeign.filter((w) => !ownedLines.includes(w.line));
   const table = dnatTableName(i.name);
+  // The table as one nft transaction: what the apply sends, and on fw4 what its include holds.
+  const transaction = replaceTableTransaction(dnatTable(i));
   const fw4Want = live.fw4?.available
-    ? [...fw4Includes(i.name, wantForeign), ...(backend === "nftables" ? [fw4TableInclude(table, replaceTableTransaction(dnatTable(i)))] : [])]
+    ? [...fw4Includes(i.name, wantForeign), ...(backend === "nftables" ? [fw4TableInclude(table, transaction)] : [])]
     : [];
   const fw4 = fw4Change(fw4Want, live.fw4 ?? NO_FW4);
   const drift = [
@@ -89,7 +91,7 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   if (live.forward.value !== FORWARD.value) drift.push(`${sysctlName(FORWARD.path)} is ${live.forward.value ?? "missing"}, forwarding needs ${FORWARD.value}`);
   else if (!live.forward.held) drift.push(`${sysctlName(FORWARD.path)} is not recorded as needed by this rule (it would not be restored on delete)`);
 
-  const nftOps = nftDrift.length === 0 ? "" : backend === "nftables" ? replaceTableTransaction(dnatTable(i)) : deleteTableTransaction("ip", table);
+  const nftOps = nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table);
   return {
     drift,
     backend,
