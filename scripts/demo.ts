@@ -2,9 +2,9 @@
 // they run the seed example with the Pulumi CLI, step by step, on the lab's hosts. The stack is
 // driven by test/engine/stack.ts (the real dynamic-provider server, natgate's built dist), the same
 // engine the seed test uses. Exits non-zero as soon as a step fails.
-import { getLab, Lab, LabProcess, privateLib } from "../test/lab";
-import { bootDebianVps, restoreLabVps } from "../test/lab/debianVps";
-import { fw4, installFw4, removeFw4 } from "../test/lab/fw4";
+import { getLab, Lab, LabProcess } from "../test/lab";
+import { fw4 } from "../test/lab/fw4";
+import { realHosts } from "../test/lab/realHosts";
 import { secondsUntilBack } from "../test/variants/variantLab";
 import { lineDiff, PropertyChange, RefreshStep, Stack, Step, StepEvent } from "../test/engine/stack";
 import {
@@ -124,22 +124,7 @@ async function main(): Promise<void> {
 
   heading("The lab");
   let t = Date.now();
-  const undoLib = await privateLib(lab, h.router, "demo-fw4");
-  let fw4Installed = false;
-  let debian = false;
-  try {
-    await installFw4(lab);
-    fw4Installed = true;
-    await bootDebianVps(lab);
-    debian = true;
-    // A Debian VPS that uses Debian's firewall service: its stock /etc/nftables.conf, loaded.
-    await h.vps.run("systemctl enable --now nftables.service");
-  } catch (e) {
-    if (debian) await restoreLabVps(lab).catch(() => undefined);
-    if (fw4Installed) await removeFw4(lab).catch(() => undefined);
-    await undoLib().catch(() => undefined);
-    throw e;
-  }
+  const undoHosts = await realHosts(lab);
   out(dim(`  (fw4 installed on the router, Debian booted on the VPS: ${secs(Date.now() - t)})`));
   out(`  client   ${h.client.addr.padEnd(15)} somewhere on the internet`);
   out(`  vps      ${h.vps.addr.padEnd(15)} public address; Debian 12, systemd, nftables.service, sshd`);
@@ -262,9 +247,7 @@ async function main(): Promise<void> {
     // After a failure, remove what the stack still owns before the lab goes.
     if (stack.state.length) await stack.destroy().catch(() => undefined);
     await stack.close();
-    await restoreLabVps(lab).catch(() => undefined);
-    await removeFw4(lab).catch(() => undefined);
-    await undoLib().catch(() => undefined);
+    await undoHosts().catch(() => undefined);
   }
   out();
   out(bold(`${OK} demo finished in ${secs(Date.now() - started)}`) + dim("  (the lab is torn down next)"));

@@ -6,9 +6,8 @@
 // the VPS, OpenWrt's fw4 on the router), once on the lab's namespace hosts.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/engine/seed.test.ts
 import { strict as assert } from "assert";
-import { getLab, Lab, LabProcess, privateLib } from "../lab";
-import { bootDebianVps, restoreLabVps } from "../lab/debianVps";
-import { installFw4, removeFw4 } from "../lab/fw4";
+import { getLab, Lab, LabProcess } from "../lab";
+import { realHosts } from "../lab/realHosts";
 import { lineDiff, Stack, Step } from "./stack";
 import { askBanner, askTcp, askUdp, Probe, seedProgram, seedStack, snapshotDiff, snapshotHost, startLanServices, stopAll } from "./seedLab";
 
@@ -20,29 +19,6 @@ const saw = (p: Probe) => {
   assert.ok(p.answer, `${p.what}: no answer from the LAN service (${p.error})`);
   return p.answer;
 };
-
-/**
- * The hosts the suite runs on: the real ones (a Debian 12 VPS booted with systemd, running its
- * nftables.service; a router with OpenWrt's fw4 and its default zones), and the lab's namespace
- * hosts (BusyBox-style router, plain VPS). Returns what puts the lab back.
- */
-async function realHosts(lab: Lab): Promise<() => Promise<void>> {
-  const undoLib = await privateLib(lab, lab.hosts.router, "seed-fw4");
-  const undo = async () => {
-    await restoreLabVps(lab).catch((e) => console.error(`restoring the lab's VPS failed: ${(e as Error).message}`));
-    await removeFw4(lab).catch((e) => console.error(`removing fw4 failed: ${(e as Error).message}`));
-    await undoLib();
-  };
-  try {
-    await installFw4(lab);
-    await bootDebianVps(lab);
-    await lab.hosts.vps.run("systemctl enable --now nftables.service");
-  } catch (e) {
-    await undo();
-    throw e;
-  }
-  return undo;
-}
 
 for (const hosts of ["real", "namespace"] as const) {
   describe(`the seed example on the lab (${hosts === "real" ? "Debian 12 VPS with systemd, OpenWrt fw4 router" : "namespace hosts"}): up, traffic, change, drift, repair, destroy`, function () {

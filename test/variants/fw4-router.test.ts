@@ -16,6 +16,7 @@ import {
   lanServices,
   portForwardProgram,
   refreshChanges,
+  refreshDrift,
   secondsUntilBack,
   seedLikeArgs,
   seedTraffic,
@@ -110,8 +111,7 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     await r.run(`rm -f ${INCLUDES}/*/natgate-*.nft`);
     await fw4(lab, "reload");
     assert.equal((await askTcp(lab, 5000)).answer, "", "fw4's reload removed the live accept: the path is down");
-    const steps = await stack!.refresh();
-    const drift = steps.flatMap((s) => ((s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
+    const drift = Object.values(await refreshDrift(stack!)).flat();
     assert.ok(drift.some((d) => d.startsWith(`missing fw4 include ${INCLUDES}/forward/natgate-`)), JSON.stringify(drift));
     assert.ok(drift.some((d) => d.startsWith("missing accept in inet fw4 forward")), JSON.stringify(drift));
     assert.ok(drift.some((d) => /^probably by: .*fw4 reloaded its table, \d+ s ago/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
@@ -130,8 +130,7 @@ describe("variants: OpenWrt's real fw4 on the router (default zones, wan REJECT)
     await r.run("nft -f -", { input: labNat });
     assert.doesNotMatch(await r.run("nft list tables"), /natgate_/, "fw4 flush deleted natgate's tables");
     assert.equal((await askTcp(lab, 5000)).answer, "", "the router's DNAT is gone with its table");
-    const steps = await stack!.refresh();
-    const drift = steps.flatMap((s) => ((s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []));
+    const drift = Object.values(await refreshDrift(stack!)).flat();
     assert.ok(drift.some((d) => d.startsWith("missing nft")), JSON.stringify(drift));
     assert.ok(drift.some((d) => /^probably by: the OpenWrt firewall is stopped/.test(d)), `refresh says by what: ${JSON.stringify(drift)}`);
     await fw4(lab, "start", { via: "init.d" });

@@ -33,6 +33,7 @@ import {
   opsOf,
   portForwardProgram,
   printTimings,
+  refreshDrift,
   stopAll,
   timedDestroy,
   timedUp,
@@ -73,14 +74,6 @@ function assertBackend(stack: Stack, backend: "nftables" | "iptables"): void {
   assert.ok(rs.length >= 5, `DnatRules and the return path in state: ${stack.state.map((r) => r.name).join(", ")}`);
   const got = Object.fromEntries(rs.map((r) => [r.name, r.outputs.activeBackend]));
   assert.deepEqual(got, Object.fromEntries(rs.map((r) => [r.name, backend])), "output `backend` of each firewall resource");
-}
-
-/** Drift found by a refresh, by resource name. */
-async function refreshDrift(stack: Stack): Promise<Record<string, string[]>> {
-  const steps = await stack.refresh();
-  return Object.fromEntries(
-    steps.filter((s) => s.op !== "same").map((s) => [s.name, (s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []]),
-  );
 }
 
 async function assertNoDriftAndStable(stack: Stack, program: () => unknown): Promise<void> {

@@ -24,6 +24,7 @@ import {
   opsOf,
   portForwardProgram,
   printTimings,
+  refreshDrift,
   saw,
   seedLikeArgs,
   seedTraffic,
@@ -34,14 +35,6 @@ import {
   timings,
   variantStack,
 } from "./variantLab";
-
-/** Drift found by a refresh, by resource name. */
-async function refreshDrift(stack: Stack): Promise<Record<string, string[]>> {
-  const steps = await stack.refresh();
-  return Object.fromEntries(
-    steps.filter((s) => s.op !== "same").map((s) => [s.name, (s.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []]),
-  );
-}
 
 /** Processes named `comm` in the host's network namespace. */
 async function processesIn(h: LabHost, comm: string): Promise<string> {

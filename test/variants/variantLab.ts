@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { PortForward, type PortForwardArgs } from "natgate";
 import type { Lab, LabHost, LabProcess } from "../lab";
-import { Stack, type Step } from "../engine/stack";
+import { Stack, type RefreshStep, type Step } from "../engine/stack";
 import { askBanner, askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, stopAll, type Probe } from "../engine/seedLab";
 
 export { askTcp, askUdp, PUBLIC, stopAll };
@@ -74,8 +74,18 @@ export async function refreshChanges(stack: Stack): Promise<Record<string, unkno
  * shows in `forwardAccept` (and traffic in `counters`): that is a change of outputs, not drift.
  */
 export async function driftAfterRefresh(stack: Stack): Promise<string[]> {
+  return Object.entries(await refreshDrift(stack)).filter(([, lines]) => lines.length > 0).map(([name]) => name);
+}
+
+/** The drift lines a refresh step recorded (none when the output did not change). */
+export function driftOf(step: RefreshStep): string[] {
+  return (step.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? [];
+}
+
+/** Drift found by a refresh, by resource name, for every resource whose outputs changed. */
+export async function refreshDrift(stack: Stack): Promise<Record<string, string[]>> {
   const steps = await stack.refresh();
-  return steps.filter((x) => ((x.changes.find((c) => c.property === "drift")?.new as string[] | undefined) ?? []).length > 0).map((x) => x.name);
+  return Object.fromEntries(steps.filter((s) => s.op !== "same").map((s) => [s.name, driftOf(s)]));
 }
 
 /** The smallest useful layout: the lab's hosts and one TCP forward of port 5000. */
