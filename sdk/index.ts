@@ -9,5 +9,5 @@ export { PolicyRouteTable } from "./policyRouteTable";
 export type { PolicyRouteTableArgs, RouteArgs } from "./policyRouteTable";
 export { PathCheck } from "./pathCheck";
 export { PortForward } from "./portForward";
-export type { PortForwardArgs, ForwardArgs, RouterForwardArgs, ForwardCounters } from "./portForward";
+export type { PortForwardArgs, ForwardArgs, RouterForwardArgs, ForwardCounters, ForwardPath, VpsArgs } from "./portForward";
 export type { Backend } from "./hostResource";

@@ -7,6 +7,7 @@ import { PolicyRouteTable } from "./policyRouteTable";
 import { PathCheck } from "./pathCheck";
 import { forwardLayoutProblems, type ForwardLayout } from "./forwardChecks";
 import type { Backend } from "./hostResource";
+import { SLOTS, slotDefaults, slotProblem } from "../provider/plan/slots";
 
 /** One public port (or range) on the VPS forwarded to a LAN host. */
 export interface ForwardArgs {
@@ -31,24 +32,33 @@ export interface RouterForwardArgs {
 export interface ForwardCounters {
   /** `<protocol> <ports>` as written in the forward. */
   forward: string;
+  /** The VPS's public address, when the component has several VPSes. */
+  via?: string;
   vps: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
   router: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
 }
 
+/** The VPS end of a path: where clients connect and the router's tunnel goes. */
+export interface VpsArgs {
+  connection: pulumi.Input<ConnectionArgs>;
+  /** The VPS's public address: clients connect to it and the router dials it. */
+  publicAddress: pulumi.Input<string>;
+  /**
+   * The address forwarded packets arrive for on the VPS itself, when that is not the public one:
+   * behind a cloud's 1:1 NAT (EC2, GCP, Azure) the public address is on no interface and packets
+   * arrive for the VPS's private address. Default: publicAddress.
+   */
+  localAddress?: pulumi.Input<string>;
+  /** Which tool writes natgate's rules on the VPS: `auto` (default: nftables where nft works, else iptables), `nftables`, `iptables`. */
+  backend?: pulumi.Input<Backend>;
+}
+
 export interface PortForwardArgs {
-  vps: {
-    connection: pulumi.Input<ConnectionArgs>;
-    /** The VPS's public address: clients connect to it and the router dials it. */
-    publicAddress: pulumi.Input<string>;
-    /**
-     * The address forwarded packets arrive for on the VPS itself, when that is not the public one:
-     * behind a cloud's 1:1 NAT (EC2, GCP, Azure) the public address is on no interface and packets
-     * arrive for the VPS's private address. Default: publicAddress.
-     */
-    localAddress?: pulumi.Input<string>;
-    /** Which tool writes natgate's rules on the VPS: `auto` (default: nftables where nft works, else iptables), `nftables`, `iptables`. */
-    backend?: pulumi.Input<Backend>;
-  };
+  /**
+   * The VPS, or several: each gets its own tunnel, return path and DNAT rules, and the same
+   * `forwards` are published on every one (the second VPS's path takes slot + 1, and so on).
+   */
+  vps: VpsArgs | VpsArgs[];
   router: {
     connection: pulumi.Input<ConnectionArgs>;
     /** The router's LAN interface, e.g. OpenWrt's `br-lan`. */
@@ -64,8 +74,8 @@ export interface PortForwardArgs {
   /** Forwards to services running on the router itself. */
   routerForwards?: RouterForwardArgs[];
   /**
-   * The WireGuard tunnel natgate creates (default `wg0`, VPS 10.10.10.1/24, router 10.10.10.2/24,
-   * port 51820, keepalive 25 s). Leave out when `existingTunnel` is given.
+   * The WireGuard tunnel natgate creates (defaults from `slot`: slot 0 is `wg0`, VPS 10.10.10.1/24,
+   * router 10.10.10.2/24, port 51820; keepalive 25 s). Leave out when `existingTunnel` is given.
    */
   tunnel?: {
     interfaceName?: pulumi.Input<string>;
@@ -90,7 +100,16 @@ export interface PortForwardArgs {
     /** The router's address inside the tunnel (no prefix), e.g. `10.10.10.2`. */
     routerAddress: pulumi.Input<string>;
   };
-  /** Mark, mask, routing table and rule priorities of the return path (defaults avoid mwan3 and pbr). */
+  /**
+   * This path's slot on the router, 0-7 (default 0). Two PortForwards on one router need different
+   * slots: the slot picks the defaults they must not share: tunnel interface (`wg0`, `wg1`...),
+   * tunnel subnet (10.10.10.0/24, 10.10.11.0/24...), listen port (51820, 51821...), mark (one bit
+   * of 0xFF000000 each), routing table (8764, 8765...) and rule priorities (950/951, 952/953...).
+   * Fields given in `tunnel` and `returnPath` still win. natgate records on each host which
+   * resource holds each of these, so a collision is refused before anything is changed.
+   */
+  slot?: number;
+  /** Mark, mask, routing table and rule priorities of the return path (defaults: from `slot`; they avoid mwan3 and pbr). */
   returnPath?: {
     mark?: pulumi.Input<number | string>;
     mask?: pulumi.Input<number | string>;
@@ -111,40 +130,77 @@ export interface PortForwardArgs {
   persist?: pulumi.Input<boolean>;
 }
 
-const DEFAULT_TUNNEL = { interfaceName: "wg0", vpsAddress: "10.10.10.1/24", routerAddress: "10.10.10.2/24" };
-
 const withoutPrefix = (cidr: pulumi.Input<string>) => pulumi.output(cidr).apply((c) => c.split("/")[0]);
+
+/** One VPS's path through the router: what a PortForward creates for each of its VPSes. */
+export interface ForwardPath {
+  slot: number;
+  tunnel?: Tunnel;
+  routeTable: PolicyRouteTable;
+  returnPath: ConnmarkReturnPath;
+  routerRules: DnatRule[];
+  vpsRules: DnatRule[];
+  pathCheck?: PathCheck;
+  routerTunnelAddress: pulumi.Output<string>;
+  counters: pulumi.Output<ForwardCounters[]>;
+}
+
+/** Contradictions visible in the component's own arguments, before any child exists. */
+function argumentProblems(args: PortForwardArgs, vpses: VpsArgs[]): string[] {
+  const out: string[] = [];
+  if (args.tunnel && args.existingTunnel) out.push("give either tunnel (natgate creates it) or existingTunnel, not both");
+  if (args.forwards.length === 0 && (args.routerForwards ?? []).length === 0) out.push("forwards and routerForwards are both empty: nothing to forward");
+  if (vpses.length === 0) out.push("vps is an empty list: give at least one VPS");
+  const slot = args.slot ?? 0;
+  const bad = args.slot === undefined ? undefined : slotProblem(args.slot);
+  if (bad) out.push(`slot ${bad}`);
+  else if (slot + vpses.length > SLOTS) out.push(`slot ${slot} with ${vpses.length} VPSes needs slots up to ${slot + vpses.length - 1}; there are ${SLOTS} (0-${SLOTS - 1})`);
+  if (vpses.length > 1) {
+    // Every path after the first takes its numbers from its own slot; one value for all would collide.
+    const shared = [
+      ...(args.existingTunnel ? ["existingTunnel"] : []),
+      ...(["interfaceName", "vpsAddress", "routerAddress", "listenPort"] as const).filter((k) => args.tunnel?.[k] !== undefined).map((k) => `tunnel.${k}`),
+      ...(["mark", "mask", "table", "priority", "localSourcePriority"] as const).filter((k) => args.returnPath?.[k] !== undefined).map((k) => `returnPath.${k}`),
+    ];
+    if (shared.length) out.push(`${shared.join(", ")}: with several VPSes each path takes these from its slot (slot, slot + 1...); remove them, or use one PortForward per VPS`);
+  }
+  return out;
+}
 
 /**
  * The whole setup of the seed: a tunnel from the router to the VPS, DNAT on both, the conntrack-mark
  * return path and its routing table on the router. Children are created in the order the data path
  * needs (tunnel → routing table → return path → router DNAT → VPS DNAT), so the VPS only starts
- * forwarding once the router can answer, and destroy tears down in reverse.
+ * forwarding once the router can answer, and destroy tears down in reverse. With several VPSes,
+ * each has such a path of its own, in slot, slot + 1...
  */
 export class PortForward extends pulumi.ComponentResource {
+  /** The first VPS's path (the only one unless `vps` is a list): its tunnel... */
   public readonly tunnel?: Tunnel;
   public readonly routeTable: PolicyRouteTable;
   public readonly returnPath: ConnmarkReturnPath;
   public readonly routerRules: DnatRule[];
   public readonly vpsRules: DnatRule[];
   public readonly pathCheck?: PathCheck;
-  /** The router's address inside the tunnel (what the VPS DNATs every public port to, unchanged). */
+  /** Every VPS's path, in the order of `vps`. */
+  public readonly paths: ForwardPath[];
+  /** The router's address inside the (first VPS's) tunnel: what the VPS DNATs every public port to, unchanged. */
   public readonly routerTunnelAddress: pulumi.Output<string>;
   /**
-   * Per forward (in the order of forwards, then routerForwards): its ports and the packet and byte
-   * counts of its connections on the VPS and on the router, per protocol, as of the last up or refresh.
+   * Per forward (in the order of forwards, then routerForwards; with several VPSes, for each VPS in
+   * turn): its ports and the packet and byte counts of its connections on the VPS and on the
+   * router, per protocol, as of the last up or refresh.
    */
   public readonly counters: pulumi.Output<ForwardCounters[]>;
 
   constructor(name: string, args: PortForwardArgs, opts?: pulumi.ComponentResourceOptions) {
     super("natgate:index:PortForward", name, {}, opts);
-    if (args.tunnel && args.existingTunnel) {
-      throw new Error(`PortForward ${name}: give either tunnel (natgate creates it) or existingTunnel, not both`);
-    }
-    if (args.forwards.length === 0 && (args.routerForwards ?? []).length === 0) {
-      throw new Error(`PortForward ${name}: forwards and routerForwards are both empty: nothing to forward`);
-    }
-    const child = { parent: this };
+    const vpses = Array.isArray(args.vps) ? args.vps : [args.vps];
+    const problems = argumentProblems(args, vpses);
+    if (problems.length) throw new Error(`PortForward ${name}: ${problems.join("; ")}`);
+    args.forwards.forEach((f, i) => {
+      if ((f.to ?? args.lanHost) === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
+    });
     const rp = args.returnPath ?? {};
     // Contradictions between fields fail before any child touches a host: every child's
     // connection waits for this check, so a bad layout stops the whole component at preview.
@@ -158,130 +214,161 @@ export class PortForward extends pulumi.ComponentResource {
         localSourcePriority: rp.localSourcePriority,
       })
       .apply((layout) => {
-        const problems = forwardLayoutProblems(layout as ForwardLayout);
-        if (problems.length) throw new Error(`PortForward ${name}:\n  ${problems.join("\n  ")}`);
+        const found = forwardLayoutProblems(layout as ForwardLayout);
+        if (found.length) throw new Error(`PortForward ${name}:\n  ${found.join("\n  ")}`);
         return true;
       });
     const afterCheck = <T>(v: pulumi.Input<T>) => pulumi.all([layoutOk, v]).apply(([, x]) => x);
-    const vpsConn = afterCheck(args.vps.connection);
     const routerConn = afterCheck(args.router.connection);
 
-    let routerIf: pulumi.Input<string>;
-    let vpsTunnelIp: pulumi.Output<string>;
-    let routerTunnelIp: pulumi.Output<string>;
-    let pathStart: pulumi.Resource[] = [];
-    if (args.existingTunnel) {
-      const t = args.existingTunnel;
-      routerIf = t.interfaceName;
-      vpsTunnelIp = pulumi.output(t.vpsAddress);
-      routerTunnelIp = pulumi.output(t.routerAddress);
-    } else {
-      const t = { ...DEFAULT_TUNNEL, ...args.tunnel };
-      this.tunnel = new Tunnel(`${name}-tunnel`, {
-        interfaceName: t.interfaceName,
-        mtu: t.mtu,
-        listenPort: t.listenPort,
-        persistentKeepalive: t.persistentKeepalive,
-        persist: args.persist,
-        listener: { connection: vpsConn, address: t.vpsAddress, endpoint: args.vps.publicAddress },
-        dialer: { connection: routerConn, address: t.routerAddress },
-      }, child);
-      routerIf = this.tunnel.interfaceName;
-      vpsTunnelIp = withoutPrefix(t.vpsAddress);
-      routerTunnelIp = withoutPrefix(t.routerAddress);
-      pathStart = [this.tunnel];
-    }
-    this.routerTunnelAddress = routerTunnelIp;
-
-    // Unset, both resources fall back to the same provider default (8764).
-    const table = rp.table;
-    this.routeTable = new PolicyRouteTable(`${name}-routes`, {
-      connection: routerConn,
-      table,
-      persist: args.persist,
-      routes: [
-        { to: "default", via: vpsTunnelIp, dev: routerIf },
-        { to: args.router.lanSubnet, dev: args.router.lanInterface },
-      ],
-    }, { ...child, dependsOn: pathStart });
-
-    const hasRouterLocal = (args.routerForwards ?? []).length > 0;
-    this.returnPath = new ConnmarkReturnPath(`${name}-return`, {
-      connection: routerConn,
-      tunnelInterface: routerIf,
-      table,
-      mark: rp.mark,
-      mask: rp.mask,
-      priority: rp.priority,
-      localSourcePriority: rp.localSourcePriority,
-      // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
-      localSource: hasRouterLocal ? routerTunnelIp : undefined,
-      persist: args.persist,
-      backend: args.router.backend,
-    }, { ...child, dependsOn: [this.routeTable] });
-
-    // The VPS forwards every public port unchanged; the router does all remapping, also for its
-    // own services (2222 → its sshd on 22): a DNAT to one of its own addresses is what puts the
-    // accept where an INPUT policy of drop (ufw, fw4's input REJECT) would stop it.
-    const routerDnat = (ruleName: string, f: { protocol?: pulumi.Input<Protocol>; ports: pulumi.Input<number | string>; toPorts?: pulumi.Input<number | string> }, to: pulumi.Input<string>) =>
-      new DnatRule(ruleName, {
-        connection: routerConn,
-        inInterface: routerIf,
-        destination: routerTunnelIp,
-        protocol: f.protocol,
-        ports: f.ports,
-        toAddress: to,
-        toPorts: f.toPorts,
-        persist: args.persist,
-        backend: args.router.backend,
-      }, { ...child, dependsOn: [this.returnPath] });
-    this.routerRules = [
-      ...args.forwards.map((f, i) => {
-        const to = f.to ?? args.lanHost;
-        if (to === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
-        return routerDnat(`${name}-router-${i}`, f, to);
-      }),
-      ...(args.routerForwards ?? []).map((f, i) => routerDnat(`${name}-router-local-${i}`, f, routerTunnelIp)),
-    ];
-
-    const publicPorts = [...args.forwards, ...(args.routerForwards ?? [])];
-    this.vpsRules = publicPorts.map((f, i) =>
-      new DnatRule(`${name}-vps-${i}`, {
-        connection: vpsConn,
-        destination: args.vps.localAddress ?? args.vps.publicAddress,
-        protocol: f.protocol,
-        ports: f.ports,
-        toAddress: routerTunnelIp,
-        persist: args.persist,
-        backend: args.vps.backend,
-      }, { ...child, dependsOn: [this.returnPath, ...this.routerRules] }),
+    this.paths = vpses.map((vps, k) =>
+      buildPath(this, k === 0 ? name : `${name}-vps${k}`, args, vps, (args.slot ?? 0) + k, afterCheck(vps.connection), routerConn, vpses.length > 1),
     );
-    this.counters = pulumi.all(
-      publicPorts.map((f, i) =>
-        pulumi.all([f.protocol ?? "tcp", f.ports, this.vpsRules[i]!.counters, this.routerRules[i]!.counters]).apply(([protocol, ports, vps, router]) => ({
-          forward: `${protocol} ${ports}`,
-          vps: vps ?? {},
-          router: router ?? {},
-        })),
-      ),
-    );
-
-    if (args.verify) {
-      this.pathCheck = new PathCheck(`${name}-check`, {
-        vpsConnection: vpsConn,
-        routerConnection: routerConn,
-        publicAddress: args.vps.publicAddress,
-        vpsAddress: args.vps.localAddress,
-        port: args.verify.port,
-        routerTunnelAddress: routerTunnelIp,
-        tunnelInterface: routerIf,
-        mark: rp.mark,
-        mask: rp.mask,
-        routerLocal: pulumi.output(args.verify.port).apply((p) =>
-          (args.routerForwards ?? []).some((f) => f.ports === p || f.ports === String(p))),
-      }, { ...child, dependsOn: [...this.vpsRules] });
-    }
-
+    const first = this.paths[0]!;
+    this.tunnel = first.tunnel;
+    this.routeTable = first.routeTable;
+    this.returnPath = first.returnPath;
+    this.routerRules = first.routerRules;
+    this.vpsRules = first.vpsRules;
+    this.pathCheck = first.pathCheck;
+    this.routerTunnelAddress = first.routerTunnelAddress;
+    this.counters = pulumi.all(this.paths.map((p) => p.counters)).apply((lists) => lists.flat());
     this.registerOutputs({ routerTunnelAddress: this.routerTunnelAddress, counters: this.counters });
   }
+}
+
+/** One VPS's path: children named `<prefix>-tunnel`, `<prefix>-routes`..., numbers from `slot` where not given. */
+function buildPath(
+  parent: PortForward,
+  prefix: string,
+  args: PortForwardArgs,
+  vps: VpsArgs,
+  slot: number,
+  vpsConn: pulumi.Output<ConnectionArgs>,
+  routerConn: pulumi.Output<ConnectionArgs>,
+  several: boolean,
+): ForwardPath {
+  const child = { parent };
+  const d = slotDefaults(slot);
+  const rp = args.returnPath ?? {};
+
+  let routerIf: pulumi.Input<string>;
+  let vpsTunnelIp: pulumi.Output<string>;
+  let routerTunnelIp: pulumi.Output<string>;
+  let tunnel: Tunnel | undefined;
+  if (args.existingTunnel) {
+    const t = args.existingTunnel;
+    routerIf = t.interfaceName;
+    vpsTunnelIp = pulumi.output(t.vpsAddress);
+    routerTunnelIp = pulumi.output(t.routerAddress);
+  } else {
+    const t = args.tunnel ?? {};
+    const vpsAddress = t.vpsAddress ?? d.vpsAddress;
+    const routerAddress = t.routerAddress ?? d.routerAddress;
+    tunnel = new Tunnel(`${prefix}-tunnel`, {
+      interfaceName: t.interfaceName ?? d.interfaceName,
+      mtu: t.mtu,
+      listenPort: t.listenPort ?? (slot === 0 ? undefined : d.listenPort),
+      persistentKeepalive: t.persistentKeepalive,
+      persist: args.persist,
+      listener: { connection: vpsConn, address: vpsAddress, endpoint: vps.publicAddress },
+      dialer: { connection: routerConn, address: routerAddress },
+    }, child);
+    routerIf = tunnel.interfaceName;
+    vpsTunnelIp = withoutPrefix(vpsAddress);
+    routerTunnelIp = withoutPrefix(routerAddress);
+  }
+
+  // Slot 0 leaves these unset, so a stack from before slots keeps the inputs it had (the provider's
+  // defaults are slot 0's numbers).
+  const fromSlot = <T>(given: pulumi.Input<T> | undefined, derived: T): pulumi.Input<T> | undefined => given ?? (slot === 0 ? undefined : derived);
+  const table = fromSlot(rp.table, d.table);
+  const mark = fromSlot<number | string>(rp.mark, d.mark);
+  const priority = fromSlot(rp.priority, d.priority);
+  const routeTable = new PolicyRouteTable(`${prefix}-routes`, {
+    connection: routerConn,
+    table,
+    persist: args.persist,
+    routes: [
+      { to: "default", via: vpsTunnelIp, dev: routerIf },
+      { to: args.router.lanSubnet, dev: args.router.lanInterface },
+    ],
+  }, { ...child, dependsOn: tunnel ? [tunnel] : [] });
+
+  const hasRouterLocal = (args.routerForwards ?? []).length > 0;
+  const returnPath = new ConnmarkReturnPath(`${prefix}-return`, {
+    connection: routerConn,
+    tunnelInterface: routerIf,
+    table,
+    mark,
+    mask: rp.mask,
+    priority,
+    localSourcePriority: rp.localSourcePriority,
+    // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
+    localSource: hasRouterLocal ? routerTunnelIp : undefined,
+    persist: args.persist,
+    backend: args.router.backend,
+  }, { ...child, dependsOn: [routeTable] });
+
+  // The VPS forwards every public port unchanged; the router does all remapping, also for its
+  // own services (2222 → its sshd on 22): a DNAT to one of its own addresses is what puts the
+  // accept where an INPUT policy of drop (ufw, fw4's input REJECT) would stop it.
+  const routerDnat = (ruleName: string, f: { protocol?: pulumi.Input<Protocol>; ports: pulumi.Input<number | string>; toPorts?: pulumi.Input<number | string> }, to: pulumi.Input<string>) =>
+    new DnatRule(ruleName, {
+      connection: routerConn,
+      inInterface: routerIf,
+      destination: routerTunnelIp,
+      protocol: f.protocol,
+      ports: f.ports,
+      toAddress: to,
+      toPorts: f.toPorts,
+      persist: args.persist,
+      backend: args.router.backend,
+    }, { ...child, dependsOn: [returnPath] });
+  const routerRules = [
+    ...args.forwards.map((f, i) => routerDnat(`${prefix}-router-${i}`, f, (f.to ?? args.lanHost)!)),
+    ...(args.routerForwards ?? []).map((f, i) => routerDnat(`${prefix}-router-local-${i}`, f, routerTunnelIp)),
+  ];
+
+  const publicPorts = [...args.forwards, ...(args.routerForwards ?? [])];
+  const vpsRules = publicPorts.map((f, i) =>
+    new DnatRule(`${prefix}-vps-${i}`, {
+      connection: vpsConn,
+      destination: vps.localAddress ?? vps.publicAddress,
+      protocol: f.protocol,
+      ports: f.ports,
+      toAddress: routerTunnelIp,
+      persist: args.persist,
+      backend: vps.backend,
+    }, { ...child, dependsOn: [returnPath, ...routerRules] }),
+  );
+  const counters = pulumi.all(
+    publicPorts.map((f, i) =>
+      pulumi.all([f.protocol ?? "tcp", f.ports, vps.publicAddress, vpsRules[i]!.counters, routerRules[i]!.counters]).apply(([protocol, ports, via, vpsCounts, routerCounts]) => ({
+        forward: `${protocol} ${ports}`,
+        ...(several ? { via } : {}),
+        vps: vpsCounts ?? {},
+        router: routerCounts ?? {},
+      })),
+    ),
+  );
+
+  let pathCheck: PathCheck | undefined;
+  if (args.verify) {
+    const v = args.verify;
+    pathCheck = new PathCheck(`${prefix}-check`, {
+      vpsConnection: vpsConn,
+      routerConnection: routerConn,
+      publicAddress: vps.publicAddress,
+      vpsAddress: vps.localAddress,
+      port: v.port,
+      routerTunnelAddress: routerTunnelIp,
+      tunnelInterface: routerIf,
+      mark,
+      mask: rp.mask,
+      routerLocal: pulumi.output(v.port).apply((p) =>
+        (args.routerForwards ?? []).some((f) => f.ports === p || f.ports === String(p))),
+    }, { ...child, dependsOn: [...vpsRules] });
+  }
+  return { slot, tunnel, routeTable, returnPath, routerRules, vpsRules, pathCheck, routerTunnelAddress: routerTunnelIp, counters };
 }

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { providerFor } from "./dynamic";
 import { ConnectionArgs, secretConnection } from "./connection";
+import { hostSideName } from "./names";
 
 /** One side of a {@link Tunnel}. */
 export interface TunnelSideArgs {
@@ -13,6 +14,12 @@ export interface TunnelSideArgs {
 }
 
 export interface TunnelArgs {
+  /**
+   * Host-side name: who holds the interface in natgate's claims on both hosts, so a second Tunnel
+   * on the same interface is refused instead of taking it over (a-z, 0-9, _; default: derived
+   * from the Pulumi name).
+   */
+  name?: pulumi.Input<string>;
   /** WireGuard interface name on both hosts (default `wg0`; at most 15 characters). */
   interfaceName?: pulumi.Input<string>;
   /** Interface MTU (default 1420: 1500 less WireGuard's worst-case overhead). */
@@ -77,6 +84,7 @@ export class Tunnel extends pulumi.dynamic.Resource {
       name,
       {
         ...args,
+        name: args.name ?? hostSideName(name),
         listener: side(args.listener),
         dialer: side(args.dialer),
         listenerPublicKey: undefined,

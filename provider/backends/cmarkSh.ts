@@ -3,7 +3,8 @@
  * A_owner, A_entry, A_sysctls (paths to show); apply also A_nft, A_ipt_restore / A_ipt_jumps,
  * A_ipt_jumps_del / A_ipt_chains_del, A_batch (ip -batch) with its dead-man switch A_token,
  * A_seconds and A_undo, A_hold ("path value" lines), A_release, fw4 include files A_fw4_del /
- * A_fw4_put (OpenWrt: the table's, which fw4 re-creates after its flush), and at boot A_rules_ensure.
+ * A_fw4_put (OpenWrt: the table's, which fw4 re-creates after its flush), the claims A_claims taken
+ * for A_claim_owner (none at boot: a claim stands for the resource), and at boot A_rules_ensure.
  */
 import { ARGS_SH } from "./args";
 import { HOSTSTATE_SH } from "./hoststate";
@@ -11,6 +12,7 @@ import { IPROUTE_SH } from "./iproute";
 import { IPTFW_SH } from "./iptablesFirewall";
 import { NFT_SH } from "./nftables";
 import { BOOT_SH } from "./persist";
+import { CLAIMS_SH } from "./claims";
 import { FW4_SH } from "./fw4Include";
 import { SYSCTL_SH } from "./sysctl";
 
@@ -24,6 +26,7 @@ cmark_show() {
   echo "@@sysctl"
   for ng_p in $A_sysctls; do sysctl_show "$ng_p" "$A_owner"; done
   boot_show "$A_entry"
+  claims_show
 }
 # cmark_rules_ensure SPECS (boot entries): ip rule add each; one that is there already counts as
 # added (ip rule has no replace, and the kernel refuses a duplicate), so a second run changes nothing
@@ -39,13 +42,14 @@ cmark_rules_ensure() {
 }
 `;
 
-const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTFW_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + FW4_SH + SHOW_SH + 'ng_args "$@"\nip_need\n';
+const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTFW_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + FW4_SH + CLAIMS_SH + SHOW_SH + 'ng_args "$@"\nip_need\n';
 
 export const CMARK_READ_SH = PRELUDE + "cmark_show\n";
 
 export const CMARK_APPLY_SH =
   PRELUDE +
   `ng_lock
+[ -z "$A_claim_owner" ] || claims_take "$A_claim_owner" "$A_claims" || exit 1
 fw4_sync "$A_fw4_del" "$A_fw4_put" || exit 1
 [ -z "$A_ipt_restore" ] || iptfw_apply "$A_ipt_restore" "$A_ipt_jumps" || exit 1
 [ -z "$A_nft" ] || nft_apply "$A_nft" || exit 1
@@ -68,5 +72,6 @@ fw4_sync "$A_fw4_del" "" || exit 1
 ip_batch "$A_batch" || exit 1
 for ng_p in $A_sysctls; do sysctl_release "$ng_p" "$A_owner" || exit 1; done
 boot_remove "$A_entry" || exit 1
+claims_drop "$A_owner" || exit 1
 cmark_show
 `;

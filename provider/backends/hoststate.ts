@@ -27,9 +27,10 @@ ng_lock() {
   done
   trap ng_unlock EXIT
 }
+# (|| true: it also runs as the EXIT trap of scripts under set -e, where a failing rmdir would turn
+# their success into exit 1)
 ng_unlock() {
   rm -rf "$NG_STATE/lock"
-  rmdir "$NG_STATE/sysctl" "$NG_STATE" 2>/dev/null
-  return 0
+  rmdir "$NG_STATE/sysctl" "$NG_STATE" 2>/dev/null || true
 }
 `;

@@ -6,6 +6,7 @@ import { SH_PRELUDE } from "./prelude";
 import { shQuote } from "../ssh/quote";
 import { HOSTSTATE_SH } from "./hoststate";
 import { BOOT_SH } from "./persist";
+import { CLAIMS_SH } from "./claims";
 import { ARGS_SH, encodeArgs } from "./args";
 import { WIREGUARD_SH } from "./wireguard";
 
@@ -16,7 +17,7 @@ import { WIREGUARD_SH } from "./wireguard";
  * (its state is printed with the rest).
  */
 
-const COMMON = `${SH_PRELUDE}${ARGS_SH}${WIREGUARD_SH}${HOSTSTATE_SH}${BOOT_SH}
+const COMMON = `${SH_PRELUDE}${ARGS_SH}${WIREGUARD_SH}${HOSTSTATE_SH}${BOOT_SH}${CLAIMS_SH}
 natgate_tools() {
   need wg wireguard-tools wireguard-tools
   need ip iproute2 ip-full
@@ -70,6 +71,7 @@ export const FOREIGN_INTERFACE_EXIT = 3;
  * interface natgate has no key file for: someone else's wg0).
  */
 export const PREPARE_SCRIPT = `${COMMON}
+if [ -n "$A_claim_owner" ]; then ng_lock; claims_take "$A_claim_owner" "$A_claims" || exit 1; fi
 set -e
 natgate_tools
 if [ ! -s "$A_key" ]; then
@@ -130,6 +132,7 @@ if [ -e "$A_key" ] || [ -e "$A_key.tmp" ]; then
   echo "[#] rm -f $A_key" >&2
   rm -f "$A_key" "$A_key.tmp"
 fi
+[ -z "$A_claim_owner" ] || claims_drop "$A_claim_owner"
 rm -f "\${A_key%.key}.endpoints"
 rmdir "\${A_key%/*}" 2>/dev/null || true
 rmdir "\${A_key%/*/*}" 2>/dev/null || true
@@ -137,7 +140,10 @@ set +e
 boot_remove "$A_entry" || exit 1
 `;
 
-/** A side's script arguments: its interface, its key file, its boot entry, and for prepare the mode. */
-export function tunnelArgs(a: { ifname: string; keyFile: string; entry: string; mode?: "create" | "update" }): string[] {
-  return encodeArgs({ if: a.ifname, key: a.keyFile, entry: a.entry, mode: a.mode });
+/**
+ * A side's script arguments: its interface, its key file, its boot entry, for prepare the mode,
+ * and the claim on the interface (prepare takes it, delete drops it).
+ */
+export function tunnelArgs(a: { ifname: string; keyFile: string; entry: string; mode?: "create" | "update"; claim?: { owner: string; keys: string[] } }): string[] {
+  return encodeArgs({ if: a.ifname, key: a.keyFile, entry: a.entry, mode: a.mode, claim_owner: a.claim?.owner, claims: a.claim?.keys.join(" ") });
 }

@@ -257,6 +257,7 @@ describe("plans (what a converge would write, from live state)", () => {
         { priority: 951, from: "10.10.10.2", table: 8764 },
       ],
       sysctls: [{ path: "net/ipv4/conf/tun0/rp_filter", value: "2", prev: "0", held: true }],
+      claims: new Map<string, string>(),
     };
     const plan = planConnmark(c, live);
     assert.deepEqual(plan.batch, ["rule del priority 950 fwmark 0x10000000/0x10000000 lookup 8764", "rule add priority 950 fwmark 0x1234/0x1234 lookup 8764"]);

@@ -9,7 +9,7 @@ import { strict as assert } from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { ConnmarkReturnPath, DnatRule, PolicyRouteTable, type ConnectionArgs, type PortForwardArgs } from "natgate";
+import { ConnmarkReturnPath, DnatRule, PolicyRouteTable, type ConnectionArgs, type PortForwardArgs, type VpsArgs } from "natgate";
 import { getLab, type Lab } from "../lab";
 import type { Stack } from "../engine/stack";
 import {
@@ -113,7 +113,7 @@ const CASES: HostileCase[] = [
     // Every resource of the component waits for the tunnel, so the preview stops there.
     title: "the VPS's connection host \"`reboot`\" (component and a DnatRule)",
     program: (lab) => () => {
-      pf(lab, (a) => ({ ...a, vps: { ...a.vps, connection: { ...conn(a.vps.connection), host: "`reboot`" } } }))();
+      pf(lab, (a) => ({ ...a, vps: { ...(a.vps as VpsArgs), connection: { ...conn((a.vps as VpsArgs).connection), host: "`reboot`" } } }))();
       rule(lab, { connection: { ...conn(connectionTo(lab, "vps")), host: "`reboot`" } })();
     },
     expect: [
@@ -175,7 +175,7 @@ const CASES: HostileCase[] = [
   {
     title: "a listen port 65536, an SSH port 0, a keepalive -1 and an MTU of 100",
     program: (lab) =>
-      pf(lab, (a) => ({ ...a, vps: { ...a.vps, connection: { ...conn(a.vps.connection), port: 0 } }, tunnel: { listenPort: 65536, persistentKeepalive: -1, mtu: 100 } })),
+      pf(lab, (a) => ({ ...a, vps: { ...(a.vps as VpsArgs), connection: { ...conn((a.vps as VpsArgs).connection), port: 0 } }, tunnel: { listenPort: 65536, persistentKeepalive: -1, mtu: 100 } })),
     expect: [
       { resource: "home-tunnel", property: "listenPort", reason: /must be 1-65535 \(the listener's UDP port\)/ },
       { resource: "home-tunnel", property: "listener.connection.port", reason: /must be 1-65535/ },

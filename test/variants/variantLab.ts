@@ -5,7 +5,7 @@
 import { strict as assert } from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { PortForward, type PortForwardArgs } from "natgate";
+import { PortForward, type PortForwardArgs, type VpsArgs } from "natgate";
 import type { Lab, LabHost, LabProcess } from "../lab";
 import { Stack, type RefreshStep, type Step } from "../engine/stack";
 import { askBanner, askTcp, askUdp, PUBLIC, snapshotDiff, snapshotHost, stopAll, type Probe } from "../engine/seedLab";
@@ -14,7 +14,7 @@ export { askTcp, askUdp, PUBLIC, stopAll };
 export const PROJECT = "natgate-variants";
 export const CLIENT = "203.0.113.10";
 
-type ConnectionOf = PortForwardArgs["vps"]["connection"];
+type ConnectionOf = VpsArgs["connection"];
 
 /** root with the lab key (pinned host key), or `ops` through passwordless sudo. */
 export function connectionTo(lab: Lab, host: "vps" | "router", as: "root" | "ops" = "root"): ConnectionOf {

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { DEADMAN_CANCEL_SH, DEADMAN_SECONDS } from "../../backends/iproute";
 import { PERSIST_REMOVE_SH, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Connection } from "../../ssh";
+import { claimConflict } from "../../backends/claims";
 
 /** Counts of remote scripts run by this process, so tests and users can see what an operation cost. */
 export const remoteStats = { scripts: 0, writes: 0 };
@@ -43,6 +44,8 @@ export class Host {
     if (opts.writes) remoteStats.writes++;
     const r = await ssh.runScript(this.connection, ssh.SH_PRELUDE + script, args, { knownFingerprint: this.fingerprint });
     this.fingerprint = r.fingerprint;
+    const claimed = claimConflict(r.code, r.stderr, this.label);
+    if (claimed) throw claimed;
     if (r.code !== 0) {
       const detail = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-15).join("\n");
       throw new ssh.NatgateError("remote", `${what} on ${this.label} failed (exit ${r.code}):\n${detail}`);

@@ -7,6 +7,7 @@ import { deleteTableTransaction, replaceTableTransaction } from "../../backends/
 import { NO_FW4, fw4Change, fw4PutRecords, fw4TableInclude, type Fw4Include } from "../../backends/fw4Include";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
 import { sysctlLine, sysctlName, type SysctlSetting } from "../../backends/sysctl";
+import { claimKeys, claimPlan } from "../../backends/claims";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
@@ -14,7 +15,7 @@ import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, syncBoot } from
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../../engine/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
-import { ConnmarkReturnPathSchema, connmarkCrossCheck, type ConnmarkReturnPathInputs } from "./schema";
+import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveMask, type ConnmarkReturnPathInputs } from "./schema";
 import { parseCmarkShow, scopeOf, type CmarkLive, type Scope } from "./live";
 
 export { parseCmarkShow, scopeOf, type CmarkLive, type Scope };
@@ -29,11 +30,19 @@ interface Plan {
   batch: string[];
   hold: SysctlSetting[];
   release: string[];
+  /** The claims this return path holds on the host, and the error when another resource holds one. */
+  claims: string[];
+  conflict?: Error;
+}
+
+/** What only this return path may use on its host: its table (as a return path's), rule priorities and mark bits. */
+export function cmarkClaims(i: ConnmarkReturnPathInputs): string[] {
+  return claimKeys.returnPath(i.table, cmarkRules(i).map((r) => r.priority), effectiveMask(i));
 }
 
 const liveLines = (live: Pick<CmarkLive, "ipt">, name: string) => liveIptLines(live.ipt, cmarkChainNames(name));
 
-export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">, backend: Backend): Plan {
+export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">, backend: Backend, where = "the host"): Plan {
   const nftDrift = lineDrift("nft", backend === "nftables" ? cmarkFirewallLines(i, "nftables") : [], live.nft);
   const iptDrift = lineDrift("iptables", backend === "iptables" ? cmarkFirewallLines(i, "iptables") : [], liveLines(live, i.name));
   const table = cmarkTableName(i.name);
@@ -66,8 +75,13 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   const transaction = replaceTableTransaction(cmarkTable(i));
   const fw4 = fw4Change(live.fw4?.available && backend === "nftables" ? [fw4TableInclude(table, transaction)] : [], live.fw4 ?? NO_FW4);
   drift.push(...fw4.drift);
+  const claims = cmarkClaims(i);
+  const claimed = claimPlan(cmarkOwner(i.name), claims, live.claims, where);
+  drift.push(...claimed.drift);
   return {
     drift,
+    claims,
+    conflict: claimed.conflict,
     fw4Del: fw4.del,
     fw4Put: fw4.put,
     nft: nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table),
@@ -103,13 +117,14 @@ function applyArgs(i: ConnmarkReturnPathInputs, scope: Scope, p: Plan, extra: Sc
  * dead-man switch (there is no SSH session to lose).
  */
 export function cmarkBootEntry(i: ConnmarkReturnPathInputs, facts: FirewallFacts, backend: Backend): BootEntry {
-  const p = planConnmark(i, { facts, nft: [], ipt: [], rules: [], sysctls: [] }, backend);
+  const p = planConnmark(i, { facts, nft: [], ipt: [], rules: [], sysctls: [], claims: new Map() }, backend);
   const args = applyArgs(i, scopeOf([i]), { ...p, batch: [], release: [] }, { rules_ensure: cmarkRules(i).map(ruleSpec).join("\n") });
   return bootEntry("ret", i.name, `ConnmarkReturnPath ${i.name}`, args, shPrelude() + CMARK_APPLY_SH);
 }
 
 function observation(i: ConnmarkReturnPathInputs, live: CmarkLive, backend: Backend, legacy = false): Observation {
   const plan = planConnmark(i, live, backend);
+  if (plan.conflict) plan.drift.push(plan.conflict.message);
   const previous: Record<string, string> = {};
   for (const s of live.sysctls) if (s.held && s.prev !== undefined) previous[sysctlName(s.path)] = s.prev;
   const wanted = new Set(cmarkSysctls(i).map((s) => s.path));
@@ -166,7 +181,8 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const scope = scopeOf([i, ...oldInputs(olds)]);
     let after = await readLive(host, i, scope);
     const backend = requireBackend(`ConnmarkReturnPath ${i.name} on ${host.label}`, i.backend, after.facts);
-    const plan = planConnmark(i, after, backend);
+    const plan = planConnmark(i, after, backend, host.label);
+    if (plan.conflict) throw plan.conflict;
     if (plan.drift.length > 0) after = await apply(host, i, scope, plan);
     after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined, after.boot);
     return observation(i, after, backend);
@@ -185,7 +201,8 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const entry = bootEntryPath(cmarkBootEntryName(i.name));
     const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const fw4Files = [...(live.fw4 ?? NO_FW4).files.keys()];
-    if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live) && fw4Files.length === 0) return;
+    const owned = (s: CmarkLive) => [...s.claims].filter(([, o]) => o === cmarkOwner(i.name)).map(([k]) => k);
+    if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live) && fw4Files.length === 0 && owned(live).length === 0) return;
     const batch = live.rules.map((r) => `rule del ${ruleSpec(r)}`).join("\n");
     const out = await host.run(
       `deleting ConnmarkReturnPath ${i.name}`,
@@ -201,6 +218,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
       ...after.sysctls.filter((s) => s.held).map((s) => `${sysctlName(s.path)} holder file`),
       ...(hasEntry(after) ? [entry] : []),
       ...[...(after.fw4 ?? NO_FW4).files.keys()].map((f) => `fw4 include ${f}`),
+      ...owned(after).map((k) => `claim ${k}`),
     ];
     if (left.length) throw new NatgateError("remote", `ConnmarkReturnPath ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },
@@ -209,7 +227,13 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 /** Runs the plan (non-empty) behind the dead-man switch; returns the state read back. */
 async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan: Plan): Promise<CmarkLive> {
   const token = deadmanToken(cmarkOwner(i.name));
-  const args = applyArgs(i, scope, plan, { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch).join("\n") });
+  const args = applyArgs(i, scope, plan, {
+    token,
+    seconds: DEADMAN_SECONDS,
+    undo: inverseBatch(plan.batch).join("\n"),
+    claim_owner: cmarkOwner(i.name),
+    claims: plan.claims.join(" "),
+  });
   const out = await runGuarded(plan.batch.length > 0, () => host.run(`applying ConnmarkReturnPath ${i.name}`, CMARK_APPLY_SH, args, { writes: true }));
   if (plan.batch.length) await confirmFreshLogin(host, `ConnmarkReturnPath ${i.name}`, token);
   return parseCmarkShow(out.stdout, scope, i.name);

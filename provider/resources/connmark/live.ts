@@ -6,6 +6,7 @@ import { parseBootShow, type BootStatus } from "../../backends/persist";
 import { parseFw4Show, type Fw4Live } from "../../backends/fw4Include";
 import { parseSysctlShow, type LiveSysctl } from "../../backends/sysctl";
 import { parseFirewallFacts, type FirewallFacts } from "../../plan/firewall";
+import { parseClaims } from "../../backends/claims";
 import { splitSections } from "../common/host";
 import { cmarkChainNames } from "./render";
 import { effectiveLocalSourcePriority, type ConnmarkReturnPathInputs } from "./schema";
@@ -39,6 +40,8 @@ export interface CmarkLive {
   boot: BootStatus;
   /** OpenWrt: whether fw4 re-applies include files, and the table's file there. */
   fw4?: Fw4Live;
+  /** Every natgate claim on the host: key → owner. */
+  claims: Map<string, string>;
 }
 
 export function parseCmarkShow(stdout: string, scope: Scope, name: string): CmarkLive {
@@ -55,5 +58,6 @@ export function parseCmarkShow(stdout: string, scope: Scope, name: string): Cmar
     sysctls: parseSysctlShow(s.get("sysctl")!.lines),
     boot: parseBootShow(s.get("boot")!.lines),
     fw4: parseFw4Show(s.get("fw4")),
+    claims: parseClaims(s.get("claims")?.lines),
   };
 }

@@ -9,6 +9,10 @@ import { isLegacyState } from "../../engine/version";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs } from "./schema";
 import { normalizeRoute, renderRouteTable, routesBootEntry, routesBootEntryName } from "./render";
 import { parseRoutesLive, type RoutesLive } from "./live";
+import { claimKeys, claimPlan } from "../../backends/claims";
+
+const routesOwner = (i: PolicyRouteTableInputs) => `routes_${i.name}`;
+const routesClaim = (i: PolicyRouteTableInputs) => ({ owner: routesOwner(i), keys: claimKeys.routeTable(i.table) });
 
 export { normalizeRoute, renderRouteTable, routesBootEntry, routesBootEntryName, parseRoutesLive, type RoutesLive };
 
@@ -58,9 +62,15 @@ function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false
   const boot = observeBoot(routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, live.boot, legacy);
   return {
     rendered: [...live.routes.map((r) => liveRouteLine(i.table, r)), ...boot.rendered],
-    drift: [...planRoutes(i, live.routes).drift, ...boot.drift],
+    drift: [...planRoutes(i, live.routes).drift, ...claimDrift(i, live), ...boot.drift],
     facts: { ...boot.facts },
   };
+}
+
+/** The claim's drift; another owner holding the table is drift too (on a refresh: the apply refuses it). */
+function claimDrift(i: PolicyRouteTableInputs, live: RoutesLive, where = "the host"): string[] {
+  const c = claimPlan(routesOwner(i), routesClaim(i).keys, live.claims, where);
+  return c.conflict ? [...c.drift, c.conflict.message] : c.drift;
 }
 
 async function readLive(host: Host, i: PolicyRouteTableInputs): Promise<RoutesLive> {
@@ -79,17 +89,19 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
 
   async converge(host, i, olds) {
     let after = await readLive(host, i);
+    const claim = claimPlan(routesOwner(i), routesClaim(i).keys, after.claims, host.label);
+    if (claim.conflict) throw claim.conflict;
     const foreign = olds === undefined ? foreignRoutes(i, after.routes) : [];
     if (foreign.length) {
       throw new NatgateError(
         "config",
         `PolicyRouteTable ${i.name}: routing table ${i.table} on ${host.label} already holds routes natgate would not put there:\n  ` +
           `${foreign.join("\n  ")}\nnatgate owns its table whole and would delete them: choose another table id (PortForward: ` +
-          `returnPath.table), or, if they are leftovers, remove them with: ip route flush table ${i.table}`,
+          `slot: 1, or returnPath.table), or, if they are leftovers, remove them with: ip route flush table ${i.table}`,
       );
     }
     const plan = planRoutes(i, after.routes);
-    if (plan.drift.length > 0) after = await apply(host, i, plan);
+    if (plan.drift.length > 0 || claim.drift.length > 0) after = await apply(host, i, plan);
     after.boot = await syncBoot(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after.boot);
     return observation(i, after);
   },
@@ -102,11 +114,17 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     const live = await readLive(host, i);
     const entry = bootEntryPath(routesBootEntryName(i.table));
     const hasEntry = (s: RoutesLive) => (s.boot.files.get(entry) ?? "-") !== "-";
-    if (live.routes.length === 0 && !hasEntry(live)) return;
-    const out = await host.run(`deleting routing table ${i.table}`, ROUTES_DELETE_SH, routesArgs({ table: i.table, entry: routesBootEntryName(i.table) }), { writes: true });
+    const owned = (s: RoutesLive) => [...s.claims].filter(([, o]) => o === routesOwner(i)).map(([k]) => k);
+    if (live.routes.length === 0 && !hasEntry(live) && owned(live).length === 0) return;
+    const out = await host.run(
+      `deleting routing table ${i.table}`,
+      ROUTES_DELETE_SH,
+      routesArgs({ table: i.table, entry: routesBootEntryName(i.table), claim: { owner: routesOwner(i), keys: [] } }),
+      { writes: true },
+    );
     const left = parseRoutesLive(out.stdout);
-    if (left.routes.length || hasEntry(left)) {
-      const what = [...left.routes.map((r) => liveRouteLine(i.table, r)), ...(hasEntry(left) ? [entry] : [])];
+    if (left.routes.length || hasEntry(left) || owned(left).length) {
+      const what = [...left.routes.map((r) => liveRouteLine(i.table, r)), ...(hasEntry(left) ? [entry] : []), ...owned(left).map((k) => `claim ${k}`)];
       throw new NatgateError("remote", `PolicyRouteTable ${i.name} on ${host.label}: table ${i.table} still has this after delete:\n  ${what.join("\n  ")}`);
     }
   },
@@ -123,6 +141,7 @@ async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typ
         table: i.table,
         entry: routesBootEntryName(i.table),
         batch: plan.batch,
+        claim: routesClaim(i),
         deadman: { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch, plan.replaced) },
       }),
       { writes: true },

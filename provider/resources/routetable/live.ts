@@ -2,11 +2,14 @@ import { parseRoutes, type LiveRoute } from "../../backends/iproute";
 import { parseBootShow, type BootStatus } from "../../backends/persist";
 import { NatgateError } from "../../ssh/errors";
 import { splitSections } from "../common/host";
+import { parseClaims } from "../../backends/claims";
 
 /** A routing table as read back: its routes and the boot entry's state. */
 export interface RoutesLive {
   routes: LiveRoute[];
   boot: BootStatus;
+  /** Every natgate claim on the host: key → owner. */
+  claims: Map<string, string>;
 }
 
 export function parseRoutesLive(stdout: string): RoutesLive {
@@ -14,5 +17,5 @@ export function parseRoutesLive(stdout: string): RoutesLive {
   const s = sections.get("routes");
   const boot = sections.get("boot");
   if (!s || !boot) throw new NatgateError("unexpected-output", `unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
-  return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines) };
+  return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines), claims: parseClaims(sections.get("claims")?.lines) };
 }

@@ -3,6 +3,7 @@ import { NatgateError } from "../../ssh/errors";
 import { PERSIST_REMOVE_SH, bootEntryName, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import { keyFileFor, type Role } from "../../plan/wireguard";
 import { liveSideFromSections, splitSections, type LiveSide } from "./parse";
+import { claimConflict, claimKeys } from "../../backends/claims";
 import { applyScript, DELETE_SCRIPT, FOREIGN_INTERFACE_EXIT, PREPARE_SCRIPT, READ_SCRIPT, tunnelArgs } from "./scripts";
 
 /** A side's entry in /etc/natgate/boot.d: the interface is what it owns on its host. */
@@ -17,6 +18,8 @@ export interface SideTarget {
   interfaceName: string;
   /** TOFU fingerprint from state, if any */
   knownFingerprint?: string | undefined;
+  /** Who holds the interface's claim on this host: the tunnel, named by its listener's endpoint and port. */
+  owner?: string;
 }
 
 export interface SideRead {
@@ -52,6 +55,8 @@ async function run(t: SideTarget, script: string, args: string[], what: string):
         `choose another interfaceName for this side (${t.role}.interfaceName), or remove that interface if it is unused (ip link del ${t.interfaceName})`,
     );
   }
+  const claimed = claimConflict(r.code, r.stderr, where(t));
+  if (claimed) throw claimed;
   if (r.code !== 0) {
     throw new NatgateError("remote", `${what} on ${where(t)} failed (exit ${r.code}):\n${tail(r.stderr) || "(no output)"}`);
   }
@@ -70,13 +75,14 @@ function toRead(t: SideTarget, r: RunResult): SideRead {
   return { live, fingerprint: r.fingerprint, generated: sections.has("generated"), boot: bootOf(sections) };
 }
 
-function args(t: SideTarget, mode?: "create" | "update"): string[] {
-  return tunnelArgs({ ifname: t.interfaceName, keyFile: keyFileFor(t.interfaceName), entry: tunnelBootEntryName(t.interfaceName), mode });
+function args(t: SideTarget, mode?: "create" | "update", claim?: "take" | "drop"): string[] {
+  const c = claim && t.owner ? { owner: t.owner, keys: claim === "take" ? claimKeys.wireguard(t.interfaceName) : [] } : undefined;
+  return tunnelArgs({ ifname: t.interfaceName, keyFile: keyFileFor(t.interfaceName), entry: tunnelBootEntryName(t.interfaceName), mode, claim: c });
 }
 
 /** Generates the key pair if absent (on the host), then reads the side's live state. */
 export async function prepareSide(t: SideTarget, mode: "create" | "update"): Promise<SideRead> {
-  const r = await run(t, PREPARE_SCRIPT, args(t, mode), "preparing the WireGuard key");
+  const r = await run(t, PREPARE_SCRIPT, args(t, mode, "take"), "preparing the WireGuard key");
   return toRead(t, r);
 }
 
@@ -107,7 +113,7 @@ export async function syncSideBoot(t: SideTarget, entry: BootEntry | undefined, 
 
 /** Removes the side's interface, wireguard-go, key file, boot entry; absent pieces are fine. */
 export async function deleteSide(t: SideTarget): Promise<{ fingerprint: string }> {
-  const r = await run(t, DELETE_SCRIPT, args(t), "removing the tunnel");
+  const r = await run(t, DELETE_SCRIPT, args(t, undefined, "drop"), "removing the tunnel");
   return { fingerprint: r.fingerprint };
 }
 

@@ -82,7 +82,7 @@ export function tunnelId(a: TunnelInputs): string {
 }
 
 function target(a: TunnelInputs, role: Role, knownFingerprint?: string): SideTarget {
-  return { role, connection: a[role].connection, interfaceName: a[role].interfaceName, knownFingerprint };
+  return { role, connection: a[role].connection, interfaceName: a[role].interfaceName, knownFingerprint, owner: `tunnel_${a.name ?? `${a.listener.endpoint}_${a.listenPort}`}` };
 }
 
 function fingerprintsOf(olds: Partial<TunnelOutputs> | undefined): Record<Role, string | undefined> {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh";
 import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
-import { interfaceName } from "../common/fields";
+import { interfaceName, resourceName } from "../common/fields";
 import { containsUnknown, UNKNOWN } from "../../engine/unknown";
 import { checkInputs } from "../../engine/check";
 import type { Failure } from "../../engine/failures";
@@ -66,6 +66,8 @@ const sideFields = {
 };
 
 export const TunnelArgsSchema = z.strictObject({
+  /** Host-side name: who holds the interface in natgate's claims on both hosts (a-z, 0-9, _). */
+  name: resourceName.optional(),
   interfaceName: interfaceName.default(TUNNEL_DEFAULTS.interfaceName),
   mtu: int("interface MTU", 576, 9000).default(TUNNEL_DEFAULTS.mtu),
   listenPort: int("the listener's UDP port", 1, 65535).default(TUNNEL_DEFAULTS.listenPort),
@@ -91,6 +93,7 @@ type ParsedArgs = z.output<typeof TunnelArgsSchema>;
 
 /** Checked inputs: every default filled in and every address canonical. */
 export interface TunnelInputs {
+  name?: string;
   interfaceName: string;
   mtu: number;
   listenPort: number;
@@ -154,6 +157,7 @@ function defaultDialerAllowedIps(address: string): string[] {
 /** Defaults that depend on other fields, and every address in canonical form. */
 export function normalizeTunnel(a: ParsedArgs): TunnelInputs {
   return {
+    ...(a.name !== undefined ? { name: a.name } : {}),
     interfaceName: a.interfaceName,
     mtu: a.mtu,
     listenPort: a.listenPort,

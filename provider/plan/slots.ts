@@ -1,0 +1,56 @@
+/**
+ * A path's slot on its router: the one number from which every default that two natgate paths on
+ * one router must not share is derived (tunnel interface, tunnel subnet, listen port, mark, routing
+ * table, rule priorities). Slot 0 is the defaults natgate always had, so existing stacks keep them.
+ */
+import { DEFAULT_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE } from "../resources/connmark/schema";
+import { TUNNEL_DEFAULTS } from "../resources/tunnel/schema";
+
+export const SLOTS = 8;
+
+// One bit of 0xFF000000 each (none of mwan3, pbr, kube-proxy or tailscale use that byte), slot 0
+// on bit 28 as before; each mask is its own bit, so one path's mark never matches another's rule.
+const MARK_BITS = [28, 29, 30, 31, 24, 25, 26, 27] as const;
+
+export interface SlotDefaults {
+  interfaceName: string;
+  vpsAddress: string;
+  routerAddress: string;
+  listenPort: number;
+  mark: number;
+  table: number;
+  /** The fwmark rule's; the router-local rule takes priority + 1. */
+  priority: number;
+}
+
+export function slotProblem(slot: unknown): string | undefined {
+  if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0 || slot >= SLOTS) {
+    return `must be a whole number 0-${SLOTS - 1} (the second PortForward on a router: 1), got ${JSON.stringify(slot)}`;
+  }
+  return undefined;
+}
+
+export function slotDefaults(slot: number): SlotDefaults {
+  if (slotProblem(slot)) throw new RangeError(`slot ${slot}: ${slotProblem(slot)}`);
+  if (slot === 0) {
+    return {
+      interfaceName: TUNNEL_DEFAULTS.interfaceName,
+      vpsAddress: "10.10.10.1/24",
+      routerAddress: "10.10.10.2/24",
+      listenPort: TUNNEL_DEFAULTS.listenPort,
+      mark: DEFAULT_MARK,
+      table: DEFAULT_TABLE,
+      priority: DEFAULT_PRIORITY,
+    };
+  }
+  return {
+    interfaceName: `wg${slot}`,
+    vpsAddress: `10.10.${10 + slot}.1/24`,
+    routerAddress: `10.10.${10 + slot}.2/24`,
+    listenPort: TUNNEL_DEFAULTS.listenPort + slot,
+    mark: 2 ** MARK_BITS[slot]!,
+    table: DEFAULT_TABLE + slot,
+    // Two per slot (fwmark and router-local rules): 950-965, all before mwan3's 1001.
+    priority: DEFAULT_PRIORITY + 2 * slot,
+  };
+}
