@@ -18,17 +18,18 @@ export const CLAIMED_EXIT = 76;
 
 export const CLAIMS_SH = `
 NG_CLAIMS=${CLAIMS_DIR}
-# claims_take OWNER KEYS: take every key for OWNER, or none if another owner holds one (prints
-# "natgate-claimed <key> <holder>" on stderr, exit ${CLAIMED_EXIT}); OWNER's other claims are dropped
+# claims_take OWNER KEYS [FROM]: take every key for OWNER, or none if another owner than OWNER or
+# FROM (the resource's previous host-side name) holds one (prints "natgate-claimed <key> <holder>"
+# on stderr, exit ${CLAIMED_EXIT}); OWNER's other claims are dropped. Root-only, like the rest of /etc/natgate.
 claims_take() {
   for ng_ck in $2; do
     [ -f "$NG_CLAIMS/$ng_ck" ] || continue
     ng_ch=$(cat "$NG_CLAIMS/$ng_ck")
-    if [ "$ng_ch" != "$1" ]; then echo "natgate-claimed $ng_ck $ng_ch" >&2; exit ${CLAIMED_EXIT}; fi
+    if [ "$ng_ch" != "$1" ] && { [ -z "$3" ] || [ "$ng_ch" != "$3" ]; }; then echo "natgate-claimed $ng_ck $ng_ch" >&2; exit ${CLAIMED_EXIT}; fi
   done
-  [ -z "$2" ] || mkdir -p "$NG_CLAIMS" || return 1
+  [ -z "$2" ] || (umask 077; mkdir -p "$NG_CLAIMS") || return 1
   for ng_ck in $2; do
-    if [ -f "$NG_CLAIMS/$ng_ck" ]; then continue; fi
+    if [ -f "$NG_CLAIMS/$ng_ck" ] && [ "$(cat "$NG_CLAIMS/$ng_ck")" = "$1" ]; then continue; fi
     printf '%s\\n' "$1" > "$NG_CLAIMS/$ng_ck.tmp" && mv "$NG_CLAIMS/$ng_ck.tmp" "$NG_CLAIMS/$ng_ck" || return 1
   done
   claims_drop "$1" "$2"
@@ -65,18 +66,20 @@ export function parseClaims(lines: string[] | undefined): Map<string, string> {
 }
 
 /**
- * The claims an owner's plan changes: drift lines (for a refresh), and the error when another
- * owner holds one of the keys it needs (before anything is written).
+ * What an apply has to change in an owner's claims (`changes`: not drift, since a claim records
+ * natgate's bookkeeping, not the host's state; a resource from before claims takes them at its
+ * next up), and the error when another owner holds one of the keys it needs (before anything is
+ * written).
  */
-export function claimPlan(owner: string, wanted: string[], live: Map<string, string>, where: string): { drift: string[]; conflict?: NatgateError } {
-  const drift: string[] = [];
+export function claimPlan(owner: string, wanted: string[], live: Map<string, string>, where: string): { changes: string[]; conflict?: NatgateError } {
+  const changes: string[] = [];
   for (const k of wanted) {
     const holder = live.get(k);
-    if (holder === undefined) drift.push(`missing claim: ${CLAIMS_DIR}/${k}`);
-    else if (holder !== owner) return { drift, conflict: conflictError(k, holder, where) };
+    if (holder === undefined) changes.push(`missing claim: ${CLAIMS_DIR}/${k}`);
+    else if (holder !== owner) return { changes, conflict: conflictError(k, holder, where) };
   }
-  for (const [k, holder] of live) if (holder === owner && !wanted.includes(k)) drift.push(`stale claim: ${CLAIMS_DIR}/${k}`);
-  return { drift };
+  for (const [k, holder] of live) if (holder === owner && !wanted.includes(k)) changes.push(`stale claim: ${CLAIMS_DIR}/${k}`);
+  return { changes };
 }
 
 /** Keys of what a routing table, a return path and a tunnel side hold. */
@@ -93,8 +96,8 @@ export const claimKeys = {
 /** What a key stands for, in words. */
 function describeKey(key: string): string {
   let m: RegExpExecArray | null;
-  if ((m = /^table-(\d+)\.routes$/.exec(key))) return `the routes of routing table ${m[1]}`;
-  if ((m = /^table-(\d+)\.ret$/.exec(key))) return `routing table ${m[1]} as a return path's`;
+  if ((m = /^table-(\d+)\.routes$/.exec(key))) return `routing table ${m[1]}`;
+  if ((m = /^table-(\d+)\.ret$/.exec(key))) return `routing table ${m[1]} (for a return path)`;
   if ((m = /^priority-(\d+)$/.exec(key))) return `ip rule priority ${m[1]}`;
   if ((m = /^markbit-(\d+)$/.exec(key))) return `mark bit 0x${(2 ** Number(m[1])).toString(16).padStart(8, "0")}`;
   if ((m = /^wireguard-(.+)$/.exec(key))) return `WireGuard interface ${m[1]}`;

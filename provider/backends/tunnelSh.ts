@@ -71,9 +71,9 @@ export const FOREIGN_INTERFACE_EXIT = 3;
  * interface natgate has no key file for: someone else's wg0).
  */
 export const PREPARE_SCRIPT = `${COMMON}
-if [ -n "$A_claim_owner" ]; then ng_lock; claims_take "$A_claim_owner" "$A_claims" || exit 1; fi
-set -e
 natgate_tools
+if [ -n "$A_claim_owner" ]; then ng_lock; claims_take "$A_claim_owner" "$A_claims" "$A_claim_from" || exit 1; fi
+set -e
 if [ ! -s "$A_key" ]; then
   if [ "$A_mode" = create ] && ip link show dev "$A_if" >/dev/null 2>&1; then
     echo "natgate-foreign-interface" >&2
@@ -144,6 +144,12 @@ boot_remove "$A_entry" || exit 1
  * A side's script arguments: its interface, its key file, its boot entry, for prepare the mode,
  * and the claim on the interface (prepare takes it, delete drops it).
  */
-export function tunnelArgs(a: { ifname: string; keyFile: string; entry: string; mode?: "create" | "update"; claim?: { owner: string; keys: string[] } }): string[] {
-  return encodeArgs({ if: a.ifname, key: a.keyFile, entry: a.entry, mode: a.mode, claim_owner: a.claim?.owner, claims: a.claim?.keys.join(" ") });
+export function tunnelArgs(a: {
+  ifname: string;
+  keyFile: string;
+  entry: string;
+  mode?: "create" | "update";
+  claim?: { owner: string; keys: string[]; from?: string };
+}): string[] {
+  return encodeArgs({ if: a.ifname, key: a.keyFile, entry: a.entry, mode: a.mode, claim_owner: a.claim?.owner, claims: a.claim?.keys.join(" "), claim_from: a.claim?.from });
 }

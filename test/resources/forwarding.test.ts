@@ -281,16 +281,27 @@ describe("DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: the seed's forw
     assert.equal(await askTcp(8080), CLIENT);
   });
 
-  it("a second PolicyRouteTable on a table that already holds other routes is refused, and the first one's routes stay", async () => {
+  it("a second PolicyRouteTable on another's table, or on one holding someone else's routes, is refused, and the routes there stay", async () => {
     const table = await router.run("ip route show table 8764");
     const other = { ...routes, name: "other", routes: [{ to: "default", via: "10.10.10.1", dev: "tun0" }, { to: "10.77.0.0/16", dev: "br-lan" }] };
     await assert.rejects(create("PolicyRouteTable", other), (e: Error) => {
-      assert.match(e.message, /routing table 8764 on .* already holds routes natgate would not put there:\n {2}192\.168\.1\.0\/24 dev br-lan/);
-      assert.match(e.message, /choose another table id \(PortForward: returnPath\.table\)/);
+      assert.match(e.message, /^routing table 8764 on .* is already used by another natgate resource \(PolicyRouteTable home\b.*\): nothing was changed\. .*`slot: 1`/);
       return true;
     });
     assert.equal(await router.run("ip route show table 8764"), table, "nothing of the first table was touched");
     await assertForwarding([5000]);
+    // Routes natgate did not put there (the user's own policy routing) are refused the same way.
+    await router.run("ip route add 10.78.0.0/16 dev br-lan table 8766");
+    try {
+      await assert.rejects(create("PolicyRouteTable", { ...other, table: 8766 }), (e: Error) => {
+        assert.match(e.message, /routing table 8766 on .* already holds routes natgate would not put there:\n {2}10\.78\.0\.0\/16 dev br-lan/);
+        assert.match(e.message, /choose another table id \(PortForward: slot: 1, or returnPath\.table\)/);
+        return true;
+      });
+      assert.equal(await router.run("ip route show table 8766"), "10.78.0.0/16 dev br-lan scope link \n");
+    } finally {
+      await router.run("ip route flush table 8766");
+    }
     const elsewhere = await create("PolicyRouteTable", { ...other, table: 8765 });
     await destroy(elsewhere);
     assert.equal(await router.run("ip route show table 8765"), "");

@@ -154,7 +154,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
   let releaseLib: (() => Promise<void>) | undefined;
 
   const inputs: [string, string, Props][] = [
-    ["tunnel", "Tunnel", { listener: { connection: vpsConn, address: "10.10.10.1/24" }, dialer: { connection: routerConn, address: "10.10.10.2/24" } }],
+    ["tunnel", "Tunnel", { name: "home", listener: { connection: vpsConn, address: "10.10.10.1/24" }, dialer: { connection: routerConn, address: "10.10.10.2/24" } }],
     ["routes", "PolicyRouteTable", { connection: routerConn, name: "home", routes: [{ to: "default", via: "10.10.10.1", dev: "wg0" }, { to: "192.168.1.0/24", dev: "br-lan" }] }],
     ["ret", "ConnmarkReturnPath", { connection: routerConn, name: "home", tunnelInterface: "wg0", localSource: "10.10.10.2" }],
     ["routerFwd", "DnatRule", { connection: routerConn, name: "fwd", protocol: "both", ports: "5000-6000", inInterface: "wg0", toAddress: "192.168.1.99" }],
@@ -200,9 +200,9 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.deepEqual(await ls(router, "/etc/natgate/boot.d"), ["dnat-fwd.sh", "ret-home.sh", "routes-8764.sh", "tunnel-wg0.sh"]);
     assert.deepEqual(await ls(vps, "/etc/natgate/boot.d"), ["dnat-fwd.sh", "dnat-ssh.sh", "tunnel-wg0.sh"]);
     for (const h of [vps, router]) {
-      assert.deepEqual(await ls(h, "/etc/natgate"), ["boot.d", "boot.sh", "wg"], h.name);
-      assert.equal(await h.run("stat -c '%n %a' /etc/natgate /etc/natgate/boot.d /etc/natgate/boot.sh /etc/natgate/boot.d/dnat-fwd.sh"),
-        "/etc/natgate 700\n/etc/natgate/boot.d 700\n/etc/natgate/boot.sh 700\n/etc/natgate/boot.d/dnat-fwd.sh 600\n", h.name);
+      assert.deepEqual(await ls(h, "/etc/natgate"), ["boot.d", "boot.sh", "claims", "wg"], h.name);
+      assert.equal(await h.run("stat -c '%n %a' /etc/natgate /etc/natgate/boot.d /etc/natgate/boot.sh /etc/natgate/boot.d/dnat-fwd.sh /etc/natgate/claims"),
+        "/etc/natgate 700\n/etc/natgate/boot.d 700\n/etc/natgate/boot.sh 700\n/etc/natgate/boot.d/dnat-fwd.sh 600\n/etc/natgate/claims 700\n", h.name);
       assert.equal((await h.run(`find /etc/systemd/system/natgate.service /etc/init.d/natgate /etc/rc.d /etc/hotplug.d /lib/upgrade 2>/dev/null; true`)).trim(), "", `${h.name}: no init hooks without an init system`);
     }
     for (const k of ["routes", "ret", "routerFwd", "vpsFwd", "vpsSsh"]) {

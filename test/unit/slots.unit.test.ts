@@ -49,20 +49,20 @@ describe("claims: who holds a table, a priority, a mark bit, an interface", () =
     assert.deepEqual(claimKeys.returnPath(8764, [950], 0xff000000).filter((k) => k.startsWith("markbit")).length, 8);
   });
 
-  it("missing and stale claims are drift; another owner's is an error naming it and the fix", () => {
+  it("missing and stale claims are changes for the apply (not drift); another owner's is an error naming it and the fix", () => {
     const live = new Map([
       ["table-8764.ret", "ret_home_return"],
       ["priority-960", "ret_games_return"],
     ]);
     const mine = claimPlan("ret_home_return", ["table-8764.ret", "priority-950"], live, "root@router");
-    assert.deepEqual(mine.drift, ["missing claim: /etc/natgate/claims/priority-950"]);
+    assert.deepEqual(mine.changes, ["missing claim: /etc/natgate/claims/priority-950"]);
     assert.equal(mine.conflict, undefined);
     const stale = claimPlan("ret_games_return", ["priority-962"], live, "root@router");
-    assert.deepEqual(stale.drift, ["missing claim: /etc/natgate/claims/priority-962", "stale claim: /etc/natgate/claims/priority-960"]);
+    assert.deepEqual(stale.changes, ["missing claim: /etc/natgate/claims/priority-962", "stale claim: /etc/natgate/claims/priority-960"]);
     const clash = claimPlan("ret_other_return", ["table-8764.ret"], live, "root@router");
     assert.match(
       clash.conflict?.message ?? "",
-      /^routing table 8764 as a return path's on root@router is already used by another natgate resource \(ConnmarkReturnPath home_return; see \/etc\/natgate\/claims\/table-8764\.ret\): nothing was changed\. .*`slot: 1`/,
+      /^routing table 8764 \(for a return path\) on root@router is already used by another natgate resource \(ConnmarkReturnPath home_return; see \/etc\/natgate\/claims\/table-8764\.ret\): nothing was changed\. .*`slot: 1`/,
     );
   });
 

@@ -253,7 +253,7 @@ describe("variants: port layouts, tunnel shapes, marks and users", function () {
       }
       // The host-side names derived from the Pulumi name are plain, distinct, and hashed.
       const names = stack.state.filter((r) => typeof r.outputs.name === "string").map((r) => r.outputs.name as string);
-      assert.equal(names.length, 4, names.join(" "));
+      assert.equal(names.length, 5, names.join(" "));
       assert.equal(new Set(names).size, names.length, names.join(" "));
       for (const n of names) assert.match(n, /^[a-z][a-z0-9_]{0,31}$/);
       const tables = await lab.hosts.router.run("nft list tables");

@@ -30,8 +30,9 @@ interface Plan {
   batch: string[];
   hold: SysctlSetting[];
   release: string[];
-  /** The claims this return path holds on the host, and the error when another resource holds one. */
+  /** The claims this return path holds on the host, what the apply changes in them, and the error when another resource holds one. */
   claims: string[];
+  claimChanges: string[];
   conflict?: Error;
 }
 
@@ -77,10 +78,10 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   drift.push(...fw4.drift);
   const claims = cmarkClaims(i);
   const claimed = claimPlan(cmarkOwner(i.name), claims, live.claims, where);
-  drift.push(...claimed.drift);
   return {
     drift,
     claims,
+    claimChanges: claimed.changes,
     conflict: claimed.conflict,
     fw4Del: fw4.del,
     fw4Put: fw4.put,
@@ -183,7 +184,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const backend = requireBackend(`ConnmarkReturnPath ${i.name} on ${host.label}`, i.backend, after.facts);
     const plan = planConnmark(i, after, backend, host.label);
     if (plan.conflict) throw plan.conflict;
-    if (plan.drift.length > 0) after = await apply(host, i, scope, plan);
+    if (plan.drift.length > 0 || plan.claimChanges.length > 0) after = await apply(host, i, scope, plan);
     after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined, after.boot);
     return observation(i, after, backend);
   },

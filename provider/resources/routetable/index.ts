@@ -67,10 +67,10 @@ function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false
   };
 }
 
-/** The claim's drift; another owner holding the table is drift too (on a refresh: the apply refuses it). */
+/** Another owner holding the table is drift (the apply would refuse it); a missing claim of its own is not. */
 function claimDrift(i: PolicyRouteTableInputs, live: RoutesLive, where = "the host"): string[] {
   const c = claimPlan(routesOwner(i), routesClaim(i).keys, live.claims, where);
-  return c.conflict ? [...c.drift, c.conflict.message] : c.drift;
+  return c.conflict ? [c.conflict.message] : [];
 }
 
 async function readLive(host: Host, i: PolicyRouteTableInputs): Promise<RoutesLive> {
@@ -101,7 +101,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
       );
     }
     const plan = planRoutes(i, after.routes);
-    if (plan.drift.length > 0 || claim.drift.length > 0) after = await apply(host, i, plan);
+    if (plan.drift.length > 0 || claim.changes.length > 0) after = await apply(host, i, plan);
     after.boot = await syncBoot(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after.boot);
     return observation(i, after);
   },
@@ -130,10 +130,11 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
   },
 };
 
-/** Runs the plan (non-empty) behind the dead-man switch; returns the state read back. */
+/** Runs the plan behind the dead-man switch (none when only the claim changes); returns the state read back. */
 async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typeof planRoutes>): Promise<RoutesLive> {
   const token = deadmanToken(`routes_${i.table}`);
-  const out = await runGuarded(true, () =>
+  const armed = plan.batch.length > 0;
+  const out = await runGuarded(armed, () =>
     host.run(
       `applying routing table ${i.table}`,
       ROUTES_APPLY_SH,
@@ -142,12 +143,12 @@ async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typ
         entry: routesBootEntryName(i.table),
         batch: plan.batch,
         claim: routesClaim(i),
-        deadman: { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch, plan.replaced) },
+        deadman: armed ? { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch, plan.replaced) } : undefined,
       }),
       { writes: true },
     ),
   );
-  await confirmFreshLogin(host, `PolicyRouteTable ${i.name}`, token);
+  if (armed) await confirmFreshLogin(host, `PolicyRouteTable ${i.name}`, token);
   return parseRoutesLive(out.stdout);
 }
 

@@ -18,8 +18,10 @@ export interface SideTarget {
   interfaceName: string;
   /** TOFU fingerprint from state, if any */
   knownFingerprint?: string | undefined;
-  /** Who holds the interface's claim on this host: the tunnel, named by its listener's endpoint and port. */
+  /** Who holds the interface's claim on this host (none: a Tunnel without a host-side name takes no claim). */
   owner?: string;
+  /** The owner under the name in state, when that differs (a rename, or a state from before names): its claim passes to `owner`. */
+  ownerBefore?: string;
 }
 
 export interface SideRead {
@@ -76,7 +78,7 @@ function toRead(t: SideTarget, r: RunResult): SideRead {
 }
 
 function args(t: SideTarget, mode?: "create" | "update", claim?: "take" | "drop"): string[] {
-  const c = claim && t.owner ? { owner: t.owner, keys: claim === "take" ? claimKeys.wireguard(t.interfaceName) : [] } : undefined;
+  const c = claim && t.owner ? { owner: t.owner, keys: claim === "take" ? claimKeys.wireguard(t.interfaceName) : [], from: t.ownerBefore } : undefined;
   return tunnelArgs({ ifname: t.interfaceName, keyFile: keyFileFor(t.interfaceName), entry: tunnelBootEntryName(t.interfaceName), mode, claim: c });
 }
 

@@ -81,8 +81,10 @@ export function tunnelId(a: TunnelInputs): string {
   return `${a.listener.connection.host}/${a.listener.interfaceName}~${a.dialer.connection.host}/${a.dialer.interfaceName}`;
 }
 
-function target(a: TunnelInputs, role: Role, knownFingerprint?: string): SideTarget {
-  return { role, connection: a[role].connection, interfaceName: a[role].interfaceName, knownFingerprint, owner: `tunnel_${a.name ?? `${a.listener.endpoint}_${a.listenPort}`}` };
+function target(a: TunnelInputs, role: Role, knownFingerprint?: string, nameBefore?: unknown): SideTarget {
+  const owner = a.name === undefined ? undefined : `tunnel_${a.name}`;
+  const before = typeof nameBefore === "string" && nameBefore !== a.name ? `tunnel_${nameBefore}` : undefined;
+  return { role, connection: a[role].connection, interfaceName: a[role].interfaceName, knownFingerprint, owner, ownerBefore: before };
 }
 
 function fingerprintsOf(olds: Partial<TunnelOutputs> | undefined): Record<Role, string | undefined> {
@@ -129,7 +131,7 @@ export interface ConvergeResult {
  */
 export async function converge(a: TunnelInputs, mode: "create" | "update", olds?: Partial<TunnelOutputs>): Promise<ConvergeResult> {
   const known = fingerprintsOf(olds);
-  const targets = ROLES.map((r) => target(a, r, known[r]));
+  const targets = ROLES.map((r) => target(a, r, known[r], (olds as { name?: unknown } | undefined)?.name));
   const prepared = await Promise.allSettled(targets.map((t) => prepareSide(t, mode)));
   if (prepared.some((p) => p.status === "rejected")) {
     if (mode === "create") {
