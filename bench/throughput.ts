@@ -5,6 +5,15 @@
 //   natgate  client → VPS:5000 (DNAT) → tunnel → router DNAT → LAN host
 //   relay    client → VPS:7001, a socat relay that reconnects to the router's tunnel address:5000,
 //            then the same tunnel and router DNAT: the only difference is the userspace hop
+//   plain    (the limit) client → the LAN host's own address, routed by the VPS into the same
+//            tunnel (its route and the peer's allowed-ips widened for the bench), back by natgate's
+//            return path: natgate's path without its two DNATs
+//   ssh -R   client → VPS:7002, where the LAN host's `ssh -R 0.0.0.0:7002:127.0.0.1:5000` to the
+//            VPS listens (over the ISP's CGNAT, not the tunnel): the usual way without natgate
+//   link     natgate's path over a plain veth link between the VPS and the router instead of
+//            WireGuard (a second PortForward, slot 1, existingTunnel, VPS:7100 → LAN:5000): what
+//            DNAT + marks + policy routing cost without wireguard-go's, the fair match for ssh -R,
+//            whose own crypto runs in the kernel's TCP over the CGNAT
 //   tunnel   (reference) the VPS itself → the router's tunnel address, no DNAT at all
 // Under load the lab's tunnel drops ~10 % of its packets (the router's wireguard-go UDP socket
 // overflows its receive buffer: UdpRcvbufErrors), on every path alike; the bench reports it.
@@ -12,11 +21,15 @@
 // machines are shared and noisy; the ratio natgate/relay is measured in the same run. The relay
 // listens on 7001, not 5001: the seed forwards 5000-6000, so the VPS would DNAT 5001 before
 // any relay saw it. Destroys what it applied; the lab wrapper tears the lab down.
+import { execFileSync } from "child_process";
+import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { getLab, Lab, LabHost, LabProcess, shQuote } from "../test/lab";
 import { Stack } from "../test/engine/stack";
 import { PUBLIC, seedProgram, seedStack, stopAll } from "../test/engine/seedLab";
+import { baseArgs } from "../test/variants/variantLab";
+import { PortForward } from "natgate";
 
 const ROUNDS = Number(process.env.NATGATE_BENCH_ROUNDS ?? 5);
 /** Each bulk transfer is sized to last about this long on natgate's path. */
@@ -27,13 +40,20 @@ const PARALLEL = 4;
 const SERVICE_PORT = 5000; // inside the seed's 5000-6000, on the LAN host
 const RELAY_PORT = 7001; // outside it, on the VPS
 const ROUTER_PORT = 7000; // a listener on the router itself, for the raw tunnel
+const SSH_R_PORT = 7002; // ssh -R's listener on the VPS
+const LINK_PORT = 7100; // the veth path's public port, outside the seed's 5000-6000
+const LINK = { vps: "ngbench-vps", router: "ngbench-rt", vpsAddress: "10.20.0.1", routerAddress: "10.20.0.2" };
 
 const PEER = path.join(__dirname, "peer.js");
 const NODE = process.execPath;
 const started = Date.now();
 const out = (s = "") => process.stdout.write(s + "\n");
 
-type PathName = "natgate" | "relay" | "tunnel";
+type PathName = "natgate" | "plain" | "relay" | "sshR" | "link" | "tunnel";
+const PATHS: PathName[] = ["natgate", "plain", "relay", "sshR", "link", "tunnel"];
+/** Paths whose bytes do not cross the WireGuard tunnel: no tunnel loss to report. */
+const OFF_TUNNEL: PathName[] = ["sshR", "link"];
+const perPath = <T>(f: () => T) => Object.fromEntries(PATHS.map((p) => [p, f()])) as Record<PathName, T>;
 interface Route {
   name: PathName;
   from: LabHost;
@@ -85,14 +105,84 @@ function checkSaw(route: Route, saw: string, expected: string): void {
   if (saw !== expected) throw new BenchFailure(`${route.name}: the service saw "${saw}", expected ${expected}`);
 }
 
+/**
+ * The plain-routing path: core routes the LAN subnet to the VPS, the VPS routes it into the tunnel
+ * and its peer accepts it; the router's return path (natgate's, from the seed) sends the replies
+ * back. Returns what puts the three back as they were.
+ */
+async function plainRouting(lab: Lab, dev: string, routerTunnel: string): Promise<{ undo: () => Promise<void> }> {
+  const { core, vps } = lab.hosts;
+  const lan = lab.addresses.lanSubnet;
+  const peers = (await vps.run(`wg show ${shQuote(dev)} allowed-ips`)).trim().split("\n").map((l) => l.split("\t"));
+  const peer = peers.find(([, ips]) => (ips ?? "").split(" ").includes(`${routerTunnel}/32`));
+  if (!peer) throw new BenchFailure(`no peer of ${dev} on the VPS allows ${routerTunnel}/32`);
+  const [key, ips] = peer as [string, string];
+  await vps.run(`wg set ${shQuote(dev)} peer ${shQuote(key)} allowed-ips ${shQuote([...ips.split(" "), lan].join(","))}`);
+  await vps.run(`ip route add ${lan} dev ${shQuote(dev)}`);
+  await core.run(`ip route add ${lan} via ${PUBLIC}`);
+  return {
+    undo: async () => {
+      await core.run(`ip route del ${lan} via ${PUBLIC}`);
+      await vps.run(`ip route del ${lan} dev ${shQuote(dev)}`);
+      await vps.run(`wg set ${shQuote(dev)} peer ${shQuote(key)} allowed-ips ${shQuote(ips.split(" ").join(","))}`);
+    },
+  };
+}
+
+/** `ssh -R` from the LAN host to the VPS's public address, with the lab's root key; up once its port listens. */
+async function sshReverse(lab: Lab): Promise<LabProcess> {
+  const dir = fs.mkdtempSync(path.join(lab.dir, "bench-ssh-"));
+  const key = path.join(dir, "key");
+  fs.writeFileSync(key, lab.hosts.vps.ssh!.privateKey, { mode: 0o600 });
+  const known = path.join(dir, "known_hosts");
+  fs.writeFileSync(known, `${PUBLIC} ${lab.hosts.vps.ssh!.hostKey}\n`);
+  const cmd = ["ssh", "-N", "-i", key, "-o", `UserKnownHostsFile=${known}`, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+    "-R", `0.0.0.0:${SSH_R_PORT}:127.0.0.1:${SERVICE_PORT}`, `root@${PUBLIC}`].map(shQuote).join(" ");
+  const p = await lab.hosts.lan.start(cmd);
+  for (let k = 0; k < 100; k++) {
+    if ((await lab.hosts.vps.exec(`ss -Hltn 'sport = :${SSH_R_PORT}'`)).stdout.trim()) return p;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await p.stop();
+  throw new BenchFailure(`ssh -R from the LAN host did not listen on the VPS's port ${SSH_R_PORT} within 10 s`);
+}
+
+/** A veth pair between the VPS and the router: the no-crypto "tunnel". Returns what removes it. */
+async function plainLink(lab: Lab): Promise<() => Promise<void>> {
+  const { vps, router } = lab.hosts;
+  // From this process (the lab's laptop), as the lab makes its links: inside a lab host the
+  // other hosts' namespace names are not visible.
+  execFileSync("ip", ["link", "add", "name", LINK.vps, "netns", vps.netns, "type", "veth", "peer", "name", LINK.router, "netns", router.netns]);
+  await vps.run(`ip addr add ${LINK.vpsAddress}/30 dev ${LINK.vps} && ip link set ${LINK.vps} up`);
+  await router.run(`ip addr add ${LINK.routerAddress}/30 dev ${LINK.router} && ip link set ${LINK.router} up`);
+  return async () => {
+    await vps.run(`ip link del ${LINK.vps}`);
+  };
+}
+
+/** natgate's path over that link: the component as a user with an existing tunnel writes it. */
+function linkProgram(lab: Lab): () => unknown {
+  return () => {
+    new PortForward("benchlink", {
+      ...baseArgs(lab),
+      slot: 1,
+      existingTunnel: { interfaceName: LINK.router, vpsInterfaceName: LINK.vps, vpsAddress: LINK.vpsAddress, routerAddress: LINK.routerAddress },
+      forwards: [{ protocol: "tcp", ports: LINK_PORT, toPorts: SERVICE_PORT }],
+    });
+    return {};
+  };
+}
+
 async function main(): Promise<void> {
   const lab: Lab = getLab();
   const h = lab.hosts;
-  out(`natgate bench: throughput and connection setup rate, natgate's kernel path vs a userspace relay`);
+  out(`natgate bench: throughput and connection setup rate, natgate's kernel path vs plain routing, a userspace relay and ssh -R`);
   out(`  ${os.cpus().length} CPUs shared by every lab host (load average ${os.loadavg()[0].toFixed(2)} at start); ${ROUNDS} rounds, paths alternating`);
 
   const stack: Stack = seedStack(lab);
   const procs: LabProcess[] = [];
+  const undo: Array<() => Promise<unknown>> = [];
+  const linkStack = new Stack({ project: "natgate-bench-link" });
   try {
     const t = Date.now();
     const up = await stack.up(seedProgram);
@@ -110,13 +200,22 @@ async function main(): Promise<void> {
     // -t 5: after one side's EOF socat keeps the other direction open 0.5 s by default, less than
     // the service may need to drain what is still in flight before it answers.
     procs.push(await h.vps.start(`socat -t 5 TCP-LISTEN:${RELAY_PORT},fork,reuseaddr TCP:${routerTunnel}:${SERVICE_PORT}`, { waitForTcpPort: RELAY_PORT }));
+    const plain = await plainRouting(lab, dev, routerTunnel);
+    undo.push(plain.undo);
+    procs.push(await sshReverse(lab));
+    undo.push(await plainLink(lab));
+    const linkUp = await linkStack.up(linkProgram(lab));
+    if (!linkUp.steps.every((x) => x.op === "create")) throw new BenchFailure("up of the veth path did not create every resource");
 
     const routes: Route[] = [
       { name: "natgate", from: h.client, host: PUBLIC, port: SERVICE_PORT, what: `client → ${PUBLIC}:${SERVICE_PORT} (DNAT) → tunnel → router DNAT → ${h.lan.addr}` },
+      { name: "plain", from: h.client, host: h.lan.addr, port: SERVICE_PORT, what: `client → ${h.lan.addr}:${SERVICE_PORT}, routed by the VPS into the tunnel, no DNAT (the limit)` },
+      { name: "sshR", from: h.client, host: PUBLIC, port: SSH_R_PORT, what: `client → VPS:${SSH_R_PORT}, ssh -R from the LAN host over the CGNAT → 127.0.0.1:${SERVICE_PORT}` },
+      { name: "link", from: h.client, host: PUBLIC, port: LINK_PORT, what: `client → ${PUBLIC}:${LINK_PORT} (DNAT) → veth, no WireGuard → router DNAT → ${h.lan.addr}:${SERVICE_PORT}` },
       { name: "relay", from: h.client, host: PUBLIC, port: RELAY_PORT, what: `client → socat on VPS:${RELAY_PORT} → ${routerTunnel}:${SERVICE_PORT} → tunnel → router DNAT → ${h.lan.addr}` },
       { name: "tunnel", from: h.vps, host: routerTunnel, port: ROUTER_PORT, what: `VPS → ${routerTunnel}:${ROUTER_PORT} on the router, no DNAT (reference)` },
     ];
-    const expectedSaw: Record<PathName, string> = { natgate: h.client.addr, relay: vpsTunnel, tunnel: vpsTunnel };
+    const expectedSaw: Record<PathName, string> = { natgate: h.client.addr, plain: h.client.addr, relay: vpsTunnel, sshR: "127.0.0.1", link: h.client.addr, tunnel: vpsTunnel };
 
     // Warm-up (first connections, ARP, wireguard-go's first handshake) and sizing: the same byte
     // count on every path, about BULK_TARGET_MS on natgate's.
@@ -125,10 +224,10 @@ async function main(): Promise<void> {
     for (const r of routes) await peer<BulkResult>(r.from, ["bulk", r.host, r.port, 8 << 20]);
     out(`  bulk transfer: ${bytes >> 20} MiB per measurement; setup rate: ${CONNECT_MS / 1000} s of connections, ${PARALLEL} in flight`);
 
-    const bulk: Record<PathName, number[]> = { natgate: [], relay: [], tunnel: [] };
-    const conns: Record<PathName, number[]> = { natgate: [], relay: [], tunnel: [] };
-    const saw: Record<PathName, string> = { natgate: "", relay: "", tunnel: "" };
-    const lost: Record<PathName, { sent: number; lost: number }> = { natgate: { sent: 0, lost: 0 }, relay: { sent: 0, lost: 0 }, tunnel: { sent: 0, lost: 0 } };
+    const bulk = perPath<number[]>(() => []);
+    const conns = perPath<number[]>(() => []);
+    const saw = perPath(() => "");
+    const lost = perPath(() => ({ sent: 0, lost: 0 }));
     let failedConnections = 0;
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate the order so a drift in the machine's load does not favour one path.
@@ -155,20 +254,24 @@ async function main(): Promise<void> {
     out();
     out(`  ${"path".padEnd(8)} ${"Mbit/s".padStart(8)} ${"conn/s".padStart(8)}  ${"tunnel loss".padStart(11)}  the LAN service saw  route`);
     for (const r of routes) {
-      const loss = `${((100 * lost[r.name].lost) / Math.max(1, lost[r.name].sent)).toFixed(1)} %`;
+      const loss = OFF_TUNNEL.includes(r.name) ? "-" : `${((100 * lost[r.name].lost) / Math.max(1, lost[r.name].sent)).toFixed(1)} %`;
       out(`  ${r.name.padEnd(8)} ${f0(median(bulk[r.name])).padStart(8)} ${f0(median(conns[r.name])).padStart(8)}  ${loss.padStart(11)}  ${saw[r.name].padEnd(18)}  ${r.what}`);
     }
     // Ratio of the medians, and the spread of the same ratio round by round (natgate and the relay
     // run back to back within a round, so each pair saw about the same machine load).
-    const ratio = (xs: Record<PathName, number[]>) => {
-      const paired = xs.natgate.map((x, i) => x / xs.relay[i]).sort((a, b) => a - b);
-      return `×${(median(xs.natgate) / median(xs.relay)).toFixed(2)} (rounds ${paired[0].toFixed(2)}–${paired[paired.length - 1].toFixed(2)})`;
+    const ratio = (xs: Record<PathName, number[]>, other: PathName = "relay") => {
+      const paired = xs.natgate.map((x, i) => x / xs[other][i]).sort((a, b) => a - b);
+      return `×${(median(xs.natgate) / median(xs[other])).toFixed(2)} (rounds ${paired[0].toFixed(2)}–${paired[paired.length - 1].toFixed(2)})`;
     };
     out(`  (medians over ${ROUNDS} rounds; tunnel loss: packets the VPS sent into ${dev} that the router never got, during`);
     out(`  the bulk transfers; the tunnel's service runs on the router, so it saw the VPS's tunnel address too)`);
     out();
+    out(`  natgate / plain: throughput ${ratio(bulk, "plain")}, connection setup rate ${ratio(conns, "plain")}`);
     out(`  natgate / relay: throughput ${ratio(bulk)}, connection setup rate ${ratio(conns)}`);
-    out(`  natgate's service sees the client (${saw.natgate}); behind the relay it sees only the VPS (${saw.relay}).`);
+    out(`  natgate / ssh -R: throughput ${ratio(bulk, "sshR")}, connection setup rate ${ratio(conns, "sshR")}`);
+    const linkRatio = (xs: Record<PathName, number[]>) => `×${(median(xs.link) / median(xs.sshR)).toFixed(2)}`;
+    out(`  natgate over the veth link / ssh -R: throughput ${linkRatio(bulk)}, connection setup rate ${linkRatio(conns)}`);
+    out(`  natgate's service sees the client (${saw.natgate}); behind the relay it sees only the VPS (${saw.relay}), behind ssh -R only ${saw.sshR}.`);
     if (failedConnections) out(`  ${failedConnections} connections failed during the setup-rate measurements`);
     if (backends.some((b) => b !== "kernel")) {
       out(`  Note: this machine has no WireGuard kernel module, so the lab's tunnel is wireguard-go (userspace) and`);
@@ -176,6 +279,9 @@ async function main(): Promise<void> {
     }
   } finally {
     await stopAll(procs);
+    if (linkStack.state.length) await linkStack.destroy().catch((e: Error) => out(`  destroying the veth path failed: ${e.message}`));
+    await linkStack.close();
+    for (const u of undo.reverse()) await u().catch((e: Error) => out(`  undoing a bench change failed: ${e.message}`));
     if (stack.state.length) {
       const t = Date.now();
       await stack.destroy();

@@ -155,6 +155,8 @@ EOF
   # bring-up, nothing changes; a test may write one to give root OpenWrt's BusyBox sh or take a tool
   # off its PATH, on that host only.
   [[ $h != router ]] || echo "PermitUserEnvironment PATH" >>"$dir/sshd_config"
+  # The bench's `ssh -R 0.0.0.0:PORT:...` from the LAN host listens on the VPS's public address.
+  [[ $h != vps ]] || echo "GatewayPorts clientspecified" >>"$dir/sshd_config"
   launch_sshd "$h"
 }
 

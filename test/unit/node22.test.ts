@@ -1,4 +1,4 @@
-// The unit and engine-path tests (`npm run test:quick`'s files) on Node.js 22 too: @pulumi/pulumi
+// The unit and engine-path tests (`npm run test:quick`'s files), and the seed's lab lifecycle, on Node.js 22 too: @pulumi/pulumi
 // declares Node >= 22 and the lab's machines ship 20, which the rest of the suite runs on. The
 // engine-path tests start Pulumi's real dynamic-provider server, so this is natgate as the
 // Pulumi CLI would run it on Node 22. Node 22 comes from scripts/install-node22.sh (prepare.sh
@@ -7,6 +7,7 @@ import { strict as assert } from "node:assert";
 import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { getLab } from "../lab";
 
 const repo = path.resolve(__dirname, "..", "..");
 
@@ -33,6 +34,24 @@ describe("Node.js 22", function () {
     console.log(`      ${version}: ${summary[0]}`);
     assert.equal(summary[2], "0", `${version}: failing tests:\n${r.stdout.slice(-4000)}`);
     assert.ok(Number(summary[1]) > 250, `${version} ran the subset (${summary[1]} tests)`);
+    assert.equal(r.status, 0);
+  });
+
+  // The lab half: the seed's whole lifecycle (up, traffic with the client's real address, change,
+  // drift, repair, destroy) with the test process and the provider server on Node 22, in the lab
+  // this suite runs in (the namespace hosts; the real-hosts run stays on the machine's Node).
+  it("runs the seed's lab lifecycle (test/engine/seed.test.ts, namespace hosts) with none failing", () => {
+    getLab(); // inside the lab wrapper, as npm test runs it (else it says how)
+    const node = execFileSync("bash", [path.join(repo, "scripts", "install-node22.sh")], { encoding: "utf8" }).trim();
+    const env = { ...process.env, PATH: `${path.dirname(node)}:${process.env.PATH ?? ""}` };
+    const r = spawnSync(node, [path.join(repo, "node_modules", ".bin", "mocha"), "test/engine/seed.test.ts", "--grep", "namespace hosts"], {
+      cwd: repo, env, encoding: "utf8", maxBuffer: 64 << 20,
+    });
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout);
+    assert.ok(summary, `no summary line from the seed test on Node 22:\n${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}`);
+    console.log(`      ${execFileSync(node, ["-v"], { encoding: "utf8" }).trim()}, lab: ${summary[0]}`);
+    assert.equal(summary[2], "0", `failing seed tests on Node 22:\n${r.stdout.slice(-4000)}`);
+    assert.ok(Number(summary[1]) >= 5, `the seed lifecycle ran (${summary[1]} tests)`);
     assert.equal(r.status, 0);
   });
 });
