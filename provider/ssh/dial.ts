@@ -145,6 +145,22 @@ const AUTH_NAMES: Record<string, string> = {
   "keyboard-interactive": "keyboard-interactive (password)",
 };
 
+/**
+ * keyboard-interactive answers: the password for a prompt that asks for one (hidden input, named
+ * password), an empty answer for anything else (a one-time code, a question), so the password never
+ * goes to a prompt that did not ask for it. `refused` are those other prompts, trimmed and without
+ * control characters, for the error message.
+ */
+export function keyboardAnswers(prompts: ReadonlyArray<{ prompt: string; echo?: boolean }>, password: string | undefined): { answers: string[]; refused: string[] } {
+  const refused: string[] = [];
+  const answers = prompts.map((p) => {
+    if (password !== undefined && p.echo !== true && /password|passwd|passwort|mot de passe|contrase\u00f1a/i.test(p.prompt)) return password;
+    refused.push(p.prompt.replace(/[\u0000-\u001f\u007f]+/g, " ").trim().slice(0, 80));
+    return "";
+  });
+  return { answers, refused };
+}
+
 interface ConnectOptions {
   ep: Endpoint;
   label: string;
@@ -236,7 +252,9 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
     if (o.sock) cfg.sock = o.sock;
 
     client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) => {
-      finish(prompts.map(() => ep.password ?? ""));
+      const k = keyboardAnswers(prompts, ep.password);
+      for (const p of k.refused) notes.push(`the server asked ${JSON.stringify(p)} (keyboard-interactive), which natgate does not answer: it gives the password to password prompts only`);
+      finish(k.answers);
     });
     client.on("ready", () => {
       if (settled) return;
