@@ -1,5 +1,5 @@
 import * as ipaddr from "ipaddr.js";
-import { interfaceNameProblem } from "../provider/resources/common/fields";
+import { interfaceNameProblem, ipv4, networkCidr, unicastProblem } from "../provider/resources/common/fields";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
 export interface ForwardLayout {
@@ -67,6 +67,22 @@ function inSubnet(address: string, subnet: string): boolean | undefined {
   }
 }
 
+/** Why an address cannot be a LAN host: not IPv4, not one host's own, the subnet's network or broadcast address. */
+function hostProblem(address: string, subnet: string | undefined): string | undefined {
+  if (!ipv4.safeParse(address).success) return `${JSON.stringify(address)} must be an IPv4 address like 192.168.1.10`;
+  const why = unicastProblem(address);
+  if (why) return why;
+  if (subnet === undefined) return undefined;
+  const len = ipaddr.parseCIDR(subnet)[1];
+  if (len >= 31) return undefined; // /31 and /32 have no network or broadcast address
+  const first = ipaddr.IPv4.networkAddressFromCIDR(subnet).toString();
+  const last = ipaddr.IPv4.broadcastAddressFromCIDR(subnet).toString();
+  if (address === first || address === last) {
+    return `${address} is the ${address === first ? "network" : "broadcast"} address of router.lanSubnet ${subnet}, not a host: give the LAN host's own address`;
+  }
+  return undefined;
+}
+
 /**
  * Contradictions between a PortForward's fields that no single child resource can see: a LAN
  * host the routing table cannot reach (its replies and DNATed packets would go back into the
@@ -80,6 +96,16 @@ export function forwardLayoutProblems(l: ForwardLayout): string[] {
   for (const [field, name] of Object.entries(l.interfaces ?? {})) {
     const why = name === undefined ? undefined : interfaceNameProblem(name);
     if (why) out.push(`${field}: ${why}`);
+  }
+  // The component's own fields, named as the user wrote them: the children they end up in
+  // (routes[1].to of home-routes, toAddress of home-router-0) would report them under their names.
+  const subnet = networkCidr.safeParse(l.lanSubnet);
+  if (!subnet.success) out.push(`router.lanSubnet ${JSON.stringify(l.lanSubnet)}: ${subnet.error.issues[0]!.message}`);
+  const hosts: Array<[string, string | undefined]> = [["lanHost", l.lanHost], ...l.forwards.map((f, i): [string, string | undefined] => [`forwards[${i}].to`, f.to])];
+  for (const [field, address] of hosts) {
+    if (address === undefined) continue;
+    const problem = hostProblem(address, subnet.success ? l.lanSubnet : undefined);
+    if (problem) out.push(`${field}: ${problem}`);
   }
   l.forwards.forEach((f, i) => {
     const to = f.to ?? l.lanHost;

@@ -145,6 +145,14 @@ export interface ForwardPath {
   counters: pulumi.Output<ForwardCounters[]>;
 }
 
+/** Whether a value holds no Output or Promise anywhere (the program wrote it out). */
+function isPlain(v: unknown): boolean {
+  if (pulumi.Output.isInstance(v) || v instanceof Promise) return false;
+  if (Array.isArray(v)) return v.every(isPlain);
+  if (v !== null && typeof v === "object") return Object.values(v).every(isPlain);
+  return true;
+}
+
 /** Contradictions visible in the component's own arguments, before any child exists. */
 function argumentProblems(args: PortForwardArgs, vpses: VpsArgs[]): string[] {
   const out: string[] = [];
@@ -202,17 +210,30 @@ export class PortForward extends pulumi.ComponentResource {
       if ((f.to ?? args.lanHost) === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
     });
     const rp = args.returnPath ?? {};
-    // Contradictions between fields fail before any child touches a host: every child's
-    // connection waits for this check, so a bad layout stops the whole component at preview.
+    const layout = {
+      lanSubnet: args.router.lanSubnet,
+      lanHost: args.lanHost,
+      forwards: args.forwards,
+      routerForwards: args.routerForwards ?? [],
+      priority: rp.priority,
+      localSourcePriority: rp.localSourcePriority,
+      interfaces: {
+        "router.lanInterface": args.router.lanInterface,
+        "tunnel.interfaceName": args.tunnel?.interfaceName,
+        "existingTunnel.interfaceName": args.existingTunnel?.interfaceName,
+        "existingTunnel.vpsInterfaceName": args.existingTunnel?.vpsInterfaceName,
+      },
+    };
+    // Written out in the program (the usual case), the layout is judged now: the error is the
+    // component's, naming its own fields, and no child is registered.
+    if (isPlain(layout)) {
+      const found = forwardLayoutProblems(layout as ForwardLayout);
+      if (found.length) throw new Error(`PortForward ${name}:\n  ${found.join("\n  ")}`);
+    }
+    // Values from other resources are judged once known, before any child touches a host: every
+    // child's connection waits for this check, so a bad layout stops the whole component at preview.
     const layoutOk = pulumi
-      .output({
-        lanSubnet: args.router.lanSubnet,
-        lanHost: args.lanHost,
-        forwards: args.forwards,
-        routerForwards: args.routerForwards ?? [],
-        priority: rp.priority,
-        localSourcePriority: rp.localSourcePriority,
-      })
+      .output(layout)
       .apply((layout) => {
         const found = forwardLayoutProblems(layout as ForwardLayout);
         if (found.length) throw new Error(`PortForward ${name}:\n  ${found.join("\n  ")}`);

@@ -1,5 +1,6 @@
 import { strict as assert } from "assert";
 import { forwardLayoutProblems, type ForwardLayout } from "../../sdk/forwardChecks";
+import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
 
 const seed: ForwardLayout = {
   lanSubnet: "192.168.1.0/24",
@@ -42,8 +43,30 @@ describe("PortForward layout checks (pure)", () => {
     assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: [], priority: 32765 }), []);
   });
 
-  it("leaves malformed values to the resources' own checks", () => {
-    assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "nonsense", forwards: [{ ports: "6000-5000" }] }), []);
-    assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "10.1.2.3/16" }), [], "host bits: PolicyRouteTable names the fix");
+  it("names the component's own fields for a bad lanSubnet, lanHost or forwards[].to (issue 11), and leaves port syntax to DnatRule", () => {
+    assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "10.1.2.3/16" }), ['router.lanSubnet "10.1.2.3/16": has host bits set: write 10.1.0.0/16']);
+    assert.match(forwardLayoutProblems({ ...seed, lanSubnet: "nonsense" })[0] ?? "", /^router\.lanSubnet "nonsense": must be an IPv4 network like 192\.168\.1\.0\/24/);
+    const host = (lanHost: string) => forwardLayoutProblems({ ...seed, lanHost, forwards: [{ ports: 5000 }] });
+    assert.deepEqual(host("192.168.1.0"), ["lanHost: 192.168.1.0 is the network address of router.lanSubnet 192.168.1.0/24, not a host: give the LAN host's own address"]);
+    assert.match(host("192.168.1.255")[0] ?? "", /^lanHost: 192\.168\.1\.255 is the broadcast address of router\.lanSubnet/);
+    for (const bad of ["0.0.0.0", "255.255.255.255", "224.0.0.251", "127.0.0.1"]) {
+      assert.match(host(bad).join("\n"), new RegExp(`^lanHost: ${bad.replace(/\./g, "\\.")} is .*: give one host's own address, e.g\\. 192\\.168\\.1\\.10`), bad);
+    }
+    assert.match(host("192.168.1.x")[0] ?? "", /^lanHost: "192\.168\.1\.x" must be an IPv4 address like 192\.168\.1\.10/);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: 5000, to: "192.168.1.255" }] }).map((p) => p.split(":")[0]), ["forwards[0].to"]);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "6000-5000" }] }), [], "port syntax is DnatRule's to name");
+  });
+});
+
+describe("DnatRule toAddress: one host's own address", () => {
+  it("refuses 0.0.0.0, broadcast, multicast, loopback and link-local targets, saying what to give", () => {
+    const base = { connection: { host: "192.168.1.1", privateKey: "x" }, name: "web", inInterface: "wg0", ports: 80 };
+    for (const bad of ["0.0.0.0", "255.255.255.255", "239.1.2.3", "127.0.0.1", "169.254.1.1", "240.0.0.1"]) {
+      const r = DnatRuleSchema.safeParse({ ...base, toAddress: bad });
+      assert.equal(r.success, false, bad);
+      const issue = r.error!.issues.find((i) => i.path.join(".") === "toAddress");
+      assert.match(issue?.message ?? "", /: give one host's own address, e\.g\. 192\.168\.1\.10$/, bad);
+    }
+    assert.equal(DnatRuleSchema.safeParse({ ...base, toAddress: "192.168.1.99" }).error?.issues.find((i) => i.path.join(".") === "toAddress"), undefined);
   });
 });

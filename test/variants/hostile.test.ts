@@ -42,6 +42,8 @@ interface HostileCase {
   title: string;
   program(lab: Lab): () => unknown;
   expect: Expected[];
+  /** For a component's own field: the program's error, naming it as the user wrote it (no child is registered). */
+  message?: RegExp;
 }
 
 const pf = (lab: Lab, change: (a: PortForwardArgs) => PortForwardArgs, name = "home") => portForwardProgram(name, change({ ...baseArgs(lab), forwards: [{ protocol: "both", ports: "5000-6000" }] }));
@@ -71,27 +73,33 @@ const CASES: HostileCase[] = [
     expect: [{ resource: "web", property: "inInterface", reason: /may contain only A-Z, a-z, 0-9, '_', '\.' and '-'/ }],
   },
   {
-    title: "the tunnel's interface name `wg0`reboot`` and `wg0$(touch /tmp/pwned)`",
-    program: (lab) => () => {
-      pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "wg0`reboot`" } }), "a")();
-      pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "wg0$(touch /tmp/pwned)" } }), "b")();
-    },
-    expect: [
-      { resource: "a-tunnel", property: "interfaceName", reason: /may contain only A-Z, a-z, 0-9, '_', '.' and '-'/ },
-      { resource: "b-tunnel", property: "interfaceName", reason: /must be at most 15 characters \(Linux IFNAMSIZ\)/ },
-    ],
+    // The component judges its own fields before any child exists, so each case is one component.
+    title: "the tunnel's interface name `wg0`reboot``",
+    program: (lab) => pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "wg0`reboot`" } }), "a"),
+    expect: [],
+    message: /PortForward a:\n {2}tunnel\.interfaceName: may contain only A-Z, a-z, 0-9, '_', '\.' and '-'/,
+  },
+  {
+    title: "the tunnel's interface name `wg0$(touch /tmp/pwned)`",
+    program: (lab) => pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "wg0$(touch /tmp/pwned)" } }), "b"),
+    expect: [],
+    message: /PortForward b:\n {2}tunnel\.interfaceName: must be at most 15 characters \(Linux IFNAMSIZ\)/,
+  },
+  {
+    title: "a tunnel interface name that reads as an option: `-h`",
+    program: (lab) => pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "-h" } })),
+    expect: [],
+    message: /PortForward home:\n {2}tunnel\.interfaceName: must not start with '-' .*: give a name like wg0/,
   },
   {
     // "all" would set net.ipv4.conf.all.rp_filter for the whole host; "-h" would become `wireguard-go -h`.
-    title: "interface names that are not one interface or read as an option: `-h`, `all`, `default`, `lo`",
+    title: "interface names that are not one interface or read as an option: `all`, `default`, `lo`, `-i`",
     program: (lab) => () => {
-      pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "-h" } }))();
       new ConnmarkReturnPath("ret", { connection: connectionTo(lab, "router"), tunnelInterface: "all" });
       new PolicyRouteTable("rt", { connection: connectionTo(lab, "router"), routes: [{ to: "default", dev: "default" }, { to: "192.168.1.0/24", dev: "lo" }] });
       rule(lab, { inInterface: "-i" })();
     },
     expect: [
-      { resource: "home-tunnel", property: "interfaceName", reason: /must not start with '-' .*: give a name like wg0/ },
       { resource: "ret", property: "tunnelInterface", reason: /"all" is not an interface: sysctl's net\.ipv4\.conf\.all would set every interface of the host; .*like wg0/ },
       { resource: "rt", property: "routes[0].dev", reason: /"default" is not an interface: .*like wg0/ },
       { resource: "rt", property: "routes[1].dev", reason: /"lo" is the loopback interface: .*like wg0/ },
@@ -107,7 +115,8 @@ const CASES: HostileCase[] = [
   {
     title: 'the LAN host (toAddress) "10.0.0.1 && reboot"',
     program: (lab) => pf(lab, (a) => ({ ...a, lanHost: "10.0.0.1 && reboot" })),
-    expect: [{ resource: "home-router-0", property: "toAddress", reason: /must be an IPv4 address like 10\.10\.10\.2/ }],
+    expect: [],
+    message: /PortForward home:\n {2}lanHost: "10\.0\.0\.1 && reboot" must be an IPv4 address like 192\.168\.1\.10/,
   },
   {
     // Every resource of the component waits for the tunnel, so the preview stops there.
@@ -133,9 +142,16 @@ const CASES: HostileCase[] = [
     ],
   },
   {
-    title: "a lanSubnet with host bits (10.1.2.3/16)",
-    program: (lab) => pf(lab, (a) => ({ ...a, router: { ...a.router, lanSubnet: "10.1.2.3/16" } })),
-    expect: [{ resource: "home-routes", property: "routes[1].to", reason: /has host bits set: write 10\.1\.0\.0\/16/ }],
+    title: "a lanSubnet with host bits (10.1.2.3/16), a lanHost at the subnet's broadcast address: the component's own fields",
+    program: (lab) => pf(lab, (a) => ({ ...a, lanHost: "192.168.1.255", router: { ...a.router, lanSubnet: "10.1.2.3/16" } })),
+    expect: [],
+    message: /PortForward home:\n {2}router\.lanSubnet "10\.1\.2\.3\/16": has host bits set: write 10\.1\.0\.0\/16/,
+  },
+  {
+    title: "a lanHost at the network address, a lanInterface of lo: named as the component's fields",
+    program: (lab) => pf(lab, (a) => ({ ...a, lanHost: "192.168.1.0", router: { ...a.router, lanInterface: "lo" } })),
+    expect: [],
+    message: /router\.lanInterface: "lo" is the loopback interface.*\n {2}lanHost: 192\.168\.1\.0 is the network address of router\.lanSubnet 192\.168\.1\.0\/24/s,
   },
   {
     title: "tunnel addresses in different subnets (10.10.10.1/24, 10.10.20.2/24)",
@@ -148,16 +164,16 @@ const CASES: HostileCase[] = [
     expect: [{ resource: "home-return", property: "mark", reason: /0x1234 has bits outside mask 0xff: every bit of mark must be in mask/ }],
   },
   {
-    title: "a 16-character interface name (the tunnel's, and an existing tunnel's)",
-    program: (lab) => () => {
-      pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "wg-home-01234567" } }))();
-      pf(lab, (a) => ({ ...a, existingTunnel: { interfaceName: "tun-home-0123456", vpsAddress: "10.10.10.1", routerAddress: "10.10.10.2" } }), "other")();
-    },
-    expect: [
-      { resource: "home-tunnel", property: "interfaceName", reason: /must be at most 15 characters \(Linux IFNAMSIZ\)/ },
-      // The existing tunnel's name reaches the routing table first (the return path waits for it).
-      { resource: "other-routes", property: "routes[0].dev", reason: /must be at most 15 characters \(Linux IFNAMSIZ\)/ },
-    ],
+    title: "a 16-character interface name (the tunnel's)",
+    program: (lab) => pf(lab, (a) => ({ ...a, tunnel: { interfaceName: "wg-home-01234567" } })),
+    expect: [],
+    message: /PortForward home:\n {2}tunnel\.interfaceName: must be at most 15 characters \(Linux IFNAMSIZ\)/,
+  },
+  {
+    title: "a 16-character interface name (an existing tunnel's)",
+    program: (lab) => pf(lab, (a) => ({ ...a, existingTunnel: { interfaceName: "tun-home-0123456", vpsAddress: "10.10.10.1", routerAddress: "10.10.10.2" } }), "other"),
+    expect: [],
+    message: /PortForward other:\n {2}existingTunnel\.interfaceName: must be at most 15 characters \(Linux IFNAMSIZ\)/,
   },
   {
     title: "toPorts of a different size (5000-5010 → 6000-6005)",
@@ -233,6 +249,10 @@ describe("variants: hostile input", function () {
     for (const c of CASES) {
       it(c.title, async () => {
         const message = await previewError(stack, c.program(lab));
+        if (c.message) {
+          assert.match(message, c.message);
+          assert.doesNotMatch(message, /error serializing property/, "the component's error comes as itself, not wrapped by its children");
+        }
         const failures = checkFailures(message);
         for (const x of c.expect) {
           const reasons = (failures.get(x.resource) ?? []).filter((l) => l.startsWith(`${x.property}: `)).map((l) => l.slice(x.property.length + 2));

@@ -60,6 +60,31 @@ export const interfaceName = z
 
 export const ipv4 = z.ipv4({ error: typeError("must be an IPv4 address like 10.10.10.2") });
 
+/**
+ * Why an IPv4 address cannot be one host's own (a DNAT target, a LAN host): the kernel would drop
+ * or misroute packets DNATed to it, silently. undefined: a unicast address.
+ */
+export function unicastProblem(address: string): string | undefined {
+  const o = address.split(".").map(Number);
+  if (o.length !== 4 || o.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) return undefined; // the format rule reports it
+  const [a, b] = o as [number, number, number, number];
+  const kind =
+    address === "255.255.255.255" ? "the broadcast address"
+    : a === 0 ? "in 0.0.0.0/8 (\"this network\", never a destination)"
+    : a === 127 ? "a loopback address (the host's own lo: not reachable as a forward's target)"
+    : a >= 224 && a <= 239 ? "a multicast address"
+    : a >= 240 ? "in the reserved 240.0.0.0/4"
+    : a === 169 && b === 254 ? "a link-local address (not routed)"
+    : undefined;
+  return kind && `${address} is ${kind}: give one host's own address, e.g. 192.168.1.10`;
+}
+
+/** An IPv4 address of one host: what a DNAT sends packets to. */
+export const hostAddress = ipv4.superRefine((v, ctx) => {
+  const why = unicastProblem(v);
+  if (why) ctx.addIssue({ code: "custom", message: why });
+});
+
 /** A network in CIDR form whose host bits are zero (the kernel would silently clear them). */
 export const networkCidr = z
   .cidrv4({ error: typeError("must be an IPv4 network like 192.168.1.0/24") })

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { interfaceName, ipv4, portRangeOf, portSpec, resourceName } from "../common/fields";
+import { hostAddress, interfaceName, ipv4, portRangeOf, portSpec, resourceName } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -23,7 +23,7 @@ export const DnatRuleSchema = z.strictObject({
   /** Match packets to this address (e.g. the VPS's public address). */
   destination: ipv4.optional(),
   /** Where to send them. */
-  toAddress: ipv4,
+  toAddress: hostAddress,
   /** Target port or range (same size as ports); absent = keep the port. */
   toPorts: portSpec.optional(),
   /** Clamp the MSS of forwarded TCP SYNs to the route MTU (tunnels have an MTU below 1500). */
