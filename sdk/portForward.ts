@@ -8,6 +8,7 @@ import { PathCheck } from "./pathCheck";
 import { forwardLayoutProblems, type ForwardLayout } from "./forwardChecks";
 import type { Backend } from "./hostResource";
 import { SLOTS, slotDefaults, slotProblem } from "../provider/plan/slots";
+import { redact } from "../provider/engine/redact";
 
 /** One public port (or range) on the VPS forwarded to a LAN host. */
 export interface ForwardArgs {
@@ -228,7 +229,7 @@ export class PortForward extends pulumi.ComponentResource {
     // component's, naming its own fields, and no child is registered.
     if (isPlain(layout)) {
       const found = forwardLayoutProblems(layout as ForwardLayout);
-      if (found.length) throw new Error(`PortForward ${name}:\n  ${found.join("\n  ")}`);
+      if (found.length) throw new Error(redact(`PortForward ${name}:\n  ${found.join("\n  ")}`));
     }
     // Values from other resources are judged once known, before any child touches a host: every
     // child's connection waits for this check, so a bad layout stops the whole component at preview.

@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { NatgateError } from "../ssh/errors";
 import { containsUnknown, UNKNOWN } from "./unknown";
+import { redact, secretsOf } from "./redact";
 
 /** One problem with one input, as Pulumi's check reports it: the field as the user wrote it, and why. */
 export interface Failure {
@@ -37,6 +38,7 @@ const CONNECTION_FIELD = /connection$/i;
  */
 export function failuresOf(err: z.ZodError, raw: unknown): Failure[] {
   const out: Failure[] = [];
+  const secrets = secretsOf(raw);
   for (const issue of err.issues) {
     // A misspelt field is wrong whatever the values beside it; other issues wait for the value.
     if (unknownAt(raw, issue.path, issue.code !== "unrecognized_keys")) continue;
@@ -50,7 +52,7 @@ export function failuresOf(err: z.ZodError, raw: unknown): Failure[] {
       }
       continue;
     }
-    out.push({ property: pathText(issue.path), reason: issue.message });
+    out.push({ property: pathText(issue.path), reason: redact(issue.message, secrets) });
   }
   return out;
 }

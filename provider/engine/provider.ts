@@ -4,6 +4,17 @@ import { containsUnknown, UNKNOWN } from "./unknown";
 import { NATGATE_VERSION } from "./version";
 import { checkInputs, inputPart, inputsOf } from "./check";
 import type { Kind, Outputs } from "./kind";
+import { redact, secretsOf } from "./redact";
+
+/** Runs a host operation; its error leaves with every secret of its inputs taken out of the message. */
+async function guarded<T>(props: unknown, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    if (e instanceof Error) e.message = redact(e.message, secretsOf(props));
+    throw e;
+  }
+}
 
 const PROVIDER_KEY = "__provider";
 const VERSION_KEY = "natgateVersion";
@@ -80,13 +91,17 @@ export function makeProvider<I>(kind: Kind<I>): pulumi.dynamic.ResourceProvider 
     },
 
     async create(inputs) {
-      const i = inputsOf(kind, inputs);
-      return { id: kind.id(i), outs: stamp(await kind.apply(i, undefined)) };
+      return guarded(inputs, async () => {
+        const i = inputsOf(kind, inputs);
+        return { id: kind.id(i), outs: stamp(await kind.apply(i, undefined)) };
+      });
     },
 
     async update(_id, olds, news) {
-      const i = inputsOf(kind, news);
-      return { outs: stamp(await kind.apply(i, olds)) };
+      return guarded([olds, news], async () => {
+        const i = inputsOf(kind, news);
+        return { outs: stamp(await kind.apply(i, olds)) };
+      });
     },
 
     async read(id, props) {
@@ -96,7 +111,7 @@ export function makeProvider<I>(kind: Kind<I>): pulumi.dynamic.ResourceProvider 
           `cannot read ${kind.kind} ${id}: the state has none of its inputs (natgate resources cannot be imported by id alone; declare them in the program instead)`,
         );
       }
-      const live = await kind.read(inputsOf(kind, props), props);
+      const live = await guarded(props, () => kind.read(inputsOf(kind, props), props));
       if (!live) return { id: "", props: {} }; // nothing of it is left: the resource no longer exists
       // A refresh writes nothing, so the release that wrote the state stays recorded (and the next
       // up still rewrites what an older one wrote).
@@ -105,7 +120,7 @@ export function makeProvider<I>(kind: Kind<I>): pulumi.dynamic.ResourceProvider 
     },
 
     async delete(_id, props) {
-      await kind.remove(inputsOf(kind, props), props);
+      await guarded(props, () => kind.remove(inputsOf(kind, props), props));
     },
   };
 }
