@@ -118,6 +118,8 @@ describe("check (pure validation, no SSH)", () => {
     assert.match((await r({ to: "default", dev: "x", onlink: true }))["routes[0].onlink"]!, /needs via/);
     const dup = await failures("PolicyRouteTable", { ...routes, routes: [routes.routes[0], { to: "default", dev: "wg1" }] });
     assert.match(dup["routes[1].to"]!, /routes\[0\] has the same destination and metric/);
+    const spelled = await failures("PolicyRouteTable", { ...routes, routes: [{ to: "default", dev: "wg0" }, { to: "0.0.0.0/0", dev: "wg1" }] });
+    assert.match(spelled["routes[1].to"]!, /routes\[0\] has the same destination and metric/, '"default" and 0.0.0.0/0 are one destination');
     assert.match((await failures("PolicyRouteTable", { ...routes, routes: [] })).routes!, /at least one/);
   });
 });

@@ -45,7 +45,8 @@ export function routeTableCrossCheck(i: PolicyRouteTableInputs): Failure[] {
     }
     if (r.onlink && r.via === undefined) out.push({ property: `routes[${k}].onlink`, reason: "needs via: onlink applies to a gateway" });
     // The kernel keys IPv4 routes on destination and metric: a second one would replace the first.
-    const key = `${r.to} ${r.metric ?? 0}`;
+    // "default" is 0.0.0.0/0 to the kernel.
+    const key = `${r.to === "default" ? "0.0.0.0/0" : r.to} ${r.metric ?? 0}`;
     const prev = seen.get(key);
     if (prev !== undefined) {
       out.push({ property: `routes[${k}].to`, reason: `routes[${prev}] has the same destination and metric; one would replace the other (give a different metric to keep both)` });
