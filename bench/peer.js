@@ -7,8 +7,10 @@
 //                                               service saw the connection come from
 //   node peer.js bulk HOST PORT BYTES           sends BYTES, waits until the service has read them all
 //   node peer.js connect HOST PORT MS PARALLEL  opens and completes connections for MS milliseconds
+//   node peer.js rr HOST PORT MS                on one connection, 1-byte request, 1-byte answer,
+//                                               one after the other for MS milliseconds
 //
-// Clients print one JSON line: {ms, bytes, saw} or {ms, connections, failed, saw}.
+// Clients print one JSON line: {ms, bytes, saw}, {ms, connections, failed, saw} or {ms, transactions, saw}.
 "use strict";
 const net = require("net");
 
@@ -28,6 +30,13 @@ function serve(port) {
       // The service closes first for 'c', so TIME_WAIT lands on its listening side instead of
       // using up the client's ephemeral ports over thousands of connections.
       if (kind === "c") sock.end(saw);
+      // 'r': the address once, then every byte straight back (Nagle off: one byte is a packet).
+      if (kind === "r") {
+        sock.setNoDelay(true);
+        sock.write(saw);
+        sock.on("data", (d) => sock.write(d));
+        if (chunk.length > 1) sock.write(chunk.subarray(1));
+      }
     });
     sock.on("end", () => {
       if (kind === "b") sock.end(saw);
@@ -95,6 +104,33 @@ function connect(host, port, durationMs, parallel) {
   for (let i = 0; i < parallel; i++) one();
 }
 
+/** @param {string} host @param {number} port @param {number} durationMs */
+function rr(host, port, durationMs) {
+  const sock = net.connect({ host, port });
+  sock.setNoDelay(true);
+  let saw = "";
+  let started = 0n;
+  let transactions = 0;
+  const elapsed = () => Number(process.hrtime.bigint() - started) / 1e6;
+  sock.on("connect", () => sock.write("r"));
+  sock.on("data", (d) => {
+    if (!saw) {
+      const nl = d.indexOf(10);
+      if (nl < 0) return;
+      saw = d.subarray(0, nl).toString("utf8");
+      started = process.hrtime.bigint();
+      return void sock.write("x");
+    }
+    transactions += d.length;
+    if (elapsed() >= durationMs) {
+      process.stdout.write(JSON.stringify({ ms: elapsed(), transactions, saw }) + "\n");
+      return void sock.destroy();
+    }
+    sock.write("x");
+  });
+  sock.on("error", fail);
+}
+
 /** @param {Error} e */
 function fail(e) {
   process.stderr.write(`${mode}: ${e.message}\n`);
@@ -103,5 +139,6 @@ function fail(e) {
 
 if (mode === "serve") serve(Number(args[0]));
 else if (mode === "bulk") bulk(args[0], Number(args[1]), Number(args[2]));
+else if (mode === "rr") rr(args[0], Number(args[1]), Number(args[2]));
 else if (mode === "connect") connect(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
 else fail(new Error(`unknown mode ${mode}; see the comment at the top of bench/peer.js`));

@@ -67,6 +67,11 @@ interface BulkResult {
   bytes: number;
   saw: string;
 }
+interface RrResult {
+  ms: number;
+  transactions: number;
+  saw: string;
+}
 interface ConnectResult {
   ms: number;
   connections: number;
@@ -82,6 +87,8 @@ async function peer<T>(from: LabHost, args: Array<string | number>): Promise<T> 
 
 const mbits = (r: BulkResult) => (r.bytes * 8) / (r.ms / 1000) / 1e6;
 const rate = (r: ConnectResult) => r.connections / (r.ms / 1000);
+const tps = (r: RrResult) => r.transactions / (r.ms / 1000);
+const RR_MS = 2000;
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -222,10 +229,12 @@ async function main(): Promise<void> {
     const probe = await peer<BulkResult>(h.client, ["bulk", PUBLIC, SERVICE_PORT, 32 << 20]);
     const bytes = Math.max(16, Math.round((((mbits(probe) * 1e6) / 8) * (BULK_TARGET_MS / 1000)) / (1 << 20))) << 20;
     for (const r of routes) await peer<BulkResult>(r.from, ["bulk", r.host, r.port, 8 << 20]);
-    out(`  bulk transfer: ${bytes >> 20} MiB per measurement; setup rate: ${CONNECT_MS / 1000} s of connections, ${PARALLEL} in flight`);
+    out(`  bulk transfer: ${bytes >> 20} MiB per measurement; setup rate: ${CONNECT_MS / 1000} s of connections, ${PARALLEL} in flight;`);
+    out(`  request/response: ${RR_MS / 1000} s of 1-byte requests, each answered before the next, on one connection`);
 
     const bulk = perPath<number[]>(() => []);
     const conns = perPath<number[]>(() => []);
+    const rrs = perPath<number[]>(() => []);
     const saw = perPath(() => "");
     const lost = perPath(() => ({ sent: 0, lost: 0 }));
     let failedConnections = 0;
@@ -245,17 +254,20 @@ async function main(): Promise<void> {
         checkSaw(r, c.saw, expectedSaw[r.name]);
         conns[r.name].push(rate(c));
         failedConnections += c.failed;
+        const q = await peer<RrResult>(r.from, ["rr", r.host, r.port, RR_MS]);
+        checkSaw(r, q.saw, expectedSaw[r.name]);
+        rrs[r.name].push(tps(q));
         saw[r.name] = b.saw;
-        cells.push(`${r.name} ${f0(mbits(b))} Mbit/s ${f0(rate(c))} conn/s`);
+        cells.push(`${r.name} ${f0(mbits(b))} Mbit/s ${f0(rate(c))} conn/s ${f0(tps(q))} rr/s`);
       }
       out(`  round ${round + 1}: ${cells.join(" | ")}`);
     }
 
     out();
-    out(`  ${"path".padEnd(8)} ${"Mbit/s".padStart(8)} ${"conn/s".padStart(8)}  ${"tunnel loss".padStart(11)}  the LAN service saw  route`);
+    out(`  ${"path".padEnd(8)} ${"Mbit/s".padStart(8)} ${"conn/s".padStart(8)} ${"rr/s".padStart(8)}  ${"tunnel loss".padStart(11)}  the LAN service saw  route`);
     for (const r of routes) {
       const loss = OFF_TUNNEL.includes(r.name) ? "-" : `${((100 * lost[r.name].lost) / Math.max(1, lost[r.name].sent)).toFixed(1)} %`;
-      out(`  ${r.name.padEnd(8)} ${f0(median(bulk[r.name])).padStart(8)} ${f0(median(conns[r.name])).padStart(8)}  ${loss.padStart(11)}  ${saw[r.name].padEnd(18)}  ${r.what}`);
+      out(`  ${r.name.padEnd(8)} ${f0(median(bulk[r.name])).padStart(8)} ${f0(median(conns[r.name])).padStart(8)} ${f0(median(rrs[r.name])).padStart(8)}  ${loss.padStart(11)}  ${saw[r.name].padEnd(18)}  ${r.what}`);
     }
     // Ratio of the medians, and the spread of the same ratio round by round (natgate and the relay
     // run back to back within a round, so each pair saw about the same machine load).
@@ -266,11 +278,11 @@ async function main(): Promise<void> {
     out(`  (medians over ${ROUNDS} rounds; tunnel loss: packets the VPS sent into ${dev} that the router never got, during`);
     out(`  the bulk transfers; the tunnel's service runs on the router, so it saw the VPS's tunnel address too)`);
     out();
-    out(`  natgate / plain: throughput ${ratio(bulk, "plain")}, connection setup rate ${ratio(conns, "plain")}`);
-    out(`  natgate / relay: throughput ${ratio(bulk)}, connection setup rate ${ratio(conns)}`);
-    out(`  natgate / ssh -R: throughput ${ratio(bulk, "sshR")}, connection setup rate ${ratio(conns, "sshR")}`);
+    out(`  natgate / plain: throughput ${ratio(bulk, "plain")}, connection setup rate ${ratio(conns, "plain")}, 1-byte request/response ${ratio(rrs, "plain")}`);
+    out(`  natgate / relay: throughput ${ratio(bulk)}, connection setup rate ${ratio(conns)}, 1-byte request/response ${ratio(rrs)}`);
+    out(`  natgate / ssh -R: throughput ${ratio(bulk, "sshR")}, connection setup rate ${ratio(conns, "sshR")}, 1-byte request/response ${ratio(rrs, "sshR")}`);
     const linkRatio = (xs: Record<PathName, number[]>) => `×${(median(xs.link) / median(xs.sshR)).toFixed(2)}`;
-    out(`  natgate over the veth link / ssh -R: throughput ${linkRatio(bulk)}, connection setup rate ${linkRatio(conns)}`);
+    out(`  natgate over the veth link / ssh -R: throughput ${linkRatio(bulk)}, connection setup rate ${linkRatio(conns)}, 1-byte request/response ${linkRatio(rrs)}`);
     out(`  natgate's service sees the client (${saw.natgate}); behind the relay it sees only the VPS (${saw.relay}), behind ssh -R only ${saw.sshR}.`);
     if (failedConnections) out(`  ${failedConnections} connections failed during the setup-rate measurements`);
     if (backends.some((b) => b !== "kernel")) {
