@@ -66,9 +66,9 @@ describe("variants: provider findings", function () {
     await assertHostsAsBefore(lab, before);
   });
 
-  it("a tunnel interface name wg-quick allows but the route fields do not ('wg+home') is refused by the Tunnel's own check (one rule for all resources)", async () => {
+  it("a tunnel interface name wg-quick allows but the route fields do not ('wg+home') is refused under the field the user wrote, by the rule every resource uses", async () => {
     const f = await previewFailure(stack, { ...base(lab), tunnel: { interfaceName: "wg+home" } });
-    assert.match(f, /"home-tunnel": failed its check: interfaceName.*may contain only/, f);
+    assert.match(f, /PortForward home:\n {2}tunnel\.interfaceName: may contain only A-Z, a-z, 0-9, '_', '\.' and '-'/, f);
   });
 
   it("a non-root user without sudo: the error says to set sudo: true or connect as root", async () => {
