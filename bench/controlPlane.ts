@@ -5,13 +5,12 @@
 // client, one connection per rule, loading and then deleting an nft table of the same shape.
 // NATGATE_BENCH_N (default "1,10,50") picks the sizes; the suite's smoke run uses "1,3".
 import { spawnSync } from "child_process";
-import * as fs from "fs";
-import * as path from "path";
 import { DnatRule } from "natgate";
 import { getLab, type Lab } from "../test/lab";
 import { Stack } from "../test/engine/stack";
 import { PUBLIC } from "../test/engine/seedLab";
 import { connectionTo, sshLogins } from "../test/variants/variantLab";
+import { vpsSshOptions } from "./vpsSsh";
 
 const SIZES = (process.env.NATGATE_BENCH_N ?? "1,10,50").split(",").map(Number);
 const BASE_PORT = 21000;
@@ -34,13 +33,10 @@ async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> 
 }
 
 /** One `ssh` per rule, as remote.Command would run it: load a DNAT table, then (second pass) delete it. */
-function perCommandBaseline(lab: Lab, n: number, dir: string): { createMs: number; deleteMs: number } {
-  const key = path.join(dir, "root.key");
-  fs.writeFileSync(key, lab.hosts.vps.ssh!.privateKey, { mode: 0o600 });
-  const known = path.join(dir, "known_hosts");
-  fs.writeFileSync(known, `${lab.hosts.vps.addr} ${lab.hosts.vps.ssh!.hostKey}\n`);
+function perCommandBaseline(lab: Lab, n: number): { createMs: number; deleteMs: number } {
+  const options = vpsSshOptions(lab, lab.hosts.vps.addr);
   const ssh = (cmd: string, input?: string) => {
-    const r = spawnSync("ssh", ["-i", key, "-o", `UserKnownHostsFile=${known}`, "-o", "BatchMode=yes", `root@${lab.hosts.vps.addr}`, cmd], { input, encoding: "utf8" });
+    const r = spawnSync("ssh", [...options, `root@${lab.hosts.vps.addr}`, cmd], { input, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`baseline ssh failed: ${r.stderr}`);
   };
   const table = (i: number) =>
@@ -56,7 +52,6 @@ function perCommandBaseline(lab: Lab, n: number, dir: string): { createMs: numbe
 
 async function main(): Promise<void> {
   const lab = getLab();
-  const dir = fs.mkdtempSync(path.join(lab.dir, "bench-cp-"));
   const logins = () => Object.values(sshLogins(lab.hosts.vps)).reduce((a, b) => a + b, 0);
   out(`natgate bench: control plane, N DnatRules on one host (the lab's VPS), natgate vs one SSH connection per command`);
   out(`  ${"N".padStart(3)}  ${"create".padStart(11)}  ${"no-change up".padStart(12)}  ${"refresh".padStart(11)}  ${"destroy".padStart(11)}  ${"per-cmd create".padStart(14)}  ${"per-cmd delete".padStart(14)}  create ratio`);
@@ -72,7 +67,7 @@ async function main(): Promise<void> {
       const again = await cell(() => stack.up(program(lab, n)));
       const refresh = await cell(() => stack.refresh());
       const destroy = await cell(() => stack.destroy());
-      const base = perCommandBaseline(lab, n, dir);
+      const base = perCommandBaseline(lab, n);
       const c = (x: { ms: number; logins: number }) => `${s1(x.ms)} s/${x.logins}`.padStart(11);
       out(
         `  ${String(n).padStart(3)}  ${c(create)}  ${c(again).padStart(12)}  ${c(refresh)}  ${c(destroy)}  ` +

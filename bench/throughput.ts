@@ -22,13 +22,13 @@
 // listens on 7001, not 5001: the seed forwards 5000-6000, so the VPS would DNAT 5001 before
 // any relay saw it. Destroys what it applied; the lab wrapper tears the lab down.
 import { execFileSync } from "child_process";
-import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { getLab, Lab, LabHost, LabProcess, shQuote } from "../test/lab";
 import { Stack } from "../test/engine/stack";
 import { PUBLIC, seedProgram, seedStack, stopAll } from "../test/engine/seedLab";
 import { baseArgs } from "../test/variants/variantLab";
+import { vpsSshOptions } from "./vpsSsh";
 import { PortForward } from "natgate";
 
 const ROUNDS = Number(process.env.NATGATE_BENCH_ROUNDS ?? 5);
@@ -49,8 +49,8 @@ const NODE = process.execPath;
 const started = Date.now();
 const out = (s = "") => process.stdout.write(s + "\n");
 
-type PathName = "natgate" | "plain" | "relay" | "sshR" | "link" | "tunnel";
-const PATHS: PathName[] = ["natgate", "plain", "relay", "sshR", "link", "tunnel"];
+const PATHS = ["natgate", "plain", "relay", "sshR", "link", "tunnel"] as const;
+type PathName = (typeof PATHS)[number];
 /** Paths whose bytes do not cross the WireGuard tunnel: no tunnel loss to report. */
 const OFF_TUNNEL: PathName[] = ["sshR", "link"];
 const perPath = <T>(f: () => T) => Object.fromEntries(PATHS.map((p) => [p, f()])) as Record<PathName, T>;
@@ -138,12 +138,7 @@ async function plainRouting(lab: Lab, dev: string, routerTunnel: string): Promis
 
 /** `ssh -R` from the LAN host to the VPS's public address, with the lab's root key; up once its port listens. */
 async function sshReverse(lab: Lab): Promise<LabProcess> {
-  const dir = fs.mkdtempSync(path.join(lab.dir, "bench-ssh-"));
-  const key = path.join(dir, "key");
-  fs.writeFileSync(key, lab.hosts.vps.ssh!.privateKey, { mode: 0o600 });
-  const known = path.join(dir, "known_hosts");
-  fs.writeFileSync(known, `${PUBLIC} ${lab.hosts.vps.ssh!.hostKey}\n`);
-  const cmd = ["ssh", "-N", "-i", key, "-o", `UserKnownHostsFile=${known}`, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+  const cmd = ["ssh", "-N", ...vpsSshOptions(lab, PUBLIC), "-o", "ExitOnForwardFailure=yes",
     "-R", `0.0.0.0:${SSH_R_PORT}:127.0.0.1:${SERVICE_PORT}`, `root@${PUBLIC}`].map(shQuote).join(" ");
   const p = await lab.hosts.lan.start(cmd);
   for (let k = 0; k < 100; k++) {

@@ -1,5 +1,6 @@
 import * as ipaddr from "ipaddr.js";
 import { interfaceNameProblem, ipv4, networkCidr, unicastProblem } from "../provider/resources/common/fields";
+import { isNetworkOrBroadcast, parseCidr } from "../provider/resources/common/addresses";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
 export interface ForwardLayout {
@@ -73,14 +74,10 @@ function hostProblem(address: string, subnet: string | undefined): string | unde
   const why = unicastProblem(address);
   if (why) return why;
   if (subnet === undefined) return undefined;
-  const len = ipaddr.parseCIDR(subnet)[1];
-  if (len >= 31) return undefined; // /31 and /32 have no network or broadcast address
-  const first = ipaddr.IPv4.networkAddressFromCIDR(subnet).toString();
-  const last = ipaddr.IPv4.broadcastAddressFromCIDR(subnet).toString();
-  if (address === first || address === last) {
-    return `${address} is the ${address === first ? "network" : "broadcast"} address of router.lanSubnet ${subnet}, not a host: give the LAN host's own address`;
-  }
-  return undefined;
+  // The address under the subnet's prefix: the network and broadcast rule every tunnel address follows.
+  const c = parseCidr(`${address}/${subnet.split("/")[1]}`);
+  if (typeof c === "string" || !isNetworkOrBroadcast(c)) return undefined;
+  return `${address} is the ${c.network === c.text ? "network" : "broadcast"} address of router.lanSubnet ${subnet}, not a host: give the LAN host's own address`;
 }
 
 /**

@@ -227,19 +227,14 @@ export class PortForward extends pulumi.ComponentResource {
     };
     // Written out in the program (the usual case), the layout is judged now: the error is the
     // component's, naming its own fields, and no child is registered.
-    if (isPlain(layout)) {
-      const found = forwardLayoutProblems(layout as ForwardLayout);
+    const judge = (l: unknown) => {
+      const found = forwardLayoutProblems(l as ForwardLayout);
       if (found.length) throw new Error(redact(`PortForward ${name}:\n  ${found.join("\n  ")}`));
-    }
+      return true;
+    };
     // Values from other resources are judged once known, before any child touches a host: every
     // child's connection waits for this check, so a bad layout stops the whole component at preview.
-    const layoutOk = pulumi
-      .output(layout)
-      .apply((layout) => {
-        const found = forwardLayoutProblems(layout as ForwardLayout);
-        if (found.length) throw new Error(`PortForward ${name}:\n  ${found.join("\n  ")}`);
-        return true;
-      });
+    const layoutOk = isPlain(layout) ? pulumi.output(judge(layout)) : pulumi.output(layout).apply(judge);
     const afterCheck = <T>(v: pulumi.Input<T>) => pulumi.all([layoutOk, v]).apply(([, x]) => x);
     const routerConn = afterCheck(args.router.connection);
 
@@ -273,6 +268,9 @@ function buildPath(
   const child = { parent };
   const d = slotDefaults(slot);
   const rp = args.returnPath ?? {};
+  // Slot 0 leaves these unset, so a stack from before slots keeps the inputs it had (the provider's
+  // defaults are slot 0's numbers).
+  const fromSlot = <T>(given: pulumi.Input<T> | undefined, derived: T): pulumi.Input<T> | undefined => given ?? (slot === 0 ? undefined : derived);
 
   let routerIf: pulumi.Input<string>;
   let vpsTunnelIp: pulumi.Output<string>;
@@ -290,7 +288,7 @@ function buildPath(
     tunnel = new Tunnel(`${prefix}-tunnel`, {
       interfaceName: t.interfaceName ?? d.interfaceName,
       mtu: t.mtu,
-      listenPort: t.listenPort ?? (slot === 0 ? undefined : d.listenPort),
+      listenPort: fromSlot(t.listenPort, d.listenPort),
       persistentKeepalive: t.persistentKeepalive,
       persist: args.persist,
       listener: { connection: vpsConn, address: vpsAddress, endpoint: vps.publicAddress },
@@ -301,9 +299,6 @@ function buildPath(
     routerTunnelIp = withoutPrefix(routerAddress);
   }
 
-  // Slot 0 leaves these unset, so a stack from before slots keeps the inputs it had (the provider's
-  // defaults are slot 0's numbers).
-  const fromSlot = <T>(given: pulumi.Input<T> | undefined, derived: T): pulumi.Input<T> | undefined => given ?? (slot === 0 ? undefined : derived);
   const table = fromSlot(rp.table, d.table);
   const mark = fromSlot<number | string>(rp.mark, d.mark);
   const priority = fromSlot(rp.priority, d.priority);

@@ -82,6 +82,11 @@ export function claimPlan(owner: string, wanted: string[], live: Map<string, str
   return { changes };
 }
 
+/** The keys `owner` holds among a host's claims (what its delete must leave none of). */
+export function claimsHeldBy(live: Map<string, string>, owner: string): string[] {
+  return [...live].filter(([, o]) => o === owner).map(([k]) => k);
+}
+
 /** Keys of what a routing table, a return path and a tunnel side hold. */
 export const claimKeys = {
   routeTable: (table: number) => [`table-${table}.routes`],
@@ -111,20 +116,17 @@ function describeOwner(owner: string): string {
   return m ? `${kinds[m[1]!]} ${m[2]}` : owner;
 }
 
-/**
- * The error for a refused claim, or undefined when stderr is not one. `fix` says what the user
- * changes (it differs per resource and for the PortForward component).
- */
-export function claimConflict(code: number, stderr: string, where: string, fix = SLOT_FIX): NatgateError | undefined {
+/** The error for a refused claim (claims_take's exit code and stderr), or undefined when the script failed otherwise. */
+export function claimConflict(code: number, stderr: string, where: string): NatgateError | undefined {
   if (code !== CLAIMED_EXIT) return undefined;
   const m = /natgate-claimed (\S+) (.*)/.exec(stderr);
-  return m ? conflictError(m[1]!, m[2]!.trim(), where, fix) : undefined;
+  return m ? conflictError(m[1]!, m[2]!.trim(), where) : undefined;
 }
 
-function conflictError(key: string, holder: string, where: string, fix = SLOT_FIX): NatgateError {
+function conflictError(key: string, holder: string, where: string): NatgateError {
   return new NatgateError(
     "config",
-    `${describeKey(key)} on ${where} is already used by another natgate resource (${describeOwner(holder)}; see ${CLAIMS_DIR}/${key}): nothing was changed. ${fix}`,
+    `${describeKey(key)} on ${where} is already used by another natgate resource (${describeOwner(holder)}; see ${CLAIMS_DIR}/${key}): nothing was changed. ${SLOT_FIX}`,
   );
 }
 

@@ -3,7 +3,7 @@
  * one router must not share is derived (tunnel interface, tunnel subnet, listen port, mark, routing
  * table, rule priorities). Slot 0 is the defaults natgate always had, so existing stacks keep them.
  */
-import { DEFAULT_MARK, DEFAULT_PRIORITY, DEFAULT_TABLE } from "../resources/connmark/schema";
+import { DEFAULT_PRIORITY, DEFAULT_TABLE } from "../resources/connmark/schema";
 import { TUNNEL_DEFAULTS } from "../resources/tunnel/schema";
 
 export const SLOTS = 8;
@@ -30,19 +30,10 @@ export function slotProblem(slot: unknown): string | undefined {
   return undefined;
 }
 
+/** Slot 0 comes out as the defaults natgate always had (wg0, 10.10.10.0/24, 51820, 0x10000000, 8764, 950). */
 export function slotDefaults(slot: number): SlotDefaults {
-  if (slotProblem(slot)) throw new RangeError(`slot ${slot}: ${slotProblem(slot)}`);
-  if (slot === 0) {
-    return {
-      interfaceName: TUNNEL_DEFAULTS.interfaceName,
-      vpsAddress: "10.10.10.1/24",
-      routerAddress: "10.10.10.2/24",
-      listenPort: TUNNEL_DEFAULTS.listenPort,
-      mark: DEFAULT_MARK,
-      table: DEFAULT_TABLE,
-      priority: DEFAULT_PRIORITY,
-    };
-  }
+  const problem = slotProblem(slot);
+  if (problem) throw new RangeError(`slot ${slot}: ${problem}`);
   return {
     interfaceName: `wg${slot}`,
     vpsAddress: `10.10.${10 + slot}.1/24`,

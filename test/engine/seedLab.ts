@@ -119,9 +119,9 @@ async function probe(client: LabHost, what: string, cmd: string): Promise<Probe>
   return { what, answer, error, ms: Date.now() - started };
 }
 
-/** The internet client (203.0.113.10) connects to the VPS's public address over TCP. */
-export function askTcp(lab: Lab, port: number): Promise<Probe> {
-  return probe(lab.hosts.client, `tcp ${PUBLIC}:${port}`, `socat -T3 - TCP:${PUBLIC}:${port},connect-timeout=3 </dev/null`);
+/** The internet client (203.0.113.10) connects to the VPS's public address (or another) over TCP. */
+export function askTcp(lab: Lab, port: number, address = PUBLIC): Promise<Probe> {
+  return probe(lab.hosts.client, `tcp ${address}:${port}`, `socat -T3 - TCP:${address}:${port},connect-timeout=3 </dev/null`);
 }
 
 /**
@@ -129,13 +129,13 @@ export function askTcp(lab: Lab, port: number): Promise<Probe> {
  * more when none came, as a UDP client would (a datagram may be lost, e.g. while the tunnel
  * rekeys on a loaded machine). A broken path answers neither.
  */
-export async function askUdp(lab: Lab, port: number): Promise<Probe> {
-  const ask = () => probe(lab.hosts.client, `udp ${PUBLIC}:${port}`, `echo hello | socat -T2 - UDP:${PUBLIC}:${port}`);
+export async function askUdp(lab: Lab, port: number, address = PUBLIC): Promise<Probe> {
+  const ask = () => probe(lab.hosts.client, `udp ${address}:${port}`, `echo hello | socat -T2 - UDP:${address}:${port}`);
   const first = await ask();
   return first.answer ? first : ask();
 }
 
 /** Reads an SSH server's banner through the VPS (the router's sshd behind VPS:2222). */
-export function askBanner(lab: Lab, port: number): Promise<Probe> {
-  return probe(lab.hosts.client, `tcp ${PUBLIC}:${port}`, `timeout 5 socat -T3 - TCP:${PUBLIC}:${port},connect-timeout=3 </dev/null`);
+export function askBanner(lab: Lab, port: number, address = PUBLIC): Promise<Probe> {
+  return probe(lab.hosts.client, `tcp ${address}:${port}`, `timeout 5 socat -T3 - TCP:${address}:${port},connect-timeout=3 </dev/null`);
 }

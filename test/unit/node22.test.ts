@@ -19,21 +19,30 @@ function quickFiles(): string[] {
   return mocha.trim().split(/\s+/).map((w) => w.replace(/^'(.*)'$/, "$1"));
 }
 
+/**
+ * mocha with `args` on Node 22 (its own bin directory first on PATH, so everything the tests
+ * start, the provider server and tsc, is Node 22 too): its version, the summary line's counts,
+ * and the output for the failure messages.
+ */
+function mochaOnNode22(args: string[]): { version: string; passed: number; summary: string; status: number | null } {
+  const node = execFileSync("bash", [path.join(repo, "scripts", "install-node22.sh")], { encoding: "utf8" }).trim();
+  const version = execFileSync(node, ["-v"], { encoding: "utf8" }).trim();
+  assert.match(version, /^v22\./);
+  const env = { ...process.env, PATH: `${path.dirname(node)}:${process.env.PATH ?? ""}` };
+  const r = spawnSync(node, [path.join(repo, "node_modules", ".bin", "mocha"), ...args], { cwd: repo, env, encoding: "utf8", maxBuffer: 64 << 20 });
+  const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout);
+  assert.ok(summary, `no summary line from mocha ${args.join(" ")} on ${version}:\n${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}`);
+  assert.equal(summary[2], "0", `${version}: failing tests:\n${r.stdout.slice(-4000)}`);
+  return { version, passed: Number(summary[1]), summary: summary[0], status: r.status };
+}
+
 describe("Node.js 22", function () {
   this.timeout(300_000);
 
   it("runs the unit and engine-path tests (npm run test:quick's files) with none failing", () => {
-    const node = execFileSync("bash", [path.join(repo, "scripts", "install-node22.sh")], { encoding: "utf8" }).trim();
-    const version = execFileSync(node, ["-v"], { encoding: "utf8" }).trim();
-    assert.match(version, /^v22\./);
-    // Its own bin directory first, so everything the tests start (the provider server, tsc) is Node 22 too.
-    const env = { ...process.env, PATH: `${path.dirname(node)}:${process.env.PATH ?? ""}` };
-    const r = spawnSync(node, [path.join(repo, "node_modules", ".bin", "mocha"), ...quickFiles()], { cwd: repo, env, encoding: "utf8", maxBuffer: 64 << 20 });
-    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout);
-    assert.ok(summary, `no summary line from mocha on ${version}:\n${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}`);
-    console.log(`      ${version}: ${summary[0]}`);
-    assert.equal(summary[2], "0", `${version}: failing tests:\n${r.stdout.slice(-4000)}`);
-    assert.ok(Number(summary[1]) > 250, `${version} ran the subset (${summary[1]} tests)`);
+    const r = mochaOnNode22(quickFiles());
+    console.log(`      ${r.version}: ${r.summary}`);
+    assert.ok(r.passed > 250, `${r.version} ran the subset (${r.passed} tests)`);
     assert.equal(r.status, 0);
   });
 
@@ -42,16 +51,9 @@ describe("Node.js 22", function () {
   // this suite runs in (the namespace hosts; the real-hosts run stays on the machine's Node).
   it("runs the seed's lab lifecycle (test/engine/seed.test.ts, namespace hosts) with none failing", () => {
     getLab(); // inside the lab wrapper, as npm test runs it (else it says how)
-    const node = execFileSync("bash", [path.join(repo, "scripts", "install-node22.sh")], { encoding: "utf8" }).trim();
-    const env = { ...process.env, PATH: `${path.dirname(node)}:${process.env.PATH ?? ""}` };
-    const r = spawnSync(node, [path.join(repo, "node_modules", ".bin", "mocha"), "test/engine/seed.test.ts", "--grep", "namespace hosts"], {
-      cwd: repo, env, encoding: "utf8", maxBuffer: 64 << 20,
-    });
-    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.stdout);
-    assert.ok(summary, `no summary line from the seed test on Node 22:\n${r.stdout.slice(-2000)}${r.stderr.slice(-2000)}`);
-    console.log(`      ${execFileSync(node, ["-v"], { encoding: "utf8" }).trim()}, lab: ${summary[0]}`);
-    assert.equal(summary[2], "0", `failing seed tests on Node 22:\n${r.stdout.slice(-4000)}`);
-    assert.ok(Number(summary[1]) >= 5, `the seed lifecycle ran (${summary[1]} tests)`);
+    const r = mochaOnNode22(["test/engine/seed.test.ts", "--grep", "namespace hosts"]);
+    console.log(`      ${r.version}, lab: ${r.summary}`);
+    assert.ok(r.passed >= 5, `the seed lifecycle ran (${r.passed} tests)`);
     assert.equal(r.status, 0);
   });
 });

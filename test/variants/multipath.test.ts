@@ -9,14 +9,16 @@ import { strict as assert } from "assert";
 import { PortForward, type PortForwardArgs } from "natgate";
 import { getLab, type Lab, type LabProcess } from "../lab";
 import type { Stack } from "../engine/stack";
+import { askBanner } from "../engine/seedLab";
 import {
+  askTcp,
+  askUdp,
   assertHostsAsBefore,
   baseArgs,
   CLIENT,
   cleanup,
   connectionTo,
   driftAfterRefresh,
-  hostState,
   lanServices,
   PUBLIC,
   snapshotAll,
@@ -29,17 +31,9 @@ import {
 /** The second "VPS": another public address on the lab's VPS, reached from the client through core. */
 const SECOND = "198.51.100.2";
 
-function ask(lab: Lab, proto: "tcp" | "udp", address: string, port: number): Promise<string> {
-  const cmd = proto === "tcp"
-    ? `socat -T3 - TCP:${address}:${port},connect-timeout=3 </dev/null`
-    : `echo hello | socat -T2 - UDP:${address}:${port}`;
-  return lab.hosts.client.exec(cmd, { timeoutMs: 10_000 }).then((r) => r.stdout.split("\n")[0]!.trim());
-}
-
-/** A UDP datagram may be lost on a loaded machine: ask once more, as a client would. */
-async function askTwice(lab: Lab, proto: "tcp" | "udp", address: string, port: number): Promise<string> {
-  return (await ask(lab, proto, address, port)) || ask(lab, proto, address, port);
-}
+/** What the client got back from the LAN service at `address`:`port` ("" when nothing came back; askUdp asks twice). */
+const ask = (lab: Lab, proto: "tcp" | "udp", address: string, port: number) =>
+  (proto === "tcp" ? askTcp(lab, port, address) : askUdp(lab, port, address)).then((p) => p.answer);
 
 function twoVpses(lab: Lab): PortForwardArgs {
   const base = baseArgs(lab);
@@ -104,15 +98,15 @@ describe("variants: several paths on one router", function () {
 
   it("traffic through all three paths at once shows the client's real address", async () => {
     const asks: Array<[string, Promise<string>]> = [
-      ["tcp/5000", askTwice(lab, "tcp", PUBLIC, 5000)],
-      ["tcp/5000", askTwice(lab, "tcp", SECOND, 5000)],
-      ["udp/5003", askTwice(lab, "udp", SECOND, 5003)],
-      ["tcp/7000", askTwice(lab, "tcp", PUBLIC, 7000)],
-      ["udp/7000", askTwice(lab, "udp", PUBLIC, 7000)],
+      ["tcp/5000", ask(lab, "tcp", PUBLIC, 5000)],
+      ["tcp/5000", ask(lab, "tcp", SECOND, 5000)],
+      ["udp/5003", ask(lab, "udp", SECOND, 5003)],
+      ["tcp/7000", ask(lab, "tcp", PUBLIC, 7000)],
+      ["udp/7000", ask(lab, "udp", PUBLIC, 7000)],
     ];
     const got = await Promise.all(asks.map(([, p]) => p));
     assert.deepEqual(got, asks.map(([what]) => `${what} saw ${CLIENT}`));
-    assert.match(await ask(lab, "tcp", SECOND, 2222), /^SSH-2\.0-OpenSSH/, "the router's own sshd answers through the second VPS too");
+    assert.match((await askBanner(lab, 2222, SECOND)).answer, /^SSH-2\.0-OpenSSH/, "the router's own sshd answers through the second VPS too");
     assert.equal(await ask(lab, "tcp", SECOND, 7000), "", "games is only on the first VPS");
   });
 
@@ -121,14 +115,14 @@ describe("variants: several paths on one router", function () {
   });
 
   it("a third PortForward left on slot 0 is refused before anything on the router changes", async () => {
-    const before = { vps: await hostState(lab.hosts.vps), router: await hostState(lab.hosts.router) };
+    const before = await snapshotAll(lab);
     await assert.rejects(stack!.up(program(true)), (e: Error) => {
       assert.match(e.message, /WireGuard interface wg0 on the (dialer|listener) .* is already used by another natgate resource \(Tunnel home_tunnel; .*nothing was changed\. .*`slot: 1`/s);
       return true;
     });
-    assert.deepEqual(Object.keys(await assertHostsSame(lab, before)), []);
+    await assertHostsAsBefore(lab, before, "the refused up");
     // The paths that were there still carry traffic.
-    assert.equal(await askTwice(lab, "tcp", SECOND, 5000), `tcp/5000 saw ${CLIENT}`);
+    assert.equal(await ask(lab, "tcp", SECOND, 5000), `tcp/5000 saw ${CLIENT}`);
   });
 
   it("destroy leaves both hosts as they were", async () => {
@@ -137,9 +131,3 @@ describe("variants: several paths on one router", function () {
   });
 });
 
-/** Which hosts differ from `before` (none: the refused up changed nothing). */
-async function assertHostsSame(lab: Lab, before: Record<"vps" | "router", string>): Promise<Record<string, true>> {
-  const out: Record<string, true> = {};
-  for (const h of ["vps", "router"] as const) if ((await hostState(lab.hosts[h])) !== before[h]) out[h] = true;
-  return out;
-}

@@ -7,7 +7,7 @@ import { deleteTableTransaction, replaceTableTransaction } from "../../backends/
 import { NO_FW4, fw4Change, fw4PutRecords, fw4TableInclude, type Fw4Include } from "../../backends/fw4Include";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
 import { sysctlLine, sysctlName, type SysctlSetting } from "../../backends/sysctl";
-import { claimKeys, claimPlan } from "../../backends/claims";
+import { claimKeys, claimPlan, claimsHeldBy } from "../../backends/claims";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
@@ -202,7 +202,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const entry = bootEntryPath(cmarkBootEntryName(i.name));
     const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const fw4Files = [...(live.fw4 ?? NO_FW4).files.keys()];
-    const owned = (s: CmarkLive) => [...s.claims].filter(([, o]) => o === cmarkOwner(i.name)).map(([k]) => k);
+    const owned = (s: CmarkLive) => claimsHeldBy(s.claims, cmarkOwner(i.name));
     if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live) && fw4Files.length === 0 && owned(live).length === 0) return;
     const batch = live.rules.map((r) => `rule del ${ruleSpec(r)}`).join("\n");
     const out = await host.run(

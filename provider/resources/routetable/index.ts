@@ -9,7 +9,7 @@ import { isLegacyState } from "../../engine/version";
 import { PolicyRouteTableSchema, routeTableCrossCheck, type PolicyRouteTableInputs } from "./schema";
 import { normalizeRoute, renderRouteTable, routesBootEntry, routesBootEntryName } from "./render";
 import { parseRoutesLive, type RoutesLive } from "./live";
-import { claimKeys, claimPlan } from "../../backends/claims";
+import { claimKeys, claimPlan, claimsHeldBy } from "../../backends/claims";
 
 const routesOwner = (i: PolicyRouteTableInputs) => `routes_${i.name}`;
 const routesClaim = (i: PolicyRouteTableInputs) => ({ owner: routesOwner(i), keys: claimKeys.routeTable(i.table) });
@@ -68,8 +68,8 @@ function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false
 }
 
 /** Another owner holding the table is drift (the apply would refuse it); a missing claim of its own is not. */
-function claimDrift(i: PolicyRouteTableInputs, live: RoutesLive, where = "the host"): string[] {
-  const c = claimPlan(routesOwner(i), routesClaim(i).keys, live.claims, where);
+function claimDrift(i: PolicyRouteTableInputs, live: RoutesLive): string[] {
+  const c = claimPlan(routesOwner(i), routesClaim(i).keys, live.claims, "the host");
   return c.conflict ? [c.conflict.message] : [];
 }
 
@@ -114,7 +114,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     const live = await readLive(host, i);
     const entry = bootEntryPath(routesBootEntryName(i.table));
     const hasEntry = (s: RoutesLive) => (s.boot.files.get(entry) ?? "-") !== "-";
-    const owned = (s: RoutesLive) => [...s.claims].filter(([, o]) => o === routesOwner(i)).map(([k]) => k);
+    const owned = (s: RoutesLive) => claimsHeldBy(s.claims, routesOwner(i));
     if (live.routes.length === 0 && !hasEntry(live) && owned(live).length === 0) return;
     const out = await host.run(
       `deleting routing table ${i.table}`,
