@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { iptDnatChains, iptRestoreText, iptReturnPathChains } from "../provider/backends/iptablesFirewall";
+import { IPT_TABLES, iptDnatChains, iptRestoreText, iptReturnPathChains } from "../provider/backends/iptablesFirewall";
 import { replaceTableTransaction } from "../provider/backends/nftables";
 import { cmarkFirewall, cmarkTable } from "../provider/resources/connmark/render";
 import { ConnmarkReturnPathSchema } from "../provider/resources/connmark/schema";
@@ -39,7 +39,7 @@ try {
       const ipt = `iptables-${variant}`;
       sh(`${ipt}-restore -w --noflush`, iptRestoreText(chains));
       sh(jumps(chains, ipt));
-      const text = ["nat", "mangle"].map((t) => `@@iptfw_${t}\n` + sh(`${ipt} -w -t ${t} -S -v`)).join("");
+      const text = IPT_TABLES.map((t) => `@@iptfw_${t}\n` + sh(`${ipt} -w -t ${t} -S -v`)).join("");
       fs.writeFileSync(path.join(dir, `ipt-${variant}-${kind}-${k}.txt`), text);
       sh(`for t in nat mangle; do ${ipt} -w -t $t -F; ${ipt} -w -t $t -X; done`);
     }

@@ -3,7 +3,15 @@ import { HostResource, type FirewallResourceArgs } from "./hostResource";
 
 export type Protocol = "tcp" | "udp" | "both";
 
-export interface DnatRuleArgs extends FirewallResourceArgs {
+/** Who may connect: enforced before DNAT, possible because the client's real address reaches the VPS. */
+export interface Admission {
+  /** Client addresses or networks (`["203.0.113.0/24", "198.51.100.7"]`); other sources are refused. Default: everyone. */
+  allowFrom?: pulumi.Input<pulumi.Input<string>[]>;
+  /** What sources outside allowFrom get: `drop` (default) or `reject` (TCP reset, ICMP port unreachable for UDP). */
+  refuse?: pulumi.Input<"drop" | "reject">;
+}
+
+export interface DnatRuleArgs extends FirewallResourceArgs, Admission {
   /** `tcp`, `udp` or `both` (default `tcp`). */
   protocol?: pulumi.Input<Protocol>;
   /** Port or range matched: `2222` or `"5000-6000"`. */
@@ -33,9 +41,10 @@ export class DnatRule extends HostResource {
   declare public readonly activeBackend: pulumi.Output<string>;
   /**
    * Packets and bytes of the forward's connections per protocol, both directions as they pass the
-   * host (a target on the host itself: inbound only), as read by the last `up` or `refresh`.
+   * host (a target on the host itself: inbound only), as read by the last `up` or `refresh`; with
+   * allowFrom, `refused` counts the packets of other sources that were dropped or rejected.
    */
-  declare public readonly counters: pulumi.Output<Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>>;
+  declare public readonly counters: pulumi.Output<Partial<Record<"tcp" | "udp" | "refused", { packets: number; bytes: number }>>>;
 
   constructor(name: string, args: DnatRuleArgs, opts?: pulumi.CustomResourceOptions) {
     super("DnatRule", name, args, ["sysctlPrevious", "forwardAccept", "activeBackend", "counters"], opts);

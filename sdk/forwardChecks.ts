@@ -1,13 +1,13 @@
 import * as ipaddr from "ipaddr.js";
-import { interfaceNameProblem, ipv4, networkCidr, unicastProblem } from "../provider/resources/common/fields";
+import { interfaceNameProblem, ipv4, networkCidr, sourceNetwork, unicastProblem } from "../provider/resources/common/fields";
 import { isNetworkOrBroadcast, parseCidr } from "../provider/resources/common/addresses";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
 export interface ForwardLayout {
   lanSubnet: string;
   lanHost?: string;
-  forwards: { protocol?: string; ports: number | string; to?: string; toPorts?: number | string }[];
-  routerForwards: { protocol?: string; ports: number | string; toPorts?: number | string }[];
+  forwards: { protocol?: string; ports: number | string; to?: string; toPorts?: number | string; allowFrom?: string[]; refuse?: string }[];
+  routerForwards: { protocol?: string; ports: number | string; toPorts?: number | string; allowFrom?: string[]; refuse?: string }[];
   priority?: number;
   localSourcePriority?: number;
   /**
@@ -80,6 +80,23 @@ function hostProblem(address: string, subnet: string | undefined): string | unde
   return `${address} is the ${c.network === c.text ? "network" : "broadcast"} address of router.lanSubnet ${subnet}, not a host: give the LAN host's own address`;
 }
 
+/** A forward's allowFrom and refuse, named as the user wrote them (the VPS's DnatRule would name its own fields). */
+function allowFromProblems(field: string, f: { allowFrom?: unknown; refuse?: unknown }): string[] {
+  const out: string[] = [];
+  if (f.allowFrom !== undefined) {
+    if (!Array.isArray(f.allowFrom)) return [`${field}.allowFrom: must be a list of addresses or networks like ["203.0.113.0/24"]`];
+    if (f.allowFrom.length === 0) out.push(`${field}.allowFrom: must list at least one source: omit allowFrom to admit everyone`);
+    f.allowFrom.forEach((a, k) => {
+      const r = sourceNetwork.safeParse(a);
+      if (!r.success) out.push(`${field}.allowFrom[${k}] ${JSON.stringify(a)}: ${r.error.issues[0]!.message}`);
+      else if (a.includes(":")) out.push(`${field}.allowFrom[${k}] ${a}: is an IPv6 source, but the VPS's forwards are IPv4: list IPv4 sources like 203.0.113.0/24`);
+    });
+  }
+  if (f.refuse !== undefined && f.refuse !== "drop" && f.refuse !== "reject") out.push(`${field}.refuse ${JSON.stringify(f.refuse)}: must be "drop" or "reject"`);
+  else if (f.refuse !== undefined && f.allowFrom === undefined) out.push(`${field}.refuse: is only used with allowFrom (which sources to admit): give allowFrom too, or remove refuse`);
+  return out;
+}
+
 /**
  * Contradictions between a PortForward's fields that no single child resource can see: a LAN
  * host the routing table cannot reach (its replies and DNATed packets would go back into the
@@ -104,6 +121,11 @@ export function forwardLayoutProblems(l: ForwardLayout): string[] {
     const problem = hostProblem(address, subnet.success ? l.lanSubnet : undefined);
     if (problem) out.push(`${field}: ${problem}`);
   }
+  const publics: Array<[string, ForwardLayout["forwards"][number]]> = [
+    ...l.forwards.map((f, i): [string, ForwardLayout["forwards"][number]] => [`forwards[${i}]`, f]),
+    ...l.routerForwards.map((f, i): [string, ForwardLayout["forwards"][number]] => [`routerForwards[${i}]`, f]),
+  ];
+  for (const [field, f] of publics) out.push(...allowFromProblems(field, f));
   l.forwards.forEach((f, i) => {
     const to = f.to ?? l.lanHost;
     if (to !== undefined && inSubnet(to, l.lanSubnet) === false) {

@@ -2,7 +2,7 @@ export type { ConnectionArgs } from "./connection";
 export { Tunnel } from "./tunnel";
 export type { TunnelArgs, TunnelSideArgs } from "./tunnel";
 export { DnatRule } from "./dnatRule";
-export type { DnatRuleArgs, Protocol } from "./dnatRule";
+export type { Admission, DnatRuleArgs, Protocol } from "./dnatRule";
 export { ConnmarkReturnPath } from "./connmarkReturnPath";
 export type { ConnmarkReturnPathArgs } from "./connmarkReturnPath";
 export { PolicyRouteTable } from "./policyRouteTable";

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "./connection";
 import { Tunnel } from "./tunnel";
-import { DnatRule, Protocol } from "./dnatRule";
+import { DnatRule, Protocol, type Admission } from "./dnatRule";
 import { ConnmarkReturnPath } from "./connmarkReturnPath";
 import { PolicyRouteTable } from "./policyRouteTable";
 import { PathCheck } from "./pathCheck";
@@ -11,7 +11,7 @@ import { SLOTS, slotDefaults, slotProblem } from "../provider/plan/slots";
 import { redact } from "../provider/engine/redact";
 
 /** One public port (or range) on the VPS forwarded to a LAN host. */
-export interface ForwardArgs {
+export interface ForwardArgs extends Admission {
   /** `tcp`, `udp` or `both` (default `tcp`). */
   protocol?: pulumi.Input<Protocol>;
   /** Public port or range on the VPS: `443`, `"5000-6000"`. */
@@ -23,7 +23,7 @@ export interface ForwardArgs {
 }
 
 /** A public VPS port forwarded to a service on the router itself (e.g. 2222 → the router's sshd on 22). */
-export interface RouterForwardArgs {
+export interface RouterForwardArgs extends Admission {
   protocol?: pulumi.Input<Protocol>;
   ports: pulumi.Input<number | string>;
   toPorts?: pulumi.Input<number | string>;
@@ -35,7 +35,8 @@ export interface ForwardCounters {
   forward: string;
   /** The VPS's public address, when the component has several VPSes. */
   via?: string;
-  vps: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
+  /** On the VPS; `refused`: packets of sources outside allowFrom, dropped or rejected there. */
+  vps: Partial<Record<"tcp" | "udp" | "refused", { packets: number; bytes: number }>>;
   router: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
 }
 
@@ -355,6 +356,8 @@ function buildPath(
       protocol: f.protocol,
       ports: f.ports,
       toAddress: routerTunnelIp,
+      allowFrom: f.allowFrom,
+      refuse: f.refuse,
       persist: args.persist,
       backend: vps.backend,
     }, { ...child, dependsOn: [returnPath, ...routerRules] }),

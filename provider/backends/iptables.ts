@@ -64,7 +64,8 @@ export function parseForwardChain(text: string, present: boolean, owner: string,
     const rest = words.slice(2);
     const i = rest.indexOf("--comment");
     if (i >= 0 && rest[i + 1] === comment) owned.push(rest.join(" "));
-    else others++;
+    // natgate's own chains (a DnatRule's refusal of sources outside allowFrom) never drop a DNATed packet.
+    else if (!/^-j natgate-/.test(rest.join(" "))) others++;
   }
   return { present, policy, owned, others };
 }

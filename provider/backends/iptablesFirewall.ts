@@ -11,8 +11,10 @@
  */
 import { createHash } from "node:crypto";
 import type { Counters, DnatFirewall, Proto, ReturnPathFirewall } from "../plan/firewall";
+import { runCidrs } from "../plan/sources";
 
-export type IptTable = "nat" | "mangle";
+export type IptTable = "nat" | "mangle" | "filter";
+export const IPT_TABLES: IptTable[] = ["nat", "mangle", "filter"];
 export type Builtin = "PREROUTING" | "FORWARD" | "INPUT" | "OUTPUT";
 
 /** One chain natgate owns: its rules (words after `-A <chain>`, canonical) and where it is jumped to from. */
@@ -50,15 +52,32 @@ function replyTuple(p: Proto, fw: DnatFirewall): string {
   return `-p ${p} -m conntrack --ctstate DNAT --ctreplsrc ${toAddress} --ctreplsrcport ${ports(toPorts.lo, toPorts.hi)}`;
 }
 
+/** `-d`/`-i` of the mapping, in the order `iptables -S` prints them. */
+function arrival(fw: DnatFirewall): string[] {
+  const m = fw.mapping;
+  return [...(m.destination !== undefined ? [`-d ${m.destination}/32`] : []), ...(m.inInterface !== undefined ? [`-i ${m.inInterface}`] : [])];
+}
+
+const dportOf = (p: Proto, fw: DnatFirewall) => `-p ${p} -m ${p} --dport ${ports(fw.mapping.ports.lo, fw.mapping.ports.hi)}`;
+
+/**
+ * Sources outside allowFrom were not DNATed and go on to INPUT (or FORWARD) with the public port:
+ * admitted sources return, the rest are dropped or rejected, counted by the rule's counter.
+ */
+function refuseChain(fw: DnatFirewall): IptChain[] {
+  const m = fw.mapping;
+  if (m.allowFrom === undefined) return [];
+  const cidrs = runCidrs(m.allowFrom);
+  const verdict = (p: Proto) => (fw.refuse !== "reject" ? "-j DROP" : p === "tcp" ? "-j REJECT --reject-with tcp-reset" : "-j REJECT --reject-with icmp-port-unreachable");
+  const rules = m.protocols.flatMap((p) => [...cidrs.map((c) => `-s ${c} ${dportOf(p, fw)} -j RETURN`), [...arrival(fw), dportOf(p, fw), verdict(p)].join(" ")]);
+  return [{ table: "filter", name: iptChainName("ref", fw.name), from: ["INPUT", "FORWARD"], rules }];
+}
+
 export function iptDnatChains(fw: DnatFirewall): IptChain[] {
   const m = fw.mapping;
-  const dnat = m.protocols.map((p) =>
-    [
-      ...(m.destination !== undefined ? [`-d ${m.destination}/32`] : []),
-      ...(m.inInterface !== undefined ? [`-i ${m.inInterface}`] : []),
-      `-p ${p} -m ${p} --dport ${ports(m.ports.lo, m.ports.hi)}`,
-      `-j DNAT --to-destination ${toDestination(fw)}`,
-    ].join(" "),
+  const sources: (string | undefined)[] = m.allowFrom !== undefined ? runCidrs(m.allowFrom) : [undefined];
+  const dnat = m.protocols.flatMap((p) =>
+    sources.map((s) => [...(s !== undefined ? [`-s ${s}`] : []), ...arrival(fw), dportOf(p, fw), `-j DNAT --to-destination ${toDestination(fw)}`].join(" ")),
   );
   const chains: IptChain[] = [{ table: "nat", name: iptChainName("dnat", fw.name), from: ["PREROUTING"], rules: dnat }];
   if (fw.clampMss && m.protocols.includes("tcp")) {
@@ -71,6 +90,7 @@ export function iptDnatChains(fw: DnatFirewall): IptChain[] {
   }
   // Counting rules (no target): forwarded packets in both directions, and inbound ones of a target on the host itself.
   chains.push({ table: "mangle", name: iptChainName("cnt", fw.name), from: ["FORWARD", "INPUT"], rules: m.protocols.map((p) => replyTuple(p, fw)) });
+  chains.push(...refuseChain(fw));
   return chains;
 }
 
@@ -111,7 +131,7 @@ export function iptLines(chains: IptChain[]): string[] {
 /** One `iptables-restore --noflush` text that leaves exactly these chains (declaring one flushes it). */
 export function iptRestoreText(chains: IptChain[]): string {
   let out = "";
-  for (const table of ["nat", "mangle"] as const) {
+  for (const table of IPT_TABLES) {
     const mine = chains.filter((c) => c.table === table);
     if (!mine.length) continue;
     out += `*${table}\n` + mine.map((c) => `:${c.name} - [0:0]\n`).join("");
@@ -211,22 +231,28 @@ export function liveIptLines(live: LiveIptChain[], order: string[]): string[] {
   return out;
 }
 
-/** Counts of the counting chain, by protocol (its rules are one per protocol, `-p <proto>` first). */
-export function iptCounters(live: LiveIptChain[], countChain: string): Counters {
+/**
+ * Counts of the counting chain, by protocol (its rules are one per protocol, `-p <proto>` first),
+ * and of the refusing chain's drop/reject rules as `refused`.
+ */
+export function iptCounters(live: LiveIptChain[], countChain: string, refuseChain?: string): Counters {
   const out: Counters = {};
   for (const r of live.find((c) => c.name === countChain)?.rules ?? []) {
     const p = /^-p (tcp|udp) /.exec(r.rule)?.[1] as Proto | undefined;
     if (p) out[p] = { packets: (out[p]?.packets ?? 0) + r.packets, bytes: (out[p]?.bytes ?? 0) + r.bytes };
+  }
+  for (const r of live.find((c) => c.name === refuseChain)?.rules ?? []) {
+    if (/ -j (DROP|REJECT)( |$)/.test(r.rule)) out.refused = { packets: (out.refused?.packets ?? 0) + r.packets, bytes: (out.refused?.bytes ?? 0) + r.bytes };
   }
   return out;
 }
 
 /** Shell functions of the iptables backend (POSIX sh; rules travel on stdin, never through the shell's parser). */
 export const IPTFW_SH = `
-# iptfw_show: "@@iptfw_<table>" then that table as iptables -S -v prints it, for nat and mangle
+# iptfw_show: "@@iptfw_<table>" then that table as iptables -S -v prints it, for nat, mangle, filter
 iptfw_show() {
   command -v iptables-restore >/dev/null 2>&1 || return 0
-  for ng_t in nat mangle; do
+  for ng_t in nat mangle filter; do
     echo "@@iptfw_$ng_t"
     iptables -w -t "$ng_t" -S -v 2>/dev/null | grep -v '^#'
   done

@@ -22,6 +22,7 @@ import {
   type NftStmt,
   type NftTable,
 } from "./nftables";
+import { nftSourceMatch } from "../plan/sources";
 
 export const DNAT_TABLE_PREFIX = "natgate_dnat_";
 export const RET_TABLE_PREFIX = "natgate_ret_";
@@ -39,11 +40,19 @@ function dnatStatement(fw: DnatFirewall, portExpr: NftExpr): NftStmt {
   return { dnat: { family: "ip", addr: { map: { key: portExpr, data: { set: elems } } } } };
 }
 
+/** The interface and address a mapping matches, as nft statements. */
+function arrivalMatch(fw: DnatFirewall): NftStmt[] {
+  const m = fw.mapping;
+  return [
+    ...(m.inInterface !== undefined ? [match(meta("iifname"), m.inInterface)] : []),
+    ...(m.destination !== undefined ? [match(payload("ip", "daddr"), m.destination)] : []),
+  ];
+}
+
 function preroutingRule(fw: DnatFirewall): NftStmt[] {
   const m = fw.mapping;
-  const r: NftStmt[] = [];
-  if (m.inInterface !== undefined) r.push(match(meta("iifname"), m.inInterface));
-  if (m.destination !== undefined) r.push(match(payload("ip", "daddr"), m.destination));
+  const r: NftStmt[] = arrivalMatch(fw);
+  if (m.allowFrom !== undefined) r.push(match(payload("ip", "saddr"), nftSourceMatch(m.allowFrom)));
   let portExpr: NftExpr;
   if (m.protocols.length > 1) {
     r.push(match(meta("l4proto"), set(m.protocols)));
@@ -77,6 +86,29 @@ function countRule(fw: DnatFirewall, p: Proto): NftStmt[] {
   return [match(meta("l4proto"), p), ...replyTuple(fw), { counter: null }];
 }
 
+/** Chains that refuse the mapping's packets from sources outside allowFrom (never DNATed, so still addressed to the original port). */
+export const REFUSE_CHAINS = ["refuse_in", "refuse_fwd"] as const;
+
+/**
+ * Refusal of sources outside allowFrom: their packets were not DNATed, so they still carry the
+ * public address and port and go on to this host's input (or, without a destination, forward)
+ * hook, where they are counted and dropped or rejected before anything listening there sees them.
+ */
+function refuseRule(fw: DnatFirewall, p: Proto): NftStmt[] {
+  const m = fw.mapping;
+  const verdict: NftStmt = fw.refuse !== "reject" ? { drop: null } : p === "tcp" ? { reject: { type: "tcp reset" } } : { reject: { type: "icmp", expr: "port-unreachable" } };
+  return [...arrivalMatch(fw), match(payload(p, "dport"), range(m.ports.lo, m.ports.hi)), match(payload("ip", "saddr"), nftSourceMatch(m.allowFrom!), "!="), { counter: null }, verdict];
+}
+
+function refuseChains(fw: DnatFirewall): NftChain[] {
+  if (fw.mapping.allowFrom === undefined) return [];
+  const rules = fw.mapping.protocols.map((p) => refuseRule(fw, p));
+  return [
+    { name: REFUSE_CHAINS[0], type: "filter", hook: "input", priority: PRIORITY.filter - 1, policy: "accept", rules },
+    { name: REFUSE_CHAINS[1], type: "filter", hook: "forward", priority: PRIORITY.filter - 1, policy: "accept", rules },
+  ];
+}
+
 /**
  * The table a DnatRule owns. No accept here: an accept in our own forward chain cannot override
  * another table's drop, so where a drop exists the accept goes there. The count chain sits in
@@ -88,6 +120,7 @@ export function nftDnatTable(fw: DnatFirewall): NftTable {
     chains.push({ name: "forward", type: "filter", hook: "forward", priority: PRIORITY.filter, policy: "accept", rules: [clampRule(fw)] });
   }
   chains.push({ name: "count", type: "filter", hook: "prerouting", priority: COUNT_PRIORITY, policy: "accept", rules: fw.mapping.protocols.map((p) => countRule(fw, p)) });
+  chains.push(...refuseChains(fw));
   return { family: "ip", name: DNAT_TABLE_PREFIX + fw.name, chains };
 }
 
@@ -104,8 +137,14 @@ export function nftCounters(items: Record<string, any>[], table: string): Counte
   const out: Counters = {};
   for (const it of items) {
     const r = it.rule;
-    if (!r || r.family !== "ip" || r.table !== table || r.chain !== "count") continue;
+    if (!r || r.family !== "ip" || r.table !== table) continue;
     const expr = (r.expr ?? []) as Record<string, any>[];
+    if ((REFUSE_CHAINS as readonly string[]).includes(r.chain)) {
+      const c = expr.find((e) => e.counter)?.counter;
+      if (c) out.refused = { packets: (out.refused?.packets ?? 0) + (Number(c.packets) || 0), bytes: (out.refused?.bytes ?? 0) + (Number(c.bytes) || 0) };
+      continue;
+    }
+    if (r.chain !== "count") continue;
     const p = expr.find((e) => e.match?.left?.meta?.key === "l4proto")?.match.right as Proto | undefined;
     const c = expr.find((e) => e.counter)?.counter;
     if ((p === "tcp" || p === "udp") && c) out[p] = { packets: Number(c.packets) || 0, bytes: Number(c.bytes) || 0 };

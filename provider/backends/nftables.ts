@@ -163,6 +163,9 @@ export function printStmt(s: NftStmt): string {
       const port = v.port !== undefined ? `:${printExpr(v.port)}` : "";
       return `${k} ${fam}to ${to}${port}`;
     }
+    case "reject":
+      // nft lists the default (ICMP port unreachable) as a bare `reject`
+      return v?.type === "tcp reset" ? "reject with tcp reset" : v === null || (v?.type === "icmp" && v?.expr === "port-unreachable") ? "reject" : unsupported(s);
     case "accept":
     case "drop":
     case "return":

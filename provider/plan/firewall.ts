@@ -24,6 +24,8 @@ export interface DnatMapping {
   ports: PortRange;
   toAddress: string;
   toPorts: PortRange;
+  /** Sources forwarded (addresses or CIDRs); absent: every source. */
+  allowFrom?: string[];
 }
 
 /** Everything a DnatRule owns in the packet filter. */
@@ -32,6 +34,8 @@ export interface DnatFirewall {
   mapping: DnatMapping;
   /** Clamp the MSS of the mapping's forwarded TCP SYNs to the route MTU. */
   clampMss: boolean;
+  /** What sources outside allowFrom get (only with allowFrom). */
+  refuse?: "drop" | "reject";
 }
 
 /** Everything a ConnmarkReturnPath owns in the packet filter. */
@@ -49,7 +53,8 @@ export interface Counter {
   packets: number;
   bytes: number;
 }
-export type Counters = Partial<Record<Proto, Counter>>;
+/** By protocol, and `refused`: packets of sources outside allowFrom that were dropped or rejected. */
+export type Counters = Partial<Record<Proto | "refused", Counter>>;
 
 /** What a host offers for packet filtering: read before anything is rendered for it. */
 export interface FirewallFacts {

@@ -16,6 +16,8 @@ export const DNAT_CASES: Record<string, object> = {
   udp: { name: "udp", protocol: "udp", ports: "53", inInterface: "wg0", toAddress: "192.168.1.99", toPorts: "5353" },
   noclamp: { name: "noclamp", ports: 443, destination: "198.51.100.1", toAddress: "10.10.10.2", clampMss: false, persist: false },
   long: { name: "a_rather_long_resource_name_32ch", ports: 80, inInterface: "wg0", toAddress: "192.168.1.99" },
+  allow: { name: "allow", protocol: "both", ports: 8080, destination: "198.51.100.1", toAddress: "10.10.10.2", allowFrom: ["203.0.113.0/25", "10.0.2.0/24", "10.0.1.0/24", "198.51.100.7"], refuse: "reject" },
+  allowone: { name: "allowone", ports: 443, destination: "198.51.100.1", toAddress: "10.10.10.2", allowFrom: ["203.0.113.10"] },
 };
 
 export const RET_CASES: Record<string, object> = {

@@ -10,7 +10,7 @@ import { dnatTable } from "../../provider/resources/dnat/render";
 import { DnatRuleSchema } from "../../provider/resources/dnat/schema";
 import { cmarkChainNames, cmarkFirewall, cmarkTable } from "../../provider/resources/connmark/render";
 import { dnatChainNames, dnatFirewall } from "../../provider/resources/dnat/render";
-import { iptCounters, iptDnatChains, iptLines, iptReturnPathChains, liveIptLines, parseIptTable } from "../../provider/backends/iptablesFirewall";
+import { IPT_TABLES, iptCounters, iptDnatChains, iptLines, iptReturnPathChains, liveIptLines, parseIptTable } from "../../provider/backends/iptablesFirewall";
 import { nftCounters } from "../../provider/backends/nftFirewall";
 import { parseNftJson } from "../../provider/backends/nftables";
 import { splitSections as sections } from "../../provider/resources/common/host";
@@ -174,7 +174,7 @@ describe("sysctl backend and script output", () => {
 describe("iptables backend (fixtures: iptables-legacy and iptables-nft 1.8.9, applied and read with -S -v)", () => {
   const readBack = (file: string, names: string[]) => {
     const s = sections(fixture(file));
-    return liveIptLines((["nat", "mangle"] as const).flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", names)), names);
+    return liveIptLines(IPT_TABLES.flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", names)), names);
   };
   for (const variant of ["legacy", "nft"]) {
     for (const [k, v] of Object.entries(DNAT_CASES)) {

@@ -169,3 +169,20 @@ export const rulePriority = z
 export function hex(n: number): string {
   return "0x" + (n >>> 0).toString(16);
 }
+
+/**
+ * A source network a forward admits: an address (one host) or a network in CIDR form, IPv4 or
+ * IPv6, without host bits (the kernel would clear them silently, admitting more than written).
+ */
+export const sourceNetwork = z
+  .string({ error: typeError("must be an address or network like 203.0.113.0/24 or 2001:db8::/32") })
+  .superRefine((v, ctx) => {
+    const c = parseCidr(v.includes("/") ? v : `${v}/${v.includes(":") ? 128 : 32}`);
+    if (typeof c === "string") {
+      ctx.addIssue({ code: "custom", message: `${c.replace(/ \(address\/prefix.*\)$/, "")}: give an address or network like 203.0.113.0/24 or 2001:db8::/32` });
+    } else if (c.prefix === 0) {
+      ctx.addIssue({ code: "custom", message: `${v} admits every source: omit allowFrom to admit everyone` });
+    } else if (c.network !== c.text) {
+      ctx.addIssue({ code: "custom", message: `has host bits set: write ${c.network} (or ${c.address} for that one host)` });
+    }
+  });

@@ -1,7 +1,7 @@
 /** A DnatRule's host as read back: the same lines its render produces, and the host's facts. */
 import { NatgateError } from "../../ssh/errors";
 import { commentOf, parseForwardChain, type IptablesForward } from "../../backends/iptables";
-import { iptCounters, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { IPT_TABLES, iptCounters, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
 import { parseFw4Show, type Fw4Live } from "../../backends/fw4Include";
 import { nftCounters } from "../../backends/nftFirewall";
 import { foreignForwardState, parseNftJson, tableLinesFromItems, type ChainRef, type ForeignRule } from "../../backends/nftables";
@@ -68,14 +68,14 @@ export function parseDnatShow(stdout: string, name: string): DnatLive {
   if (!facts || !ipt || !forward || !boot) throw new NatgateError("unexpected-output", `unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
   const items = s.has("nft") ? parseNftJson(s.get("nft")!.lines.join("\n")) : [];
   const chains = dnatChainNames(name);
-  const iptOwn = (["nat", "mangle"] as const).flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", chains));
+  const iptOwn = IPT_TABLES.flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", chains));
   const iptInput = s.get("iptinput");
   const nftCount = nftCounters(items, dnatTableName(name));
   return {
     facts: parseFirewallFacts(facts.lines),
     nft: tableLinesFromItems(items, "ip", dnatTableName(name)),
     ipt: iptOwn,
-    counters: Object.keys(nftCount).length ? nftCount : iptCounters(iptOwn, chains[2]!),
+    counters: Object.keys(nftCount).length ? nftCount : iptCounters(iptOwn, chains[2]!, chains[3]!),
     foreign: foreignForwardState(items, commentOf(name)),
     foreignInput: foreignForwardState(items, commentOf(name), "input").dropChains,
     iptables: parseForwardChain(ipt.lines.join("\n"), ipt.arg === "present", name),

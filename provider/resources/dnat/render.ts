@@ -40,8 +40,10 @@ export function dnatFirewall(i: DnatRuleInputs): DnatFirewall {
       ports: portRangeOf(i.ports),
       toAddress: i.toAddress,
       toPorts: targetPorts(i),
+      ...(i.allowFrom !== undefined ? { allowFrom: i.allowFrom } : {}),
     },
     clampMss: i.clampMss,
+    ...(i.allowFrom !== undefined ? { refuse: i.refuse ?? "drop" } : {}),
   };
 }
 
@@ -52,7 +54,7 @@ export function dnatTable(i: DnatRuleInputs): NftTable {
 
 /** Names of the iptables chains this rule may own (iptables backend), whatever its inputs. */
 export function dnatChainNames(name: string): string[] {
-  return ["dnat", "mss", "cnt"].map((t) => iptChainName(t, name));
+  return ["dnat", "mss", "cnt", "ref"].map((t) => iptChainName(t, name));
 }
 
 /** The rule's own packet-filter objects as lines, in the notation its backend reads them back in. */

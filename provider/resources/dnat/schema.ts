@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { hostAddress, interfaceName, ipv4, portRangeOf, portSpec, resourceName } from "../common/fields";
+import { hostAddress, interfaceName, ipv4, portRangeOf, portSpec, resourceName, sourceNetwork } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -26,6 +26,14 @@ export const DnatRuleSchema = z.strictObject({
   toAddress: hostAddress,
   /** Target port or range (same size as ports); absent = keep the port. */
   toPorts: portSpec.optional(),
+  /**
+   * Sources admitted (addresses or networks, e.g. ["203.0.113.0/24"]); absent: every source.
+   * Enforced before DNAT: the rule forwards only these sources, and refuses the rest (`refuse`)
+   * with a counter, whatever else listens on the port.
+   */
+  allowFrom: z.array(sourceNetwork, { error: "must be a list of addresses or networks like [\"203.0.113.0/24\"]" }).min(1, { error: "must list at least one source: omit allowFrom to admit everyone" }).optional(),
+  /** What sources outside allowFrom get: "drop" (silence, the default) or "reject" (TCP reset, ICMP port unreachable for UDP). */
+  refuse: z.enum(["drop", "reject"], { error: 'must be "drop" or "reject"' }).optional(),
   /** Clamp the MSS of forwarded TCP SYNs to the route MTU (tunnels have an MTU below 1500). */
   clampMss: z.boolean({ error: "must be true or false" }).default(true),
   /** Which tool writes natgate's own rules: "auto" (nftables where nft works, else iptables), "nftables" or "iptables". */
@@ -43,6 +51,14 @@ export function dnatCrossCheck(i: DnatRuleInputs): Failure[] {
       property: "inInterface",
       reason: "give inInterface and/or destination: without either, every forwarded packet to these ports (even your LAN's own traffic to the internet) would be redirected",
     });
+  }
+  i.allowFrom?.forEach((a, k) => {
+    if (a.includes(":")) {
+      out.push({ property: `allowFrom[${k}]`, reason: `${a} is an IPv6 source, but this rule forwards IPv4 (toAddress ${i.toAddress}): list IPv4 sources like 203.0.113.0/24` });
+    }
+  });
+  if (i.refuse !== undefined && i.allowFrom === undefined) {
+    out.push({ property: "refuse", reason: "is only used with allowFrom (which sources to admit): give allowFrom too, or remove refuse" });
   }
   if (i.toPorts !== undefined) {
     const from = portRangeOf(i.ports);
