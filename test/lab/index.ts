@@ -50,6 +50,8 @@ export interface LabHost {
   name: HostName;
   netns: string;
   addr: string;
+  /** the host's IPv6 address (client, core, vps, router, lan, laptop; the ISP is IPv4-only) */
+  addr6?: string;
   /** `sh -c cmd` as root inside the host's network (and, for sshd hosts, mount+UTS) namespace; never throws on non-zero */
   exec(cmd: string, opts?: ExecOptions): Promise<ExecResult>;
   /** like exec, but throws with stderr on non-zero; returns stdout */
@@ -78,6 +80,8 @@ export interface Lab {
   };
   /** named addresses: ispPublic, ispCgnat, routerWan, routerLan, coreClientSide, coreIspSide, coreVpsSide, lanSubnet, cgnatSubnet */
   addresses: Record<string, string>;
+  /** named IPv6 addresses: coreClientSide, coreVpsSide, routerLan, lanSubnet, and routerLinkLocal (the router's fe80:: on br-lan, the LAN's v6 default gateway) */
+  addresses6: Record<string, string>;
 }
 
 let cached: Lab | undefined;
@@ -105,6 +109,8 @@ export function loadLab(file: string): Lab {
   if (d.state !== "up") throw new Error(`lab ${d.prefix} is not up (state ${d.state}); bring it up again`);
   const rootKey = fs.readFileSync(d.keys.rootPrivateKeyPath, "utf8");
   const hosts = Object.fromEntries(HOST_NAMES.map((h) => [h, makeHost(d, h, rootKey)])) as Record<HostName, LabHost>;
+  const v6 = readIpv6(d.dir);
+  for (const h of HOST_NAMES) if (v6.hosts[h]) hosts[h].addr6 = v6.hosts[h];
   return {
     prefix: d.prefix,
     file,
@@ -115,7 +121,29 @@ export function loadLab(file: string): Lab {
       pw: { user: "pwuser", password: d.users.pw.password },
     },
     addresses: d.addresses,
+    addresses6: v6.addresses,
   };
+}
+
+/** IPv6 keys of lab.sh's lab.env (addr6.<host>, addr6.routerLinkLocal, net6.<name>); none from a lab without it */
+function readIpv6(dir: string): { hosts: Partial<Record<HostName, string>>; addresses: Record<string, string> } {
+  const hosts: Partial<Record<HostName, string>> = {};
+  const addresses: Record<string, string> = {};
+  let text = "";
+  try {
+    text = fs.readFileSync(path.join(dir, "lab.env"), "utf8");
+  } catch {
+    return { hosts, addresses };
+  }
+  for (const line of text.split("\n")) {
+    const i = line.indexOf("=");
+    if (i <= 0) continue;
+    const [k, v] = [line.slice(0, i), line.slice(i + 1)];
+    if (k.startsWith("net6.")) addresses[k.slice(5)] = v;
+    else if (k === "addr6.routerLinkLocal") addresses.routerLinkLocal = v;
+    else if (k.startsWith("addr6.") && (HOST_NAMES as readonly string[]).includes(k.slice(6))) hosts[k.slice(6) as HostName] = v;
+  }
+  return { hosts, addresses };
 }
 
 function makeHost(d: LabDescription, name: HostName, rootKey: string): LabHost {

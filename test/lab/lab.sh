@@ -16,6 +16,12 @@
 #                           │ 100.64.0.0/24
 #                         router 100.64.0.2 ── br-lan 192.168.1.1/24 ── lan .99
 #                                                                  └── laptop .50 (runs the tests)
+#
+# IPv6 (issue 10): the internet side and the LAN have it, the ISP does not (IPv4-only, the usual
+# case): client 2001:db8:113::10 ── core (::1 | 2001:db8:100::fe) ── vps 2001:db8:100::1, and
+# br-lan fd00:1::1/64 with lan fd00:1::99, laptop fd00:1::50, whose default route is the router's
+# link-local address on br-lan (what a router advertisement would give). No global v6 on isp or on
+# the router's wan, so the ULA is unreachable from the internet and the LAN has no v6 way out.
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +34,12 @@ ADDR_ISP_PUBLIC=203.0.113.130 CORE_ISP_SIDE=203.0.113.129       # 203.0.113.128/
 ADDR_VPS=198.51.100.1         CORE_VPS_SIDE=198.51.100.254      # 198.51.100.0/24
 ADDR_ISP_CGNAT=100.64.0.1     ADDR_ROUTER_WAN=100.64.0.2        # 100.64.0.0/24
 ADDR_ROUTER_LAN=192.168.1.1   ADDR_LAN=192.168.1.99   ADDR_LAPTOP=192.168.1.50
+# IPv6, documentation space on the internet side, a ULA on the LAN; every subnet is a /64.
+ADDR6_CLIENT=2001:db8:113::10 CORE6_CLIENT_SIDE=2001:db8:113::1  # 2001:db8:113::/64
+ADDR6_VPS=2001:db8:100::1     CORE6_VPS_SIDE=2001:db8:100::fe    # 2001:db8:100::/64
+ADDR6_ROUTER_LAN=fd00:1::1    ADDR6_LAN=fd00:1::99    ADDR6_LAPTOP=fd00:1::50
+NET6_LAN=fd00:1::/64
+ROUTER6_LINK_LOCAL=           # the router's fe80:: on br-lan, read once the bridge has carrier
 
 log() { echo "[lab] $*" >&2; }
 die() { echo "[lab] error: $*" >&2; exit 1; }
@@ -38,11 +50,50 @@ at() { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
 # veth A IFA B IFB: one cable, both ends created directly in their namespaces
 veth() { ip link add name "$2" netns "$(ns "$1")" type veth peer name "$4" netns "$(ns "$3")"; }
 addr() { at "$1" ip addr add "$3" dev "$2"; at "$1" ip link set "$2" up; }
+# addr6 HOST IF ADDR/LEN: nodad, so the address is usable at once (no tentative phase to race)
+addr6() { at "$1" ip -6 addr add "$3" dev "$2" nodad; }
 sysctl_set() { local h=$1; shift; at "$h" sysctl -qw "$@" >/dev/null; }
+
+# ipv6_sysctls HOST: set before any interface exists, so every interface (veths, br-lan) takes the
+# "default" values: no DAD (link-local addresses are usable at once too), no router advertisements
+# accepted, forwarding on core and router only (natgate turns it on on the VPS, like its v4).
+ipv6_sysctls() {
+  local h=$1 fwd=0 k
+  case $h in core | router) fwd=1 ;; esac
+  for k in all default; do
+    sysctl_set "$h" "net.ipv6.conf.$k.disable_ipv6=0" "net.ipv6.conf.$k.accept_dad=0" \
+      "net.ipv6.conf.$k.dad_transmits=0" "net.ipv6.conf.$k.accept_ra=0" \
+      "net.ipv6.conf.$k.autoconf=0" "net.ipv6.conf.$k.forwarding=$fwd"
+  done
+}
+
+build_ipv6() {
+  addr6 core client "$CORE6_CLIENT_SIDE/64"
+  addr6 core vps "$CORE6_VPS_SIDE/64"
+  addr6 client eth0 "$ADDR6_CLIENT/64"
+  addr6 vps eth0 "$ADDR6_VPS/64"
+  at client ip -6 route add default via "$CORE6_CLIENT_SIDE"
+  at vps ip -6 route add default via "$CORE6_VPS_SIDE"
+
+  addr6 router br-lan "$ADDR6_ROUTER_LAN/64"
+  addr6 lan eth0 "$ADDR6_LAN/64"
+  addr6 laptop eth0 "$ADDR6_LAPTOP/64"
+  # The bridge gets its link-local address once it has carrier (a port whose peer is up).
+  local _
+  for _ in $(seq 100); do
+    ROUTER6_LINK_LOCAL=$(at router ip -6 -o addr show dev br-lan scope link | awk '{sub("/.*", "", $4); print $4; exit}')
+    [[ -n $ROUTER6_LINK_LOCAL ]] && break
+    sleep 0.05
+  done
+  [[ -n $ROUTER6_LINK_LOCAL ]] || die "br-lan got no IPv6 link-local address"
+  at lan ip -6 route add default via "$ROUTER6_LINK_LOCAL" dev eth0
+  at laptop ip -6 route add default via "$ROUTER6_LINK_LOCAL" dev eth0
+}
 
 build_network() {
   for h in "${HOSTS[@]}"; do
     ip netns add "$(ns "$h")"
+    ipv6_sysctls "$h"
     at "$h" ip link set lo up
   done
 
@@ -78,6 +129,8 @@ build_network() {
   at router ip route add default via "$ADDR_ISP_CGNAT"
   at lan ip route add default via "$ADDR_ROUTER_LAN"
   at laptop ip route add default via "$ADDR_ROUTER_LAN"
+
+  build_ipv6
 
   # New namespaces copy some IPv4 settings from the root namespace: make them explicit so the lab
   # behaves the same on every machine. The VPS starts with forwarding off: natgate turns it on.
@@ -224,6 +277,17 @@ write_env() {
     echo "net.routerLan=$ADDR_ROUTER_LAN"
     echo "net.lanSubnet=192.168.1.0/24"
     echo "net.cgnatSubnet=100.64.0.0/24"
+    echo "addr6.client=$ADDR6_CLIENT"
+    echo "addr6.core=$CORE6_VPS_SIDE"
+    echo "addr6.vps=$ADDR6_VPS"
+    echo "addr6.router=$ADDR6_ROUTER_LAN"
+    echo "addr6.lan=$ADDR6_LAN"
+    echo "addr6.laptop=$ADDR6_LAPTOP"
+    echo "addr6.routerLinkLocal=$ROUTER6_LINK_LOCAL"
+    echo "net6.coreClientSide=$CORE6_CLIENT_SIDE"
+    echo "net6.coreVpsSide=$CORE6_VPS_SIDE"
+    echo "net6.routerLan=$ADDR6_ROUTER_LAN"
+    echo "net6.lanSubnet=$NET6_LAN"
     for h in "${SSHD_HOSTS[@]}"; do
       echo "sshdPid.$h=$(cat "$LABDIR/hosts/$h/sshd.pid")"
     done

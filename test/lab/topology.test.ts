@@ -121,6 +121,59 @@ describe("lab topology", function () {
     }
   });
 
+  it("IPv6: the internet client reaches the VPS, which sees the client's own v6 address", async function () {
+    const { client, vps } = lab.hosts;
+    await client.run(`ping -6 -c1 -W2 ${vps.addr6}`);
+    const echo = await vps.start(`socat TCP6-LISTEN:${ECHO_PORT + 1},reuseaddr,fork SYSTEM:'echo "$SOCAT_PEERADDR"'`, {
+      waitForTcpPort: ECHO_PORT + 1,
+    });
+    try {
+      const seen = await client.run(`socat -T3 - TCP6:[${vps.addr6}]:${ECHO_PORT + 1},connect-timeout=3 </dev/null`);
+      // socat writes the address in full (2001:0db8:...): compare canonical forms
+      const canonical = (a: string) => new URL(`http://[${a.trim().replace(/^\[|\]$/g, "")}]`).hostname;
+      assert.equal(canonical(seen), canonical(client.addr6!));
+    } finally {
+      await echo.stop();
+    }
+  });
+
+  it("IPv6: the LAN host and the laptop reach the router, default route via its link-local address", async function () {
+    const { lan, laptop, router } = lab.hosts;
+    assert.match(lab.addresses6.routerLinkLocal, /^fe80:/);
+    const ll = (await router.run("ip -6 -o addr show dev br-lan scope link")).split(/\s+/)[3].split("/")[0];
+    assert.equal(ll, lab.addresses6.routerLinkLocal);
+    for (const h of [lan, laptop]) {
+      await h.run(`ping -6 -c1 -W2 ${router.addr6}`);
+      const routes = JSON.parse(await h.run("ip -6 -j route show default")) as Array<{ gateway?: string; dev?: string }>;
+      assert.deepEqual(
+        routes.map((r) => [r.gateway, r.dev]),
+        [[lab.addresses6.routerLinkLocal, "eth0"]],
+        h.name,
+      );
+    }
+    await lan.run(`ping -6 -c1 -W2 ${laptop.addr6}`);
+  });
+
+  it("IPv6: the internet has no way to the LAN's ULA, and the LAN none out (the ISP is IPv4-only)", async function () {
+    const { client, lan, isp, router, vps } = lab.hosts;
+    for (const target of [lan.addr6!, router.addr6!]) {
+      assert.notEqual((await client.exec(`ping -6 -c1 -W1 ${target}`)).code, 0, `client reached ${target}`);
+    }
+    assert.notEqual((await lan.exec(`ping -6 -c1 -W1 ${vps.addr6}`)).code, 0, "the LAN reached the VPS over v6");
+    assert.equal(isp.addr6, undefined);
+    assert.equal((await isp.run("ip -6 -o addr show scope global")).trim(), "");
+    assert.equal((await router.run("ip -6 -o addr show dev wan scope global")).trim(), "");
+  });
+
+  it("IPv6: forwarding on core and router, off on the VPS at start (natgate turns it on)", async function () {
+    const fwd = async (h: LabHost) => (await h.run("sysctl -n net.ipv6.conf.all.forwarding")).trim();
+    assert.equal(await fwd(lab.hosts.vps), "0");
+    assert.equal((await lab.hosts.vps.run("sysctl -n net.ipv6.conf.eth0.forwarding")).trim(), "0");
+    assert.equal(await fwd(lab.hosts.core), "1");
+    assert.equal(await fwd(lab.hosts.router), "1");
+    for (const h of [lab.hosts.client, lab.hosts.lan, lab.hosts.laptop, lab.hosts.isp]) assert.equal(await fwd(h), "0", h.name);
+  });
+
   it("sshd hosts are separate machines: own /etc, /run, users and hostname", async function () {
     const { vps, router, lan } = lab.hosts;
     const probe = `/etc/natgate-lab-probe-${lab.prefix}`;
