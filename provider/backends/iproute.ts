@@ -20,7 +20,10 @@ export interface IpRule {
 }
 
 export interface Route {
-  /** "default" or a network "192.168.1.0/24". */
+  /**
+   * "default" or a network "192.168.1.0/24"; IPv6: "::/0" or a network "fd00:1::/64", canonical
+   * (RFC 5952). The route's family is that of `to` (routeIs6).
+   */
   to: string;
   via?: string;
   dev?: string;
@@ -62,11 +65,19 @@ export function routeSpec(r: Route & { type?: string }): string {
   return parts.join(" ");
 }
 
-export function routeLine(table: number, r: Route & { type?: string }): string {
-  return `ip route replace table ${table} ${routeSpec(r)}`;
+/** An IPv6 route: its destination is an IPv6 network ("default" is IPv4's; IPv6's is written ::/0). */
+export function routeIs6(r: { to: string }): boolean {
+  return r.to.includes(":");
 }
 
-/** `ip -batch` lines: a route put in place (replacing one with the same key), or removed. */
+export function routeLine(table: number, r: Route & { type?: string }): string {
+  return `ip ${routeIs6(r) ? "-6 " : ""}route replace table ${table} ${routeSpec(r)}`;
+}
+
+/**
+ * `ip -batch` lines: a route put in place (replacing one with the same key), or removed. An IPv6
+ * line needs no -6: ip takes the family from the destination ("::/0", never "default").
+ */
 export function batchReplace(table: number, r: Route & { type?: string }): string {
   return `route replace table ${table} ${routeSpec(r)}`;
 }
@@ -76,11 +87,19 @@ export function batchDel(table: number, r: Route & { type?: string }): string {
 
 /** A route as the rendered line shows it without its `ip route replace` prefix (an error lists a table's routes). */
 export function routeShort(line: string, table: number): string {
-  const prefix = `ip route replace table ${table} `;
-  return line.startsWith(prefix) ? line.slice(prefix.length) : line;
+  for (const prefix of [`ip route replace table ${table} `, `ip -6 route replace table ${table} `]) {
+    if (line.startsWith(prefix)) return line.slice(prefix.length);
+  }
+  return line;
 }
 
-/** What identifies a route inside a table for the kernel (IPv4: destination, tos, metric). */
+/** The metric the kernel gives an IPv6 route added without one (or with 0). */
+export const IPV6_DEFAULT_METRIC = 1024;
+
+/**
+ * What identifies a route inside a table for the kernel (IPv4: destination, tos, metric; IPv6:
+ * destination, metric). Routes compared are normalised (an IPv6 metric 1024 left out like 0).
+ */
 export function routeKey(r: { to: string; metric?: number; type?: string }): string {
   return `${r.to} ${r.metric ?? 0}`;
 }
@@ -131,20 +150,27 @@ export interface LiveRoute extends Route {
   extra?: string;
 }
 
-/** `ip -j route show table N` → routes; "" (the read script's output for a table that does not exist) → []. */
-export function parseRoutes(json: string): LiveRoute[] {
+/**
+ * `ip -j route show table N` → routes; "" (the read script's output for a table that does not exist) → [].
+ * family 6: `ip -6 -j route show table N`, normalised like a desired IPv6 route: "default" is
+ * "::/0", the kernel's metric 1024 for a route given none is left out.
+ */
+export function parseRoutes(json: string, family: 4 | 6 = 4): LiveRoute[] {
   const all = JSON.parse(json.trim() || "[]") as Record<string, unknown>[];
   return all.map((j) => {
-    const r: LiveRoute = { to: safe(j.dst, "route destination") };
+    const dst = safe(j.dst, "route destination");
+    const r: LiveRoute = { to: family === 6 && dst === "default" ? "::/0" : dst };
     if (j.type !== undefined && j.type !== "unicast") r.type = safe(j.type, "route type");
     if (j.gateway !== undefined) r.via = safe(j.gateway, "gateway");
     if (j.dev !== undefined) r.dev = safe(j.dev, "device");
     if (j.prefsrc !== undefined) r.src = safe(j.prefsrc, "source");
-    if (j.metric !== undefined && Number(j.metric) !== 0) r.metric = Number(j.metric);
+    if (j.metric !== undefined && Number(j.metric) !== 0 && !(family === 6 && Number(j.metric) === IPV6_DEFAULT_METRIC)) r.metric = Number(j.metric);
     const flags = Array.isArray(j.flags) ? (j.flags as string[]) : [];
     if (flags.includes("onlink")) r.onlink = true;
     // State, not configuration: "linkdown"/"dead" come and go with the device.
     const known = new Set(["dst", "type", "gateway", "dev", "prefsrc", "metric", "flags", "scope", "protocol", "table"]);
+    // IPv6 prints the router preference of every route ("medium" unless set, which natgate never does).
+    if (family === 6 && j.pref === "medium") known.add("pref");
     const extra = Object.keys(j).filter((k) => !known.has(k));
     if (extra.length) r.extra = extra.map((k) => `${k} ${JSON.stringify(j[k])}`).join(" ");
     return r;
@@ -196,6 +222,18 @@ ip_routes() {
     esac
   fi
 }
+# ip_routes6 TABLE: the same for IPv6; nothing when the host has no IPv6
+ip_routes6() {
+  [ -e /proc/net/if_inet6 ] || return 0
+  if ng_out=$(ip -6 -j route show table "$1" 2>&1); then
+    printf '%s\\n' "$ng_out"
+  else
+    case $ng_out in
+      *"does not exist"*) ;;
+      *) printf 'natgate: ip -6 route show table %s failed: %s\\n' "$1" "$ng_out" >&2; return 1 ;;
+    esac
+  fi
+}
 # ip_batch TEXT: ip -batch lines (route/rule add, replace, del); stops at the first error
 ip_batch() {
   [ -n "$1" ] || return 0
@@ -225,6 +263,16 @@ ip_flush_table() {
     case $ng_out in
       *"does not exist"*) ;;
       *) printf 'natgate: ip route flush table %s failed: %s\\n' "$1" "$ng_out" >&2; return 1 ;;
+    esac
+  fi
+}
+# ip_flush_table6 TABLE: the same for IPv6; nothing to do when the host has no IPv6
+ip_flush_table6() {
+  [ -e /proc/net/if_inet6 ] || return 0
+  if ! ng_out=$(ip -6 route flush table "$1" 2>&1); then
+    case $ng_out in
+      *"does not exist"*) ;;
+      *) printf 'natgate: ip -6 route flush table %s failed: %s\\n' "$1" "$ng_out" >&2; return 1 ;;
     esac
   fi
 }

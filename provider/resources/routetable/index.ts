@@ -1,4 +1,4 @@
-import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, routeKey, routeLine, routeShort, routeSpec, type LiveRoute } from "../../backends/iproute";
+import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, routeIs6, routeKey, routeLine, routeShort, routeSpec, type LiveRoute } from "../../backends/iproute";
 import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH, routesArgs } from "../../backends/routesSh";
 import { bootEntryPath, observeBoot } from "../../backends/persist";
 import type { Host } from "../common/host";
@@ -97,7 +97,8 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
         "config",
         `PolicyRouteTable ${i.name}: routing table ${i.table} on ${host.label} already holds routes natgate would not put there:\n  ` +
           `${foreign.join("\n  ")}\nnatgate owns its table whole and would delete them: choose another table id (PortForward: ` +
-          `slot: 1, or returnPath.table), or, if they are leftovers, remove them with: ip route flush table ${i.table}`,
+          `slot: 1, or returnPath.table), or, if they are leftovers, remove them with: ip route flush table ${i.table}` +
+          (after.routes.some(routeIs6) ? ` && ip -6 route flush table ${i.table}` : ""),
       );
     }
     const plan = planRoutes(i, after.routes);

@@ -6,6 +6,7 @@ import { parseClaims } from "../../backends/claims";
 
 /** A routing table as read back: its routes and the boot entry's state. */
 export interface RoutesLive {
+  /** IPv4 routes, then IPv6 ones. */
   routes: LiveRoute[];
   boot: BootStatus;
   /** Every natgate claim on the host: key → owner. */
@@ -17,5 +18,7 @@ export function parseRoutesLive(stdout: string): RoutesLive {
   const s = sections.get("routes");
   const boot = sections.get("boot");
   if (!s || !boot) throw new NatgateError("unexpected-output", `unexpected output from the PolicyRouteTable read script:\n${stdout.slice(0, 500)}`);
-  return { routes: parseRoutes(s.lines.join("\n")), boot: parseBootShow(boot.lines), claims: parseClaims(sections.get("claims")?.lines) };
+  const s6 = sections.get("routes6");
+  const routes = [...parseRoutes(s.lines.join("\n")), ...(s6 ? parseRoutes(s6.lines.join("\n"), 6) : [])];
+  return { routes, boot: parseBootShow(boot.lines), claims: parseClaims(sections.get("claims")?.lines) };
 }

@@ -3,16 +3,65 @@ import { ConnectionSchema } from "../../ssh/schema";
 import { interfaceName, ipv4, networkCidr, resourceName, tableId } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 import { DEFAULT_TABLE } from "../connmark/schema";
+import { typeError } from "../../ssh/schema";
+import { parseCidr, parseIp } from "../common/addresses";
+
+const V6_NETWORK = "an IPv6 network like fd00:1::/64";
+
+/** An IPv6 network in CIDR form whose host bits are zero ("::/0" is the IPv6 default route). */
+export const networkCidr6 = z.string({ error: typeError(`must be ${V6_NETWORK}`) }).superRefine((v, ctx) => {
+  const c = parseCidr(v);
+  if (typeof c === "string" || c.family !== 6) {
+    ctx.addIssue({ code: "custom", message: `must be ${V6_NETWORK}` });
+  } else if (c.network !== c.text) {
+    ctx.addIssue({ code: "custom", message: `has host bits set: write ${c.network}` });
+  }
+});
+
+/** An IPv6 address (any spelling; rendered canonical, RFC 5952, the way `ip -j` prints it). */
+export const ipv6 = z.string({ error: typeError("must be an IPv6 address like fd00::1") }).refine((v) => parseIp(v)?.family === 6, {
+  error: "must be an IPv6 address like fd00::1",
+});
+
+const TO_ERROR = 'must be "default" (IPv4), "::/0" (IPv6) or a network like 192.168.1.0/24 or fd00:1::/64';
+/** v4 routes keep their schema (and messages); a destination with a ":" is judged as IPv6. */
+const routeTo = z.string({ error: typeError(TO_ERROR) }).superRefine((v, ctx) => {
+  const r = v === "default" ? undefined : v.includes(":") ? networkCidr6.safeParse(v) : networkCidr.safeParse(v);
+  if (r && !r.success) {
+    const msg = r.error.issues[0]?.message ?? TO_ERROR;
+    ctx.addIssue({ code: "custom", message: /host bits/.test(msg) ? msg : TO_ERROR });
+  }
+});
+
+const ADDR_ERROR = "must be an IPv4 address like 10.10.10.2 or an IPv6 address like fd00::1";
+const address = z.string({ error: typeError(ADDR_ERROR) }).superRefine((v, ctx) => {
+  const ok = v.includes(":") ? ipv6.safeParse(v).success : ipv4.safeParse(v).success;
+  if (!ok) ctx.addIssue({ code: "custom", message: ADDR_ERROR });
+});
+
+/** An IPv6 network as `ip -j` prints it (RFC 5952); the text itself when it is not one (the schema said so). */
+export function canonicalNetwork(to: string): string {
+  const c = parseCidr(to);
+  return typeof c === "string" ? to : c.network;
+}
+
+/** A route's address family: that of its destination ("default" is IPv4's). */
+export function routeFamily(to: string): 4 | 6 {
+  return to.includes(":") ? 6 : 4;
+}
 
 export const RouteSchema = z.strictObject({
-  /** "default" or a network like "192.168.1.0/24". */
-  to: z.union([z.literal("default"), networkCidr], { error: 'must be "default" or a network like 192.168.1.0/24' }),
-  /** Gateway address (e.g. the VPS's tunnel address). */
-  via: ipv4.optional(),
+  /**
+   * "default" (the IPv4 default route), a network like "192.168.1.0/24", "::/0" (the IPv6 default
+   * route) or an IPv6 network like "fd00:1::/64". The route's family is that of `to`.
+   */
+  to: routeTo,
+  /** Gateway address (e.g. the VPS's tunnel address), of the family of `to`. */
+  via: address.optional(),
   /** Output interface (e.g. wg0, br-lan). */
   dev: interfaceName.optional(),
-  /** Preferred source address. */
-  src: ipv4.optional(),
+  /** Preferred source address, of the family of `to`. */
+  src: address.optional(),
   metric: z
     .number({ error: "must be a number" })
     .int({ error: "must be an integer" })
@@ -44,9 +93,27 @@ export function routeTableCrossCheck(i: PolicyRouteTableInputs): Failure[] {
       out.push({ property: `routes[${k}]`, reason: "give via (a gateway), dev (an interface) or both" });
     }
     if (r.onlink && r.via === undefined) out.push({ property: `routes[${k}].onlink`, reason: "needs via: onlink applies to a gateway" });
-    // The kernel keys IPv4 routes on destination and metric: a second one would replace the first.
-    // "default" is 0.0.0.0/0 to the kernel.
-    const key = `${r.to === "default" ? "0.0.0.0/0" : r.to} ${r.metric ?? 0}`;
+    const fam = routeFamily(r.to);
+    for (const f of ["via", "src"] as const) {
+      const v = r[f];
+      if (v === undefined || routeFamily(v) === fam) continue;
+      out.push({
+        property: `routes[${k}].${f}`,
+        reason: `${v} is IPv${routeFamily(v)} but routes[${k}].to is IPv${fam} (${r.to}): a route's addresses are all of one family ` +
+          (fam === 4 ? '(write to: "::/0" or an IPv6 network for an IPv6 route)' : "(an IPv4 route needs its own entry)"),
+      });
+    }
+    if (fam === 6 && r.via !== undefined && routeFamily(r.via) === 6) {
+      const via = parseIp(r.via)!.address;
+      const first = parseInt(via.split(":")[0] || "0", 16);
+      if ((first & 0xff00) === 0xff00) out.push({ property: `routes[${k}].via`, reason: `${r.via} is a multicast address: a gateway is one host` });
+      else if ((first & 0xffc0) === 0xfe80 && r.dev === undefined) {
+        out.push({ property: `routes[${k}].via`, reason: `${r.via} is link-local (fe80::/10): give dev too, the interface the gateway is on` });
+      }
+    }
+    // The kernel keys routes on destination and metric (IPv4 also tos): a second one would replace
+    // the first. "default" is 0.0.0.0/0 to the kernel; an IPv6 metric 0 is 1024.
+    const key = fam === 4 ? `${r.to === "default" ? "0.0.0.0/0" : r.to} ${r.metric ?? 0}` : `${canonicalNetwork(r.to)} ${r.metric || 1024}`;
     const prev = seen.get(key);
     if (prev !== undefined) {
       out.push({ property: `routes[${k}].to`, reason: `routes[${prev}] has the same destination and metric; one would replace the other (give a different metric to keep both)` });
