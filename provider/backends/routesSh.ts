@@ -28,7 +28,7 @@ claims_show
 /** Args: table, entry, claim_owner (whose claims go). */
 export const ROUTES_DELETE_SH =
   PRELUDE +
-  `ng_lock\nip_flush_table "$A_table" || exit 1\nboot_remove "$A_entry" || exit 1\n[ -z "$A_claim_owner" ] || claims_drop "$A_claim_owner" || exit 1\necho "@@routes"; ip_routes "$A_table" || exit 1
+  `ng_lock\nip_flush_table "$A_table" || exit 1\nip_flush_table6 "$A_table" || exit 1\nboot_remove "$A_entry" || exit 1\n[ -z "$A_claim_owner" ] || claims_drop "$A_claim_owner" || exit 1\necho "@@routes"; ip_routes "$A_table" || exit 1
 echo "@@routes6"; ip_routes6 "$A_table" || exit 1\nboot_show "$A_entry"\nclaims_show\n`;
 
 /** The routes scripts' record; a boot entry has no dead-man switch (no SSH session to lose). */
