@@ -6,7 +6,7 @@
  * fewest prefixes that cover them exactly.
  */
 import ipaddr from "ipaddr.js";
-import { parseCidr } from "../resources/common/addresses";
+import { parseSourceCidr } from "../resources/common/addresses";
 
 export interface SourceRun {
   family: 4 | 6;
@@ -29,7 +29,7 @@ function toAddress(n: bigint, family: 4 | 6): string {
 
 /** "203.0.113.10" or "203.0.113.0/25" → the addresses it covers. */
 export function sourceRun(entry: string): SourceRun {
-  const c = parseCidr(entry.includes("/") ? entry : `${entry}/${entry.includes(":") ? 128 : 32}`);
+  const c = parseSourceCidr(entry);
   if (typeof c === "string") throw new Error(`not a network: ${entry}: ${c}`);
   const lo = toBig(c.network.split("/")[0]!);
   const size = 2n ** BigInt(bits(c.family) - c.prefix);

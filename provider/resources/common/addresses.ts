@@ -45,6 +45,11 @@ export function parseCidr(text: string): Cidr | string {
   };
 }
 
+/** A source as allowFrom takes it: an address is its own host network (/32, /128). */
+export function parseSourceCidr(text: string): Cidr | string {
+  return parseCidr(text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`);
+}
+
 /** Whether `cidr`'s address is the network or (v4) broadcast address of its own subnet. */
 export function isNetworkOrBroadcast(cidr: Cidr): boolean {
   if (cidr.family === 4) {

@@ -1,7 +1,7 @@
 import { NatgateError } from "../../ssh/errors";
 import { z } from "zod";
 import { typeError } from "../../ssh/schema";
-import { parseCidr } from "./addresses";
+import { parseCidr, parseSourceCidr } from "./addresses";
 
 /**
  * A resource's own name: it becomes part of an nft table name (natgate_dnat_<name>), an iptables
@@ -177,7 +177,7 @@ export function hex(n: number): string {
 export const sourceNetwork = z
   .string({ error: typeError("must be an address or network like 203.0.113.0/24 or 2001:db8::/32") })
   .superRefine((v, ctx) => {
-    const c = parseCidr(v.includes("/") ? v : `${v}/${v.includes(":") ? 128 : 32}`);
+    const c = parseSourceCidr(v);
     if (typeof c === "string") {
       ctx.addIssue({ code: "custom", message: `${c.replace(/ \(address\/prefix.*\)$/, "")}: give an address or network like 203.0.113.0/24 or 2001:db8::/32` });
     } else if (c.prefix === 0) {
