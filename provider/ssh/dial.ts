@@ -2,18 +2,12 @@ import { createHash } from "crypto";
 import type { Duplex } from "stream";
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 import { NatgateError } from "./errors";
-import { fingerprintOfKeyBlob, hostKeyAlgorithmsFor, keyTypeOfBlob, parseHostKeyPin } from "./hostkey";
+import { fingerprintOfKeyBlob, hostKeyAlgorithmsFor, keyTypeOfBlob, mismatchError, parseHostKeyPin, type Expectation } from "./hostkey";
+import { certAuthorityNote, judgeHostKey, knownHostsFor, knownHostsNoCommonType, knownHostsOffer, knownHostsRefusal, type KnownHostsLookup } from "./knownHosts";
 import type { Connection, ProxyConnection } from "./schema";
 
 type Endpoint = Connection | ProxyConnection;
-
-/** Where an expected fingerprint came from; decides the wording of a mismatch. */
-export type ExpectationSource = "hostKey" | "proxy.hostKey" | "state" | "process";
-
-export interface Expectation {
-  fingerprint: string;
-  source: ExpectationSource;
-}
+export { mismatchError, type Expectation, type ExpectationSource } from "./hostkey";
 
 /** A connected, authenticated client (and the jump host client it tunnels through). */
 export interface Dialed {
@@ -51,6 +45,22 @@ function pinOf(ep: Endpoint): { fingerprint: string; keyType?: string } | undefi
   return pin;
 }
 
+/** The known_hosts lines for an endpoint; none when its hostKey pin decides (a pin wins) or knownHosts is false. */
+function knownOf(ep: Endpoint, setting: Connection["knownHosts"]): KnownHostsLookup | undefined {
+  if (ep.hostKey !== undefined || setting === false) return undefined;
+  return knownHostsFor(ep.host, ep.port, setting);
+}
+
+/**
+ * Host key algorithms to offer, when not ssh2's default: the pinned key's type, or (as ssh orders
+ * its HostKeyAlgorithms) the types known_hosts has keys of, so the server presents a checkable key.
+ */
+function offerOf(ep: Endpoint, known: KnownHostsLookup | undefined): string[] | undefined {
+  const keyType = pinOf(ep)?.keyType;
+  if (keyType) return hostKeyAlgorithmsFor(keyType);
+  return known?.keys.length ? knownHostsOffer(known) : undefined;
+}
+
 /**
  * Pool key: everything that makes two connections interchangeable (endpoint, identity,
  * algorithm offer), hashed so no secret is kept as a map key or shows up in a dump.
@@ -64,16 +74,20 @@ export function poolKey(conn: Connection): string {
     ep.privateKey ?? null,
     ep.privateKeyPassword ?? null,
     ep.agentSocketPath ?? null,
-    pinOf(ep)?.keyType ?? null,
+    offerOf(ep, knownOf(ep, conn.knownHosts)) ?? null,
   ];
-  const material = JSON.stringify([part(conn), conn.proxy ? part(conn.proxy) : null]);
+  const material = JSON.stringify([part(conn), conn.proxy ? part(conn.proxy) : null, conn.knownHosts ?? null]);
   return createHash("sha256").update(material).digest("hex");
 }
 
-/** Fingerprints the target must present, strongest source first; a pin overrides TOFU. */
+/**
+ * Fingerprints the target must present, strongest source first; a pin overrides everything, then
+ * known_hosts (judged by the dial, which may accept any of several keys), then TOFU.
+ */
 export function targetExpectations(conn: Connection, knownFingerprint?: string): Expectation[] {
   const pin = pinOf(conn);
   if (pin) return [{ fingerprint: pin.fingerprint, source: "hostKey" }];
+  if (knownOf(conn, conn.knownHosts)?.keys.length) return [];
   const out: Expectation[] = [];
   if (knownFingerprint) out.push({ fingerprint: normalizeFingerprint(knownFingerprint), source: "state" });
   const seen = seenFingerprints.get(routeKey(conn));
@@ -85,6 +99,7 @@ export function proxyExpectations(conn: Connection, knownProxyFingerprint?: stri
   const proxy = conn.proxy!;
   const pin = pinOf(proxy);
   if (pin) return [{ fingerprint: pin.fingerprint, source: "proxy.hostKey" }];
+  if (knownOf(proxy, conn.knownHosts)?.keys.length) return [];
   const out: Expectation[] = [];
   if (knownProxyFingerprint) out.push({ fingerprint: normalizeFingerprint(knownProxyFingerprint), source: "state" });
   const seen = seenFingerprints.get(`${proxy.host}:${proxy.port}`);
@@ -98,30 +113,6 @@ function normalizeFingerprint(fp: string): string {
     throw new NatgateError("config", `knownFingerprint must be "SHA256:..." as runScript returned it, got ${JSON.stringify(fp)}`);
   }
   return pin.fingerprint;
-}
-
-const SOURCE_TEXT: Record<ExpectationSource, string> = {
-  hostKey: "from connection.hostKey",
-  "proxy.hostKey": "from connection.proxy.hostKey",
-  state: "seen on first use and kept in this resource's state",
-  process: "seen earlier by this process",
-};
-
-export function mismatchError(
-  label: string,
-  expected: Expectation,
-  received: string,
-  receivedType: string | undefined,
-  isProxy: boolean,
-): NatgateError {
-  const field = isProxy ? "connection.proxy.hostKey" : "connection.hostKey";
-  return new NatgateError(
-    "hostkey-mismatch",
-    `host key of ${label} does not match: expected ${expected.fingerprint} (${SOURCE_TEXT[expected.source]}), ` +
-      `received ${received}${receivedType ? ` (${receivedType})` : ""}. Nothing was run on the host. ` +
-      `If the host was legitimately reinstalled, set ${field} to the new fingerprint shown ("${received}"); ` +
-      `otherwise someone may be intercepting the connection: do not proceed.`,
-  );
 }
 
 function recordSeen(key: string, fingerprint: string, narrowedOffer: boolean): void {
@@ -166,13 +157,16 @@ interface ConnectOptions {
   label: string;
   expectations: Expectation[];
   isProxy: boolean;
+  knownHosts: Connection["knownHosts"];
   sock?: Duplex;
 }
 
-/** One SSH handshake + authentication. Resolves with the client once ready. */
-function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: string }> {
+/** One SSH handshake + authentication. Resolves with the client once ready (`narrowed`: not the default offer). */
+function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: string; narrowed: boolean }> {
   const { ep, label } = o;
-  const pin = pinOf(ep);
+  const known = knownOf(ep, o.knownHosts);
+  const offer = offerOf(ep, known);
+  const field = o.isProxy ? "connection.proxy.hostKey" : "connection.hostKey";
   return new Promise((resolve, reject) => {
     const client = new Client();
     client.setMaxListeners(50);
@@ -223,9 +217,14 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
         const fingerprint = fingerprintOfKeyBlob(key);
         const keyType = keyTypeOfBlob(key);
         seen = { fingerprint, ...(keyType ? { keyType } : {}) };
-        for (const exp of o.expectations) {
+        const verdict = known ? judgeHostKey(known, fingerprint, keyType) : { kind: "unknown" as const };
+        if (verdict.kind === "revoked" || verdict.kind === "changed") {
+          mismatch = knownHostsRefusal(label, known!, verdict, fingerprint, keyType, field);
+          return false;
+        }
+        for (const exp of verdict.kind === "known" ? [] : o.expectations) {
           if (exp.fingerprint !== fingerprint) {
-            mismatch = mismatchError(label, exp, fingerprint, keyType, o.isProxy);
+            mismatch = mismatchError(label, exp, fingerprint, keyType, o.isProxy, known && certAuthorityNote(known));
             return false;
           }
         }
@@ -248,7 +247,7 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
     if (ep.privateKey !== undefined) cfg.privateKey = ep.privateKey;
     if (ep.privateKeyPassword !== undefined) cfg.passphrase = ep.privateKeyPassword;
     if (ep.agentSocketPath !== undefined) cfg.agent = ep.agentSocketPath;
-    if (pin?.keyType) cfg.algorithms = { serverHostKey: hostKeyAlgorithmsFor(pin.keyType) as never };
+    if (offer) cfg.algorithms = { serverHostKey: offer as never };
     if (o.sock) cfg.sock = o.sock;
 
     client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) => {
@@ -259,8 +258,7 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
     client.on("ready", () => {
       if (settled) return;
       settled = true;
-      const fp = seen!.fingerprint;
-      resolve({ client, fingerprint: fp });
+      resolve({ client, fingerprint: seen!.fingerprint, narrowed: offer !== undefined });
     });
     client.on("error", (err: Error & { level?: string }) => {
       if (settled) return;
@@ -279,6 +277,7 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
         return fail(new AttemptError("timeout", `no SSH login within ${ep.perDialTimeout} s (${inAuth ? "during authentication" : "connecting or during the handshake"})`));
       }
       if (inAuth && /authentication/i.test(err.message)) return fail(authFailed());
+      if (known?.keys.length && /no matching host key/i.test(err.message)) return fail(knownHostsNoCommonType(label, known, field));
       fail(new AttemptError("unreachable", err.message));
     });
     client.on("close", () => {
@@ -287,6 +286,7 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
       fail(new AttemptError("unreachable", "the connection was closed before login completed"));
     });
 
+    if (offer?.length === 0) return fail(knownHostsNoCommonType(label, known!, field));
     try {
       client.connect(cfg);
     } catch (e) {
@@ -318,23 +318,24 @@ function forwardOut(proxy: Client, host: string, port: number, timeoutS: number,
 
 async function dialOnce(conn: Connection, expectations: Expectation[], knownProxyFingerprint?: string): Promise<Dialed> {
   const label = routeLabel(conn);
+  const target = { ep: conn, label, expectations, isProxy: false, knownHosts: conn.knownHosts };
   if (!conn.proxy) {
-    const r = await connectOnce({ ep: conn, label, expectations, isProxy: false });
-    recordTarget(conn, r.fingerprint);
+    const { narrowed, ...r } = await connectOnce(target);
+    recordSeen(routeKey(conn), r.fingerprint, narrowed);
     return r;
   }
-  const proxyLabel = `jump host ${endpointName(conn.proxy)}`;
   const p = await connectOnce({
     ep: conn.proxy,
-    label: proxyLabel,
+    label: `jump host ${endpointName(conn.proxy)}`,
     expectations: proxyExpectations(conn, knownProxyFingerprint),
     isProxy: true,
+    knownHosts: conn.knownHosts,
   });
-  recordSeen(`${conn.proxy.host}:${conn.proxy.port}`, p.fingerprint, pinOf(conn.proxy)?.keyType !== undefined);
+  recordSeen(`${conn.proxy.host}:${conn.proxy.port}`, p.fingerprint, p.narrowed);
   try {
     const stream = await forwardOut(p.client, conn.host, conn.port, conn.perDialTimeout, endpointName(conn));
-    const r = await connectOnce({ ep: conn, label, expectations, isProxy: false, sock: stream });
-    recordTarget(conn, r.fingerprint);
+    const { narrowed, ...r } = await connectOnce({ ...target, sock: stream });
+    recordSeen(routeKey(conn), r.fingerprint, narrowed);
     // The tunnel lives as long as the target connection; either closing ends both.
     r.client.once("close", () => p.client.end());
     p.client.once("close", () => r.client.end());
@@ -343,10 +344,6 @@ async function dialOnce(conn: Connection, expectations: Expectation[], knownProx
     p.client.end();
     throw e;
   }
-}
-
-function recordTarget(conn: Connection, fingerprint: string): void {
-  recordSeen(routeKey(conn), fingerprint, pinOf(conn)?.keyType !== undefined);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,4 +1,5 @@
 import { createHash } from "crypto";
+import { NatgateError } from "./errors";
 
 /** `SHA256:<base64 without padding>` of a raw public key blob, as `ssh-keygen -lf` prints it. */
 export function fingerprintOfKeyBlob(blob: Buffer): string {
@@ -53,4 +54,37 @@ export function parseHostKeyPin(value: string): HostKeyPin | string {
 export function hostKeyAlgorithmsFor(keyType: string): string[] {
   if (keyType === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
   return [keyType];
+}
+
+/** Where an expected fingerprint came from; decides the wording of a mismatch. */
+export type ExpectationSource = "hostKey" | "proxy.hostKey" | "state" | "process";
+
+export interface Expectation {
+  fingerprint: string;
+  source: ExpectationSource;
+}
+
+const SOURCE_TEXT: Record<ExpectationSource, string> = {
+  hostKey: "from connection.hostKey",
+  "proxy.hostKey": "from connection.proxy.hostKey",
+  state: "seen on first use and kept in this resource's state",
+  process: "seen earlier by this process",
+};
+
+export function mismatchError(
+  label: string,
+  expected: Expectation,
+  received: string,
+  receivedType: string | undefined,
+  isProxy: boolean,
+  note?: string,
+): NatgateError {
+  const field = isProxy ? "connection.proxy.hostKey" : "connection.hostKey";
+  return new NatgateError(
+    "hostkey-mismatch",
+    `host key of ${label} does not match: expected ${expected.fingerprint} (${SOURCE_TEXT[expected.source]}), ` +
+      `received ${received}${receivedType ? ` (${receivedType})` : ""}. Nothing was run on the host. ` +
+      `If the host was legitimately reinstalled, set ${field} to the new fingerprint shown ("${received}"); ` +
+      `otherwise someone may be intercepting the connection: do not proceed.${note ? ` (Note: ${note}.)` : ""}`,
+  );
 }

@@ -61,6 +61,12 @@ const hostKey = z.string({ error: typeError("must be a string") }).superRefine((
   if (typeof pin === "string") ctx.addIssue({ code: "custom", message: pin });
 });
 
+// natgate's own: which known_hosts to honour (ssh's files when unset), for the target and the jump host.
+const knownHostsMessage = "must be the path of a known_hosts file (absolute, or starting with ~/), or false to read none (unset: ssh's ~/.ssh/known_hosts)";
+const knownHosts = z
+  .union([z.string(), z.literal(false)], { error: knownHostsMessage })
+  .refine((v) => v === false || v.startsWith("/") || v.startsWith("~/"), { error: knownHostsMessage });
+
 // Fields shared by the target and the jump host, exactly @pulumi/command 1.2.1's
 // remote.ProxyConnectionArgs; ConnectionArgs adds `proxy` (and natgate adds `sudo`).
 const endpointFields = {
@@ -130,6 +136,7 @@ export const ConnectionSchema = z
     ...endpointFields,
     proxy: ProxyConnectionSchema.optional(),
     sudo: z.boolean({ error: typeError("must be true or false") }).default(false),
+    knownHosts: knownHosts.optional(),
   }, objectError)
   .refine(hasAuth, hasAuthParams)
   .superRefine(checkPrivateKey);
