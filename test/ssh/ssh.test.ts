@@ -1,8 +1,11 @@
 // The SSH layer against the lab's real sshd hosts. The test process is the laptop on the LAN:
 // the router is at its LAN address, the VPS is reached through the router and the ISP's CGNAT.
 import { strict as assert } from "assert";
+import { execFileSync } from "child_process";
 import { randomBytes } from "crypto";
-import { readFileSync } from "fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
 import { inspect } from "util";
 import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
 import {
@@ -58,12 +61,33 @@ async function assertAbsent(h: LabHost, path: string): Promise<void> {
   assert.equal(r.code, 1, `${path} exists on ${h.name}: a command ran although it must not`);
 }
 
+/**
+ * A HOME of the tests' own for the duration of a describe: natgate reads ~/.ssh/known_hosts by
+ * default, and the machine's may hold keys of earlier labs (new each run) for the same addresses.
+ */
+function ownHome(): { readonly dir: string } {
+  const state = { dir: "" };
+  let saved: string | undefined;
+  before(() => {
+    saved = process.env.HOME;
+    state.dir = mkdtempSync(join(tmpdir(), "natgate-home-"));
+    process.env.HOME = state.dir;
+  });
+  after(() => {
+    if (saved === undefined) delete process.env.HOME;
+    else process.env.HOME = saved;
+    rmSync(state.dir, { recursive: true, force: true });
+  });
+  return state;
+}
+
 describe("ssh: runScript against lab hosts", function () {
   let lab: Lab;
   let vps: LabHost;
   let router: LabHost;
   let lan: LabHost;
 
+  ownHome();
   before(() => {
     lab = getLab();
     vps = lab.hosts.vps;
@@ -348,5 +372,156 @@ describe("ssh: runScript against lab hosts", function () {
       "unreachable",
       /root@192\.168\.1\.99:2 \(via jump host root@192\.168\.1\.1:22\) over SSH after 2 tries.*could not open a tunnel/,
     );
+  });
+});
+
+describe("ssh: known_hosts against lab hosts (issue 11)", function () {
+  let lab: Lab;
+  let vps: LabHost;
+  let router: LabHost;
+  let lan: LabHost;
+  let dir: string;
+  let files = 0;
+
+  const home = ownHome();
+  before(() => {
+    lab = getLab();
+    vps = lab.hosts.vps;
+    router = lab.hosts.router;
+    lan = lab.hosts.lan;
+    dir = mkdtempSync(join(tmpdir(), "natgate-kh-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => closeAll());
+
+  /** "ssh-ed25519 AAAA..." of a lab host, without its comment. */
+  const keyLine = (h: LabHost) => h.ssh!.hostKey.trim().split(/\s+/).slice(0, 2).join(" ");
+  const knownHostsFile = (...lines: string[]) => {
+    const file = join(dir, `known_hosts_${++files}`);
+    writeFileSync(file, lines.join("\n") + "\n");
+    return file;
+  };
+  const newKeyLine = (type: "ed25519" | "ecdsa") => {
+    const file = join(dir, `key_${++files}`);
+    execFileSync("ssh-keygen", ["-q", "-t", type, "-N", "", "-C", "other", "-f", file]);
+    return readFileSync(file + ".pub", "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+  };
+
+  it("trusts the key ssh-keyscan finds, from connection.knownHosts or ~/.ssh/known_hosts, without hostKey", async () => {
+    const scanned = execFileSync("ssh-keyscan", ["-T", "5", "-t", "ed25519", vps.addr], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    assert.match(scanned, /^198\.51\.100\.1 ssh-ed25519 /m);
+    const file = knownHostsFile("# from ssh-keyscan", scanned.trim());
+    const r = await runScript(rootConn(vps, { knownHosts: file }), "echo ok");
+    assert.deepEqual([r.stdout, r.fingerprint], ["ok\n", vps.hostKeyFingerprint]);
+    // known_hosts decides over a fingerprint in state, as a new `ssh` login after `ssh-keygen -R` would
+    await closeAll();
+    const again = await runScript(rootConn(vps, { knownHosts: file }), "echo ok", [], { knownFingerprint: lan.hostKeyFingerprint });
+    assert.equal(again.stdout, "ok\n");
+
+    // unset knownHosts reads ~/.ssh/known_hosts: a wrong key there refuses, the right one is trusted
+    const userFile = join(home.dir, ".ssh", "known_hosts");
+    mkdirSync(join(home.dir, ".ssh"), { recursive: true });
+    writeFileSync(userFile, `${vps.addr} ${keyLine(router)}\n`);
+    await closeAll();
+    const e = await rejectsWith(runScript(rootConn(vps), "true"), "hostkey-mismatch", /does not match known_hosts/);
+    assert.ok(e.message.includes(`${userFile}:1`), e.message);
+    // knownHosts: false reads no file: first use (this process saw the VPS's key before) decides
+    assert.equal((await runScript(rootConn(vps, { knownHosts: false }), "echo ok")).stdout, "ok\n");
+    writeFileSync(userFile, `# the VPS\n${vps.addr} ${keyLine(vps)}\n`);
+    await closeAll();
+    assert.equal((await runScript(rootConn(vps), "echo ok")).stdout, "ok\n");
+    rmSync(userFile);
+  });
+
+  it("refuses a key other than known_hosts lists before anything runs: both fingerprints, file:line, the fix; a pin still wins", async () => {
+    const file = knownHostsFile("# stale", "", `vps.example,${vps.addr} ${keyLine(router)} old key`);
+    const where = marker();
+    const logins = acceptedCount(vps);
+    const e = await rejectsWith(runScript(rootConn(vps, { knownHosts: file }), `touch ${where}`), "hostkey-mismatch");
+    assert.ok(e.message.startsWith("host key of root@198.51.100.1:22 does not match known_hosts: "), e.message);
+    assert.ok(e.message.includes(`${router.hostKeyFingerprint} (ssh-ed25519, ${file}:3)`), e.message);
+    assert.ok(e.message.includes(`received ${vps.hostKeyFingerprint} (ssh-ed25519)`), e.message);
+    assert.ok(e.message.includes(`ssh-keygen -f ${file} -R 198.51.100.1`), e.message);
+    assert.match(e.message, /Nothing was run on the host.*set connection\.hostKey to the new fingerprint shown/);
+    assert.equal(acceptedCount(vps), logins, "refused before logging in");
+    await assertAbsent(vps, where);
+    const pinned = await runScript(rootConn(vps, { knownHosts: file, hostKey: vps.hostKeyFingerprint! }), "echo ok");
+    assert.equal(pinned.stdout, "ok\n");
+  });
+
+  it("refuses a @revoked key naming the file and line, even with no other line for the host", async () => {
+    const file = knownHostsFile(`# revoked everywhere`, `@revoked * ${keyLine(vps)}`);
+    const where = marker();
+    const e = await rejectsWith(runScript(rootConn(vps, { knownHosts: file }), `touch ${where}`), "hostkey-mismatch", /^host key of root@198\.51\.100\.1:22 is revoked/);
+    assert.ok(e.message.includes(`presented ${vps.hostKeyFingerprint} (ssh-ed25519), which ${file}:2 marks @revoked`), e.message);
+    await assertAbsent(vps, where);
+    // other hosts' keys are not revoked: first use decides for them
+    assert.equal((await runScript(rootConn(router, { knownHosts: file }), "echo ok")).stdout, "ok\n");
+  });
+
+  it("refuses, without retrying, a host that has no key of the types known_hosts lists for it", async () => {
+    const file = knownHostsFile(`${vps.addr} ${newKeyLine("ecdsa")}`);
+    const start = Date.now();
+    const e = await rejectsWith(runScript(rootConn(vps, { knownHosts: file, dialErrorLimit: 10 }), "true"), "hostkey-mismatch");
+    assert.match(e.message, /known_hosts has ecdsa-sha2-nistp256 SHA256:\S+ \(.*:1\) for 198\.51\.100\.1, and the server offers no key of that type/);
+    assert.ok(Date.now() - start < 5000, "not retried");
+  });
+
+  it("checks the jump host by its own host:port and the target behind it by its own", async () => {
+    const conn = (knownHosts: string): ConnectionInput => ({ ...rootConn(lan), knownHosts, proxy: { host: router.addr, privateKey: router.ssh!.privateKey } });
+    const good = knownHostsFile(`${router.addr} ${keyLine(router)}`, `${lan.addr} ${keyLine(lan)}`);
+    const r = await runScript(conn(good), "hostname");
+    assert.deepEqual([r.stdout, r.fingerprint, r.proxyFingerprint], ["lan\n", lan.hostKeyFingerprint, router.hostKeyFingerprint]);
+
+    const where = marker();
+    const badJump = knownHostsFile(`${router.addr} ${keyLine(lan)}`);
+    const e = await rejectsWith(runScript(conn(badJump), `touch ${where}`), "hostkey-mismatch", /^host key of jump host root@192\.168\.1\.1:22 does not match known_hosts/);
+    assert.ok(e.message.includes(`${lan.hostKeyFingerprint} (ssh-ed25519, ${badJump}:1)`), e.message);
+    assert.ok(e.message.includes(`received ${router.hostKeyFingerprint}`), e.message);
+    assert.match(e.message, /-R 192\.168\.1\.1\) or set connection\.proxy\.hostKey/);
+
+    const badTarget = knownHostsFile(`${router.addr} ${keyLine(router)}`, `${lan.addr} ${keyLine(vps)}`);
+    const e2 = await rejectsWith(
+      runScript(conn(badTarget), `touch ${where}`),
+      "hostkey-mismatch",
+      /^host key of root@192\.168\.1\.99:22 \(via jump host root@192\.168\.1\.1:22\) does not match known_hosts/,
+    );
+    assert.ok(e2.message.includes(`${badTarget}:2`) && e2.message.includes(`received ${lan.hostKeyFingerprint}`), e2.message);
+    await assertAbsent(lan, where);
+    await assertAbsent(router, where);
+  });
+
+  it("honours hashed entries (ssh-keygen -H) and the [host]:port form", async () => {
+    const file = knownHostsFile(`${vps.addr} ${keyLine(vps)}`, `${router.addr} ${keyLine(lan)}`);
+    execFileSync("ssh-keygen", ["-q", "-H", "-f", file], { stdio: "ignore" });
+    assert.ok(!readFileSync(file, "utf8").includes(vps.addr));
+    assert.equal((await runScript(rootConn(vps, { knownHosts: file }), "echo ok")).stdout, "ok\n");
+    const e = await rejectsWith(runScript(rootConn(router, { knownHosts: file }), "true"), "hostkey-mismatch");
+    assert.ok(e.message.includes(`${file}:2`) && e.message.includes(`received ${router.hostKeyFingerprint}`), e.message);
+
+    // the router's sshd on another port of the laptop: known as [127.0.0.1]:port, not as 127.0.0.1
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const fwd = await lab.hosts.laptop.start(`exec socat TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork TCP:${router.addr}:22`, { waitForTcpPort: port });
+    try {
+      const local = (knownHosts: string) => rootConn(router, { host: "127.0.0.1", port, knownHosts });
+      const bracketed = knownHostsFile(`127.0.0.1 ${keyLine(lan)}`, `[127.0.0.1]:${port} ${keyLine(router)}`);
+      assert.equal((await runScript(local(bracketed), "hostname")).stdout, "router\n");
+      const wrong = knownHostsFile(`[127.0.0.1]:${port} ${keyLine(lan)}`);
+      await closeAll();
+      const e2 = await rejectsWith(runScript(local(wrong), "true"), "hostkey-mismatch");
+      assert.ok(e2.message.includes(`-R '[127.0.0.1]:${port}'`) && e2.message.includes(`${wrong}:1`), e2.message);
+    } finally {
+      await fwd.stop();
+    }
+  });
+
+  it("does not take a @cert-authority line for a host key: first use decides, and its refusal says why", async () => {
+    const file = knownHostsFile(`@cert-authority ${vps.addr} ${newKeyLine("ed25519")}`);
+    const r = await runScript(rootConn(vps, { knownHosts: file }), "echo ok");
+    assert.deepEqual([r.stdout, r.fingerprint], ["ok\n", vps.hostKeyFingerprint]);
+    await closeAll();
+    const e = await rejectsWith(runScript(rootConn(vps, { knownHosts: file }), "true", [], { knownFingerprint: lan.hostKeyFingerprint }), "hostkey-mismatch");
+    assert.ok(e.message.includes(`expected ${lan.hostKeyFingerprint} (seen on first use and kept in this resource's state)`), e.message);
+    assert.ok(e.message.includes(`only @cert-authority lines for 198.51.100.1 (${file}:1): natgate does not check host certificates`), e.message);
   });
 });
