@@ -277,7 +277,11 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
         return fail(new AttemptError("timeout", `no SSH login within ${ep.perDialTimeout} s (${inAuth ? "during authentication" : "connecting or during the handshake"})`));
       }
       if (inAuth && /authentication/i.test(err.message)) return fail(authFailed());
-      if (known?.keys.length && /no matching host key/i.test(err.message)) return fail(knownHostsNoCommonType(label, known, field));
+      if (offer && /no matching host key/i.test(err.message)) {
+        // The offer was narrowed to the pinned or known key types, and the server has none of them: not worth a retry.
+        if (known?.keys.length) return fail(knownHostsNoCommonType(label, known, field));
+        return fail(new NatgateError("hostkey-mismatch", `host key of ${label} cannot be checked: ${field} is an ${pinOf(ep)!.keyType} key, and the server has no key of that type. Nothing was run on the host. Check that ${field} is this host's key (\`ssh-keyscan ${ep.host}\` lists its keys).`));
+      }
       fail(new AttemptError("unreachable", err.message));
     });
     client.on("close", () => {

@@ -467,6 +467,13 @@ describe("ssh: known_hosts against lab hosts (issue 11)", function () {
     assert.ok(Date.now() - start < 5000, "not retried");
   });
 
+  it("refuses, without retrying, a pinned hostKey of a type the host has no key of", async () => {
+    const start = Date.now();
+    const e = await rejectsWith(runScript(rootConn(vps, { hostKey: newKeyLine("ecdsa"), dialErrorLimit: 10 }), "true"), "hostkey-mismatch");
+    assert.match(e.message, /^host key of root@198\.51\.100\.1:22 cannot be checked: connection\.hostKey is an ecdsa-sha2-nistp256 key, and the server has no key of that type/);
+    assert.ok(Date.now() - start < 5000, "not retried");
+  });
+
   it("checks the jump host by its own host:port and the target behind it by its own", async () => {
     const conn = (knownHosts: string): ConnectionInput => ({ ...rootConn(lan), knownHosts, proxy: { host: router.addr, privateKey: router.ssh!.privateKey } });
     const good = knownHostsFile(`${router.addr} ${keyLine(router)}`, `${lan.addr} ${keyLine(lan)}`);
