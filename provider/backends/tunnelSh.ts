@@ -66,13 +66,15 @@ ng_args "$@"
 export const FOREIGN_INTERFACE_EXIT = 3;
 
 /**
- * Make sure the key file exists (generate it on the host: the private key never leaves it),
- * then print the live state (args if, key, mode, entry; mode "create" refuses to adopt an
- * interface natgate has no key file for: someone else's wg0).
+ * Make sure the key file exists (generate it on the host: the private key never leaves it), then
+ * print the live state (args if, key, mode, entry; mode "create" refuses to adopt an interface
+ * natgate has no key file for: someone else's wg0). Under the host lock, so that a prepare and the
+ * boot entry of the same side, or two prepares, cannot both generate the key or take claims.
  */
 export const PREPARE_SCRIPT = `${COMMON}
 natgate_tools
-if [ -n "$A_claim_owner" ]; then ng_lock; claims_take "$A_claim_owner" "$A_claims" "$A_claim_from" || exit 1; fi
+ng_lock
+if [ -n "$A_claim_owner" ]; then claims_take "$A_claim_owner" "$A_claims" "$A_claim_from" || exit 1; fi
 set -e
 if [ ! -s "$A_key" ]; then
   if [ "$A_mode" = create ] && ip link show dev "$A_if" >/dev/null 2>&1; then
@@ -95,10 +97,15 @@ natgate_tools
 natgate_tunnel_read "$A_if" "$A_key" "$A_entry"
 `;
 
-/** The constant start of every apply script (a boot entry's body). */
+/**
+ * The constant start of every apply script (a boot entry's body). It takes the host lock: the boot
+ * runner (at boot, or OpenWrt's hotplug when an interface comes up) may run this side's entry while
+ * Pulumi applies it, and the boot entries of other resources use the interface it (re)creates.
+ */
 export const APPLY_HEAD = `${COMMON}
 set -e
 natgate_tools
+ng_lock
 `;
 
 /** The steps of a plan and the read-back: the part of an apply script that varies. */
