@@ -8,7 +8,8 @@
 import * as assert from "node:assert/strict";
 import { getLab, type LabHost } from "../lab";
 import { HOSTSTATE_SH } from "../../provider/backends/hoststate";
-import { APPLY_HEAD, DELETE_SCRIPT, PREPARE_SCRIPT } from "../../provider/resources/tunnel/scripts";
+import { APPLY_HEAD, applyScript, DELETE_SCRIPT, PREPARE_SCRIPT, tunnelArgs } from "../../provider/resources/tunnel/scripts";
+import { shQuote } from "../../provider/ssh/quote";
 import { PERSIST_REMOVE_SH, persistWriteScript } from "../../provider/backends/persist";
 
 const D = "/root/ng-locktest";
@@ -188,6 +189,24 @@ sh inc.sh 2>>err; cat counter; cat err`);
     const m = new RegExp(`^1 (\\d+)\\n2\\n${taken}${taken}$`).exec(out);
     assert.ok(m, out);
     assert.ok(Number(m[1]) >= 700, `waited for the live holder (${m[1]} ms)`);
+    assert.equal(await state(), "");
+  });
+
+  it("the Tunnel's prepare and apply (its boot entry's body) wait while another script holds the lock", async () => {
+    const args = tunnelArgs({ ifname: "ngl0", keyFile: `${D}/keys/ngl0.key`, entry: "tunnel-ngl0.sh", mode: "update" }).map(shQuote).join(" ");
+    await put(router, `${D}/prepare.sh`, PREPARE_SCRIPT);
+    await put(router, `${D}/apply.sh`, applyScript([`touch ${D}/applied`]));
+    const out = await run(`cd ${D}; rm -rf keys applied
+sh hold.sh held & hp=$!
+while [ ! -s held ]; do sleep 0.01; done
+sh prepare.sh ${args} >prep.out 2>&1 & pp=$!
+busybox ash apply.sh ${args} >apply.out 2>&1 & ap=$!
+sleep 1
+echo "during: $(ls keys 2>/dev/null | wc -l) $([ -e applied ] && echo applied || echo not-applied)"
+kill $hp; wait $pp; echo "prepare $?"; wait $ap; echo "apply $?"
+echo "after: $(ls keys | wc -l) $([ -e applied ] && echo applied)"
+rm -rf keys applied prep.out apply.out`);
+    assert.equal(out, "during: 0 not-applied\nprepare 0\napply 0\nafter: 1 applied\n");
     assert.equal(await state(), "");
   });
 
