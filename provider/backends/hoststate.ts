@@ -38,12 +38,14 @@ ng_start() {
   shift 19
   ng_sv=$1
 }
-# ng_alive TOKEN: the process that made TOKEN still runs (what is not a token counts as running)
+# ng_alive TOKEN: the process that made TOKEN still runs (what is not a token counts as running:
+# the lock is then left to the 30-s message)
 ng_alive() {
-  case $1 in ''|*[!0-9a-f.-]*|.*) return 0 ;; esac
+  case $1 in ''|.*|*/*) return 0 ;; esac
   ng_ap=\${1%%.*}
   ng_as=\${1#*.}
   ng_as=\${ng_as%%.*}
+  [ "$ng_ap" -ge 1 ] 2>/dev/null || return 0
   if [ "$ng_as" = - ]; then kill -0 "$ng_ap" 2>/dev/null && return 0; return 1; fi
   ng_start "$ng_ap" && [ "$ng_sv" = "$ng_as" ] && return 0
   return 1
