@@ -16,8 +16,11 @@
  * once); only that waiter may then remove `lock`, while it still holds the dead token, and every
  * waiter competes again. Unlock removes `lock` only while it holds the script's own token. A
  * script run by one that holds the lock goes on under it (NG_LOCK_TOKEN in its environment names
- * the holder) instead of waiting for its own parent.
+ * the holder) instead of waiting for its own parent. A boot entry whose file was replaced or
+ * removed while it waited does nothing.
  */
+import { BOOT_DIR } from "./bootPaths";
+
 export const HOSTSTATE_SH = `
 if [ -d /run ]; then NG_STATE=/run/natgate; else NG_STATE=/var/run/natgate; fi
 # ng_lock: serialize natgate's writing scripts on this host (Pulumi runs resources in parallel, the
@@ -115,6 +118,17 @@ ng_lock() {
   done
   NG_LOCK_TOKEN=$NG_TOKEN
   export NG_LOCK_TOKEN
+  # A boot entry (the runner runs it as sh FILE) that waited while an apply or delete of the same
+  # resource replaced or removed FILE would put back what is older than what that left. The shell
+  # still reads the old file: its descriptor then names FILE " (deleted)".
+  case $0 in ${BOOT_DIR}/*.sh)
+    for ng_fd in /proc/$$/fd/*; do
+      if [ "$(readlink "$ng_fd" 2>/dev/null)" = "$0 (deleted)" ]; then
+        echo "natgate: $0 was replaced or removed while it waited for the lock: not run (what replaced it is newer)" >&2
+        exit 0
+      fi
+    done ;;
+  esac
 }
 # ng_unlock (the EXIT trap ng_lock sets): the lock goes only if it still holds this script's token;
 # a takeover cut short hands the dead holder's file back for the next waiter.

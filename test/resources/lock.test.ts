@@ -10,7 +10,7 @@ import { getLab, type LabHost } from "../lab";
 import { HOSTSTATE_SH } from "../../provider/backends/hoststate";
 import { APPLY_HEAD, applyScript, DELETE_SCRIPT, PREPARE_SCRIPT, tunnelArgs } from "../../provider/resources/tunnel/scripts";
 import { shQuote } from "../../provider/ssh/quote";
-import { PERSIST_REMOVE_SH, persistWriteScript } from "../../provider/backends/persist";
+import { BOOT_DIR, PERSIST_REMOVE_SH, persistWriteScript } from "../../provider/backends/persist";
 
 const D = "/root/ng-locktest";
 const SHELLS = ["sh", "busybox ash"];
@@ -189,6 +189,22 @@ sh inc.sh 2>>err; cat counter; cat err`);
     const m = new RegExp(`^1 (\\d+)\\n2\\n${taken}${taken}$`).exec(out);
     assert.ok(m, out);
     assert.ok(Number(m[1]) >= 700, `waited for the live holder (${m[1]} ms)`);
+    assert.equal(await state(), "");
+  });
+
+  it("a boot entry that waited for the lock while its file was replaced or removed does nothing; one left as it was runs", async () => {
+    // What an apply or delete of the same resource does to the entry while the runner's sh has it open.
+    const out = await run(`cd ${D}; rm -f ran err
+[ ! -e /etc/natgate ] || { echo "/etc/natgate exists"; exit 1; }
+mkdir -p ${BOOT_DIR}; e=${BOOT_DIR}/dnat-locktest.sh
+entry() { { cat ${D}/fns.sh; echo ng_lock; echo "echo $1 >> ${D}/ran"; } > $e.tmp && mv $e.tmp $e; }
+held() { sh hold.sh $1 & hp=$!; while [ ! -s $1 ]; do sleep 0.01; done; }
+entry old; held h1; sh $e 2>>err & ep=$!; sleep 0.3; entry new; kill $hp; wait $ep; echo "replaced: $? $(cat ran 2>/dev/null)"
+held h2; sh $e 2>>err & ep=$!; sleep 0.3; kill $hp; wait $ep; echo "kept: $? $(cat ran)"
+held h3; sh $e 2>>err & ep=$!; sleep 0.3; rm $e; kill $hp; wait $ep; echo "removed: $? $(cat ran)"
+rm -rf /etc/natgate; cat err`);
+    const skipped = `natgate: ${BOOT_DIR}/dnat-locktest.sh was replaced or removed while it waited for the lock: not run (what replaced it is newer)\n`;
+    assert.equal(out, `replaced: 0 \nkept: 0 new\nremoved: 0 new\n${skipped}${skipped}`);
     assert.equal(await state(), "");
   });
 
