@@ -87,6 +87,28 @@ async function fingerprint(pubKeyPath: string): Promise<string> {
   return fp;
 }
 
+/** The lab's own known_hosts (in its temp dir), so lab SSH never reads the machine's ~/.ssh/known_hosts. */
+export function knownHostsPath(dir: string): string {
+  return path.join(dir, "known_hosts");
+}
+
+/**
+ * Writes the lab's known_hosts: each sshd host's key under the address tests reach it at (new keys
+ * every bring-up, so a machine's own known_hosts may hold an earlier lab's keys for them).
+ */
+export function writeKnownHosts(d: LabDescription): string {
+  const file = knownHostsPath(d.dir);
+  const lines = [`# natgate lab ${d.prefix}: the host keys of this bring-up`];
+  for (const h of SSHD_HOSTS) {
+    const sshd = d.hosts[h].sshd;
+    if (sshd) lines.push(`${d.hosts[h].addr} ${sshd.hostKey}`);
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, lines.join("\n") + "\n", { mode: 0o644 });
+  fs.renameSync(tmp, file);
+  return file;
+}
+
 export interface UpResult {
   prefix: string;
   file: string;
@@ -143,6 +165,7 @@ export async function labUp(prefix = process.env.NATGATE_LAB_PREFIX || randomPre
       ops: { user: "ops", privateKeyPath: d.keys.opsPrivateKeyPath },
       pw: { user: "pwuser", password: fs.readFileSync(path.join(dir, "keys", "pwuser.password"), "utf8").trim() },
     };
+    writeKnownHosts(d);
     d.state = "up";
     d.upSeconds = Number(((performance.now() - t0) / 1000).toFixed(3));
     const file = writeRecord(d);

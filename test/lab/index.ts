@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import { constants as osConstants } from "node:os";
 import * as path from "node:path";
+import { knownHostsPath, writeKnownHosts } from "./control";
 import { HOST_NAMES, type HostName, type LabDescription } from "./description";
 
 export type { HostName, LabDescription } from "./description";
@@ -44,6 +45,11 @@ export interface LabSsh {
   user: string;
   privateKey: string;
   hostKey: string;
+  /**
+   * The lab's known_hosts file (every sshd host's key at its address), so a connection made from
+   * these fields never reads the machine's ~/.ssh/known_hosts; a hostKey pin still wins over it.
+   */
+  knownHosts: string;
 }
 
 export interface LabHost {
@@ -73,6 +79,8 @@ export interface Lab {
   file: string;
   /** the lab's temp dir (keys, overlay upper dirs, logs) */
   dir: string;
+  /** the lab's known_hosts file: each sshd host's key at its address (also in every host's ssh.knownHosts) */
+  knownHosts: string;
   hosts: Record<HostName, LabHost>;
   users: {
     ops: { user: "ops"; privateKey: string };
@@ -108,13 +116,16 @@ export function loadLab(file: string): Lab {
   }
   if (d.state !== "up") throw new Error(`lab ${d.prefix} is not up (state ${d.state}); bring it up again`);
   const rootKey = fs.readFileSync(d.keys.rootPrivateKeyPath, "utf8");
-  const hosts = Object.fromEntries(HOST_NAMES.map((h) => [h, makeHost(d, h, rootKey)])) as Record<HostName, LabHost>;
+  // A lab brought up before labs wrote one gets it now.
+  const knownHosts = fs.existsSync(knownHostsPath(d.dir)) ? knownHostsPath(d.dir) : writeKnownHosts(d);
+  const hosts = Object.fromEntries(HOST_NAMES.map((h) => [h, makeHost(d, h, rootKey, knownHosts)])) as Record<HostName, LabHost>;
   const v6 = readIpv6(d.dir);
   for (const h of HOST_NAMES) if (v6.hosts[h]) hosts[h].addr6 = v6.hosts[h];
   return {
     prefix: d.prefix,
     file,
     dir: d.dir,
+    knownHosts,
     hosts,
     users: {
       ops: { user: "ops", privateKey: fs.readFileSync(d.users.ops.privateKeyPath, "utf8") },
@@ -146,7 +157,7 @@ function readIpv6(dir: string): { hosts: Partial<Record<HostName, string>>; addr
   return { hosts, addresses };
 }
 
-function makeHost(d: LabDescription, name: HostName, rootKey: string): LabHost {
+function makeHost(d: LabDescription, name: HostName, rootKey: string, knownHosts: string): LabHost {
   const h = d.hosts[name];
   const sshd = h.sshd;
   // sshd hosts: enter sshd's namespaces so commands see the host's own /etc, /run, hostname.
@@ -171,7 +182,7 @@ function makeHost(d: LabDescription, name: HostName, rootKey: string): LabHost {
     start: (cmd, opts) => startBackground(host, d.dir, cmd, opts),
   };
   if (sshd) {
-    host.ssh = { host: h.addr, port: 22, user: "root", privateKey: rootKey, hostKey: sshd.hostKey };
+    host.ssh = { host: h.addr, port: 22, user: "root", privateKey: rootKey, hostKey: sshd.hostKey, knownHosts };
     host.hostKeyFingerprint = sshd.hostKeyFingerprint;
     host.sshdPid = sshd.pid;
     host.sshdLog = sshd.log;
