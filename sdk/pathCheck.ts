@@ -38,7 +38,8 @@ import type { Hop as PathCheckHop, ReportEntry as PathCheckEntry } from "../prov
  * address with the caller's own public address as source, that it came out of the tunnel on the
  * router, that the router DNATed it to the LAN host, and that the reply went back through the
  * tunnel. A broken hop fails the deployment with a message naming it and what to look at.
- * Nothing is left on the hosts; refresh does not re-probe.
+ * Nothing is left on the hosts; refresh does not re-probe. Like the other resources, it trusts
+ * each host's key on first use and refuses a changed one on a later run.
  */
 export class PathCheck extends pulumi.dynamic.Resource {
   /** The caller's public address as the VPS saw it (the address the LAN service sees). */
@@ -51,6 +52,14 @@ export class PathCheck extends pulumi.dynamic.Resource {
   declare public readonly routerEntry: pulumi.Output<PathCheckEntry | undefined>;
   /** How the probe ended: connected, refused, timeout... and after how many milliseconds. */
   declare public readonly probe: pulumi.Output<{ outcome: string; ms: number; errorCode?: string }>;
+  /**
+   * Host-key fingerprints seen on first use, of the VPS and the router (and of each one's jump host,
+   * when its connection has a `proxy`): the next run refuses a changed key.
+   */
+  declare public readonly vpsFingerprint: pulumi.Output<string>;
+  declare public readonly routerFingerprint: pulumi.Output<string>;
+  declare public readonly vpsProxyFingerprint: pulumi.Output<string | undefined>;
+  declare public readonly routerProxyFingerprint: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: PathCheckArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -65,6 +74,10 @@ export class PathCheck extends pulumi.dynamic.Resource {
         vpsEntry: undefined,
         routerEntry: undefined,
         probe: undefined,
+        vpsFingerprint: undefined,
+        routerFingerprint: undefined,
+        vpsProxyFingerprint: undefined,
+        routerProxyFingerprint: undefined,
       },
       opts,
     );

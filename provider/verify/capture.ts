@@ -2,6 +2,7 @@
 // whose only reply is a TCP reset is deleted by the kernel at once, so a `conntrack -L` after
 // the probe would not show it, and the hop that answered with the reset could not be named.
 import type { Connection } from "../ssh/schema";
+import type { Login } from "./hostKeys";
 import { START_CAPTURE_SCRIPT, STOP_CAPTURE_SCRIPT } from "../backends/conntrackSh";
 import { NatgateError } from "../ssh/errors";
 
@@ -36,13 +37,22 @@ function hostLabel(c: Connection): string {
   return c.port === 22 ? c.host : `${c.host}:${c.port}`;
 }
 
+/** Run a capture script on a login: its host keys must match those it had (state, then each run), and are kept. */
+async function runOn(login: Login, script: string, args: string[]): Promise<Awaited<ReturnType<typeof runScript>>> {
+  const r = await runScript(login.connection, script, args, {
+    knownFingerprint: login.fingerprint,
+    knownProxyFingerprint: login.proxyFingerprint,
+    timeoutSeconds: 30,
+  });
+  login.fingerprint = r.fingerprint;
+  if (r.proxyFingerprint) login.proxyFingerprint = r.proxyFingerprint;
+  return r;
+}
+
 /** Start watching `conntrack -E` with these filter arguments (e.g. `-p tcp --orig-dst X --dport N`). */
-export async function startCapture(
-  conn: Connection,
-  filter: string[],
-  limitSeconds: number,
-): Promise<Capture> {
-  const r = await runScript(conn, START_CAPTURE_SCRIPT, [String(limitSeconds), ...filter], { timeoutSeconds: 30 });
+export async function startCapture(login: Login, filter: string[], limitSeconds: number): Promise<Capture> {
+  const conn = login.connection;
+  const r = await runOn(login, START_CAPTURE_SCRIPT, [String(limitSeconds), ...filter]);
   const m = /^(\d+) (\d+) (\/\S+)\s*$/m.exec(r.stdout);
   if (r.code !== 0 || !m) {
     const why = (r.stderr.trim() || r.stdout.trim() || `exit ${r.code}`).split("\n").slice(-3).join("; ");
@@ -56,9 +66,9 @@ export async function startCapture(
 }
 
 /** Stop a capture; returns its event text and, when asked, the state of one interface. */
-export async function stopCapture(conn: Connection, cap: Capture, linkName?: string): Promise<CaptureResult> {
+export async function stopCapture(login: Login, cap: Capture, linkName?: string): Promise<CaptureResult> {
   const args = [cap.pid, cap.watchdog, cap.file, ...(linkName ? [linkName] : [])];
-  const r = await runScript(conn, STOP_CAPTURE_SCRIPT, args, { timeoutSeconds: 30 });
+  const r = await runOn(login, STOP_CAPTURE_SCRIPT, args);
   let text = r.stdout;
   let link: LinkState | undefined;
   const m = /^natgate-link (\S+) (missing|(\S+) (0x[0-9a-fA-F]+))\s*$/m.exec(text);

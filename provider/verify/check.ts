@@ -2,6 +2,7 @@
 import { isIP } from "net";
 import { analyzePath, PathCheckError, type PathCheckReport } from "./analyze";
 import { startCapture, stopCapture, type Capture, type CaptureResult } from "./capture";
+import { loginsOf, type Logins } from "./hostKeys";
 import { probeTcp, type OpenProbe } from "./probe";
 import type { PathCheckInputs } from "./schema";
 
@@ -21,9 +22,11 @@ async function settle<T>(ps: Promise<T>[]): Promise<T[]> {
 
 /**
  * Run the check once and return the report; throws PathCheckError naming the first broken hop
- * (with the report attached) when a hop fails.
+ * (with the report attached) when a hop fails. `logins` carry the host keys each host must
+ * present (from the previous run's outputs) and, after the run, those they presented.
  */
-export async function runPathCheck(i: PathCheckInputs): Promise<PathCheckReport> {
+export async function runPathCheck(i: PathCheckInputs, logins: Logins = loginsOf(i)): Promise<PathCheckReport> {
+  const { vps: vpsLogin, router: routerLogin } = logins;
   const family = isIP(i.publicAddress) === 6 ? ["-f", "ipv6"] : [];
   const routerFamily = isIP(i.routerTunnelAddress) === 6 ? ["-f", "ipv6"] : [];
   const limit = Math.ceil(i.timeoutSeconds) + CAPTURE_GRACE_SECONDS;
@@ -32,15 +35,15 @@ export async function runPathCheck(i: PathCheckInputs): Promise<PathCheckReport>
   // The VPS may remap the port (2222 → 22), so the router's side is filtered on the address only.
   const routerFilter = [...routerFamily, "-p", "tcp", "--orig-dst", i.routerTunnelAddress];
 
-  const starts = [startCapture(i.vpsConnection, vpsFilter, limit), startCapture(i.routerConnection, routerFilter, limit)];
+  const starts = [startCapture(vpsLogin, vpsFilter, limit), startCapture(routerLogin, routerFilter, limit)];
   const started = await Promise.allSettled(starts);
   const caps = started.map((r) => (r.status === "fulfilled" ? r.value : undefined));
   const failedStart = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failedStart) {
     // stop whichever capture did start, then report why the other did not
     await Promise.allSettled([
-      caps[0] && stopCapture(i.vpsConnection, caps[0]),
-      caps[1] && stopCapture(i.routerConnection, caps[1]),
+      caps[0] && stopCapture(vpsLogin, caps[0]),
+      caps[1] && stopCapture(routerLogin, caps[1]),
     ]);
     throw failedStart.reason;
   }
@@ -53,7 +56,7 @@ export async function runPathCheck(i: PathCheckInputs): Promise<PathCheckReport>
   } finally {
     // stopped while the probe's connection is still open, so its entries are still live
     try {
-      results = await settle([stopCapture(i.vpsConnection, vpsCap), stopCapture(i.routerConnection, routerCap, i.tunnelInterface)]);
+      results = await settle([stopCapture(vpsLogin, vpsCap), stopCapture(routerLogin, routerCap, i.tunnelInterface)]);
     } finally {
       probe?.close();
     }

@@ -1,6 +1,8 @@
 import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { getLab, type LabHost, type LabProcess } from "../lab";
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { getLab, spawnCollect, type LabHost, type LabProcess } from "../lab";
 import { pathCheckProvider, PathCheckError, type PathCheckReport } from "../../provider/verify";
 import { closeAll } from "../../provider/ssh";
 
@@ -16,9 +18,34 @@ const MARK = 0x1234;
 const connectionOf = (h: LabHost, user?: { user: string; privateKey: string }) => {
   const s = h.ssh!;
   return user
-    ? { host: s.host, port: s.port, user: user.user, privateKey: user.privateKey, hostKey: s.hostKey, sudo: true }
-    : { host: s.host, port: s.port, user: s.user, privateKey: s.privateKey, hostKey: s.hostKey };
+    ? { host: s.host, port: s.port, user: user.user, privateKey: user.privateKey, hostKey: s.hostKey, knownHosts: s.knownHosts, sudo: true }
+    : { host: s.host, port: s.port, user: s.user, privateKey: s.privateKey, hostKey: s.hostKey, knownHosts: s.knownHosts };
 };
+
+type Run = { outs: Record<string, any> } | { error: string; name: string };
+
+/**
+ * provider.update in a process of its own, as each `pulumi up` starts a fresh provider: it knows no
+ * host key but those the state (olds) kept and known_hosts lists.
+ */
+async function updateInFreshProcess(olds: Record<string, unknown>, news: Record<string, unknown>): Promise<Run> {
+  const script = resolve(lab.dir, "pathcheck-fresh-update.ts");
+  writeFileSync(
+    script,
+    `import { readFileSync } from "node:fs";
+import { pathCheckProvider } from ${JSON.stringify(resolve(__dirname, "../../provider/verify"))};
+import { closeAll } from ${JSON.stringify(resolve(__dirname, "../../provider/ssh"))};
+const { olds, news } = JSON.parse(readFileSync(0, "utf8"));
+pathCheckProvider.update!("id", olds, news)
+  .then((r) => ({ outs: r.outs }), (e: Error) => ({ error: e.message, name: e.name }))
+  .then(async (out) => { await closeAll(); process.stdout.write(JSON.stringify(out)); });
+`,
+  );
+  const tsx = resolve(__dirname, "../../node_modules/.bin/tsx");
+  const r = await spawnCollect([tsx, script], { input: JSON.stringify({ olds, news }), timeoutMs: 90_000 });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Run;
+}
 
 // The seed's commands, each with the command that undoes it (run in reverse order at the end).
 const VPS_DNAT = "iptables -t nat -A PREROUTING -p tcp -d 198.51.100.1 --dport 5000:6000 -j DNAT --to-destination 10.10.10.2";
@@ -210,6 +237,60 @@ describe("PathCheck (lab: the seed's path by hand, checked from the laptop behin
       assert.equal(e.report.probe.outcome, "timeout");
     } finally {
       await router.run("ip rule add fwmark 0x1234 lookup 1234");
+    }
+  });
+
+  it("keeps each login's host key (router by TOFU through a forwarder, VPS by known_hosts via that jump host); a fresh process refuses a swapped key naming both", async () => {
+    const { laptop } = lab.hosts;
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const forward = (to: LabHost) => laptop.start(`exec socat TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork TCP:${to.addr}:22`, { waitForTcpPort: port });
+    // No pins: the lab's known_hosts lists the VPS at 198.51.100.1, but not [127.0.0.1]:port.
+    const tofu = (h: LabHost) => ({ ...connectionOf(h), hostKey: undefined });
+    const viaForwarder = { ...tofu(router), host: "127.0.0.1", port };
+    const vpsViaJump = { ...tofu(vps), proxy: { host: "127.0.0.1", port, privateKey: router.ssh!.privateKey } };
+    const checked = async (over: Record<string, unknown>) => {
+      const c = await pathCheckProvider.check!({}, inputs(over));
+      assert.deepEqual(c.failures ?? [], []);
+      return c.inputs;
+    };
+    const news = await checked({ vpsConnection: vpsViaJump, routerConnection: viaForwarder });
+    let fwd = await forward(router);
+    try {
+      const { outs } = (await pathCheckProvider.create(news)) as { outs: Record<string, any> };
+      assert.equal(outs.callerAddress, lab.addresses.ispPublic);
+      assert.deepEqual(
+        [outs.vpsFingerprint, outs.vpsProxyFingerprint, outs.routerFingerprint, outs.routerProxyFingerprint],
+        [vps.hostKeyFingerprint, router.hostKeyFingerprint, router.hostKeyFingerprint, undefined],
+      );
+
+      // without the swap, a fresh provider passes with the kept keys, and keeps them again
+      const same = await updateInFreshProcess(outs, news);
+      assert.ok("outs" in same, JSON.stringify(same));
+      assert.equal(same.outs.callerAddress, lab.addresses.ispPublic);
+      assert.deepEqual([same.outs.vpsProxyFingerprint, same.outs.routerFingerprint], [router.hostKeyFingerprint, router.hostKeyFingerprint]);
+
+      // the same address now answers with another host's key (the LAN host's sshd behind the forwarder)
+      await fwd.stop();
+      fwd = await forward(lan);
+      const kept = "(seen on first use and kept in this resource's state)";
+      const jump = await updateInFreshProcess(outs, news);
+      assert.ok("error" in jump, "a swapped jump host key was accepted");
+      assert.match(jump.error, new RegExp(`^host key of jump host root@127\\.0\\.0\\.1:${port} does not match: `), jump.error);
+      assert.ok(jump.error.includes(`expected ${router.hostKeyFingerprint} ${kept}, received ${lan.hostKeyFingerprint}`), jump.error);
+      assert.match(jump.error, /Nothing was run on the host/);
+
+      const direct = await checked({ routerConnection: viaForwarder, vpsConnection: tofu(vps) });
+      const target = await updateInFreshProcess({ ...outs, vpsConnection: direct.vpsConnection }, direct);
+      assert.ok("error" in target, "a swapped router key was accepted");
+      assert.match(target.error, new RegExp(`^host key of root@127\\.0\\.0\\.1:${port} does not match: `), target.error);
+      assert.ok(target.error.includes(`expected ${router.hostKeyFingerprint} ${kept}, received ${lan.hostKeyFingerprint}`), target.error);
+
+      // what the kept keys prevent: without them, a fresh process logs into whatever answers
+      const { routerFingerprint: _r, vpsProxyFingerprint: _p, ...forgotten } = outs;
+      const blind = await updateInFreshProcess({ ...forgotten, vpsConnection: direct.vpsConnection }, direct);
+      assert.ok("error" in blind && blind.name === "PathCheckError", JSON.stringify(blind));
+    } finally {
+      await fwd.stop();
     }
   });
 
