@@ -11,6 +11,9 @@ import { HOSTSTATE_SH } from "../../provider/backends/hoststate";
 import { APPLY_HEAD, applyScript, DELETE_SCRIPT, PREPARE_SCRIPT, tunnelArgs } from "../../provider/resources/tunnel/scripts";
 import { shQuote } from "../../provider/ssh/quote";
 import { BOOT_DIR, PERSIST_REMOVE_SH, persistWriteScript } from "../../provider/backends/persist";
+import { providers } from "../../provider";
+import { closeAll } from "../../provider/ssh";
+import { snapshotDiff, snapshotHost } from "../engine/seedLab";
 
 const D = "/root/ng-locktest";
 const SHELLS = ["sh", "busybox ash"];
@@ -230,5 +233,70 @@ rm -rf keys applied prep.out apply.out`);
     for (const [name, s] of Object.entries({ PREPARE_SCRIPT, APPLY_HEAD, DELETE_SCRIPT, PERSIST_REMOVE_SH, persistWrite: persistWriteScript("true\n") })) {
       assert.match(s, /\nng_lock\n/, `${name} takes the lock`);
     }
+  });
+});
+
+// The case the Tunnel's lock is for: OpenWrt's hotplug (or init) running the boot entries while
+// Pulumi applies. The router's boot.sh runs in a loop, back to back, while a Tunnel and a DnatRule
+// on it are created, updated, refreshed and deleted through the providers: every operation
+// succeeds, refresh finds them in sync, and after the deletes nothing of natgate's is left on
+// either host (an entry that waited while its resource was deleted does not put it back).
+describe("host lock (lab: the router's boot runner in a loop while its resources are applied)", function () {
+  this.timeout(300_000);
+  const lab = getLab();
+  const { vps, router } = lab.hosts;
+  const conn = (h: LabHost) => ({ host: h.ssh!.host, port: h.ssh!.port, user: h.ssh!.user, privateKey: h.ssh!.privateKey, hostKey: h.ssh!.hostKey });
+  type Props = Record<string, any>;
+  const check = async (kind: string, news: Props) => {
+    const r = await providers[kind]!.check!({}, news);
+    assert.deepEqual(r.failures ?? [], [], `${kind} check failures`);
+    return r.inputs;
+  };
+  const tunnelIn = (keepalive: number) => ({ name: "storm", listener: { connection: conn(vps), address: "10.10.10.1/24" }, dialer: { connection: conn(router), address: "10.10.10.2/24" }, persistentKeepalive: keepalive });
+  const dnatIn = (port: number) => ({ connection: conn(router), name: "storm", protocol: "tcp", ports: port, inInterface: "wg0", toAddress: "192.168.1.99" });
+  const S = "/root/ng-storm";
+  const initial: Record<string, string> = {};
+
+  before(async () => {
+    for (const h of [vps, router]) initial[h.name] = await snapshotHost(h);
+    // a logger that keeps the runner's messages (the lab has no syslog)
+    await router.run(`rm -rf ${S}; mkdir -p ${S}/bin; cat > ${S}/bin/logger <<'EOF2'
+#!/bin/sh
+for a in "$@"; do m=$a; done
+printf '%s\\n' "$m" >> ${S}/log
+EOF2
+chmod +x ${S}/bin/logger`);
+  });
+  after(async () => {
+    await router.exec(`touch ${S}/stop`);
+    await closeAll();
+  });
+
+  it("create, update, refresh and delete succeed while boot.sh runs back to back; nothing is left", async () => {
+    const storm = await router.start(`cd ${S}; while [ ! -e stop ]; do
+  if [ -f /etc/natgate/boot.sh ]; then PATH=${S}/bin:$PATH sh /etc/natgate/boot.sh >/dev/null 2>&1; echo ran >> runs; else sleep 0.05; fi
+done; echo done > stopped`);
+    const t = await providers.Tunnel!.create(await check("Tunnel", tunnelIn(25)));
+    const d = await providers.DnatRule!.create(await check("DnatRule", dnatIn(5000)));
+    assert.deepEqual(d.outs.drift, []);
+    const t2 = (await providers.Tunnel!.update!(t.id, t.outs, await check("Tunnel", tunnelIn(20)))).outs!;
+    const d2 = (await providers.DnatRule!.update!(d.id, d.outs, await check("DnatRule", dnatIn(5001)))).outs!;
+    const runsDuring = Number((await router.run(`cat ${S}/runs 2>/dev/null | wc -l`)).trim());
+    const rd = await providers.DnatRule!.read!(d.id, d2);
+    assert.deepEqual(rd.props!.drift, [], "DnatRule in sync while the runner runs");
+    const rt = await providers.Tunnel!.read!(t.id, t2);
+    const dt = await providers.Tunnel!.diff!(t.id, rt.props!, await check("Tunnel", tunnelIn(20)));
+    assert.equal(dt.changes, false, "Tunnel in sync while the runner runs");
+    await providers.DnatRule!.delete!(d.id, rd.props!);
+    await providers.Tunnel!.delete!(t.id, rt.props!);
+    await router.run(`touch ${S}/stop; for i in $(seq 200); do [ -e ${S}/stopped ] && break; sleep 0.1; done; [ -e ${S}/stopped ]`);
+    await storm.stop();
+    const log = (await router.exec(`cat ${S}/log`)).stdout;
+    const runs = Number((await router.run(`cat ${S}/runs 2>/dev/null | wc -l`)).trim());
+    console.log(`      boot.sh ran ${runs} times (${runsDuring} before the refresh); ${(log.match(/: applied$/gm) ?? []).length} entries applied, ${(log.match(/FAILED/g) ?? []).length} failed, ${(log.match(/not run/g) ?? []).length} skipped as replaced or removed`);
+    assert.ok(runsDuring >= 3, `the runner ran during the applies (${runsDuring} times)`);
+    for (const h of [vps, router]) assert.deepEqual(snapshotDiff(initial[h.name]!, await snapshotHost(h)), [], `${h.name} as before`);
+    assert.equal((await router.exec("ls -A /etc/natgate /run/natgate 2>&1")).code, 2, "no /etc/natgate, no /run/natgate on the router");
+    await router.run(`rm -rf ${S}`);
   });
 });
