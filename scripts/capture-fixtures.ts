@@ -32,16 +32,16 @@ try {
     const i = kind === "dnat" ? DnatRuleSchema.parse({ connection: conn, ...v }) : ConnmarkReturnPathSchema.parse({ connection: conn, ...v });
     const table = kind === "dnat" ? dnatTable(i as never) : cmarkTable(i as never);
     sh("nft -f -", replaceTableTransaction(table));
-    fs.writeFileSync(path.join(dir, `nft-${kind}-${k}.json`), sh(`nft -j list table ip ${table.name}`));
-    sh(`nft delete table ip ${table.name}`);
+    fs.writeFileSync(path.join(dir, `nft-${kind}-${k}.json`), sh(`nft -j list table ${table.family} ${table.name}`));
+    sh(`nft delete table ${table.family} ${table.name}`);
     const chains = kind === "dnat" ? iptDnatChains(dnatFirewall(i as never)) : iptReturnPathChains(cmarkFirewall(i as never));
     for (const variant of ["legacy", "nft"]) {
-      const ipt = `iptables-${variant}`;
+      const ipt = `${table.family === "ip6" ? "ip6tables" : "iptables"}-${variant}`;
       sh(`${ipt}-restore -w --noflush`, iptRestoreText(chains));
       sh(jumps(chains, ipt));
       const text = IPT_TABLES.map((t) => `@@iptfw_${t}\n` + sh(`${ipt} -w -t ${t} -S -v`)).join("");
       fs.writeFileSync(path.join(dir, `ipt-${variant}-${kind}-${k}.txt`), text);
-      sh(`for t in nat mangle; do ${ipt} -w -t $t -F; ${ipt} -w -t $t -X; done`);
+      sh(`for t in nat mangle filter; do ${ipt} -w -t $t -F; ${ipt} -w -t $t -X; done`);
     }
   }
 } finally {

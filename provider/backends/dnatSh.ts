@@ -1,6 +1,6 @@
 /**
  * The remote scripts of a DnatRule: read, apply, delete. Values arrive as one record (args.ts):
- * A_name, A_table, A_owner, A_entry, A_comment, A_addrs; apply and delete also A_nft (one nft
+ * A_name, A_family (4 or 6), A_fwd (the forwarding sysctl's path), A_table, A_owner, A_entry, A_comment, A_addrs; apply and delete also A_nft (one nft
  * transaction: own table and accepts in other tables), A_ipt_restore / A_ipt_jumps (natgate's
  * iptables chains and their jumps), A_ipt_jumps_del / A_ipt_chains_del, the filter accepts
  * A_fwd_del / A_fwd_add / A_in_del / A_in_add, fw4 include files A_fw4_del / A_fw4_put, and at
@@ -13,9 +13,7 @@ import { IPTFW_SH } from "./iptablesFirewall";
 import { NFT_SH } from "./nftables";
 import { FW4_SH } from "./fw4Include";
 import { BOOT_SH } from "./persist";
-import { SYSCTL_SH, ipForward } from "./sysctl";
-
-const FORWARD = ipForward();
+import { SYSCTL_SH } from "./sysctl";
 
 const SHOW_SH = `
 # The whole ruleset when nft works: other firewalls' forward chains matter too.
@@ -25,7 +23,8 @@ dnat_show() {
   iptfw_show
   ipt_show || exit 1
   fw4_show "$A_name" "$A_table"
-  echo "@@sysctl"; sysctl_show ${FORWARD.path} "$A_owner"
+  echo "@@sysctl"; sysctl_show "$A_fwd" "$A_owner"
+  [ "$A_family" != 6 ] || { echo "@@acceptra"; sysctl_ra_show "$A_owner"; }
   boot_show "$A_entry"
 }
 # dnat_local: whether the host takes each address of A_addrs as its own (the kernel's answer, so an
@@ -39,7 +38,7 @@ dnat_local() {
     esac
   done
   echo "@@addrs"
-  ip -o -4 addr show | sed -n 's,.* inet \\([0-9.]*\\)/.*,\\1,p'
+  ip -o addr show | sed -n -e 's,.* inet \\([0-9.]*\\)/.*,\\1,p' -e 's,.* inet6 \\([0-9a-f:]*\\)/.*,\\1,p'
 }
 # dnat_accepts_replace LINES COMMENT (boot entries): LINES are "insert rule FAMILY TABLE CHAIN ..."
 # for other firewalls' forward chains. One transaction deletes the rules carrying COMMENT there
@@ -65,7 +64,8 @@ dnat_accepts_replace() {
 }
 `;
 
-const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTABLES_SH + IPTFW_SH + FW4_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + 'ng_args "$@"\n';
+// An IPv6 rule's iptables objects are ip6tables': every iptables function calls $NG_IPT.
+const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTABLES_SH + IPTFW_SH + FW4_SH + SYSCTL_SH + BOOT_SH + SHOW_SH + 'ng_args "$@"\n[ "$A_family" != 6 ] || NG_IPT=ip6tables\n';
 
 export const DNAT_READ_SH = PRELUDE + `need ip iproute2 ip-full
 dnat_show
@@ -78,7 +78,8 @@ export const DNAT_APPLY_SH =
 fw_facts >/dev/null
 ipt_sync "$A_fwd_del" "$A_fwd_add" || exit 1
 ipt_sync "$A_in_del" "$A_in_add" INPUT || exit 1
-sysctl_hold ${FORWARD.path} ${FORWARD.value} "$A_owner" || exit 1
+[ "$A_family" != 6 ] || sysctl_ra_hold "$A_owner" || exit 1
+sysctl_hold "$A_fwd" 1 "$A_owner" || exit 1
 fw4_sync "$A_fw4_del" "$A_fw4_put" || exit 1
 [ -z "$A_ipt_restore" ] || iptfw_apply "$A_ipt_restore" "$A_ipt_jumps" || exit 1
 [ -z "$A_nft" ] || nft_apply "$A_nft" || exit 1
@@ -99,7 +100,8 @@ export const DNAT_DELETE_SH =
 ipt_sync "$A_fwd_del" "" || exit 1
 ipt_sync "$A_in_del" "" INPUT || exit 1
 fw4_sync "$A_fw4_del" "" || exit 1
-sysctl_release ${FORWARD.path} "$A_owner" || exit 1
+sysctl_release "$A_fwd" "$A_owner" || exit 1
+[ "$A_family" != 6 ] || sysctl_ra_release "$A_owner" || exit 1
 boot_remove "$A_entry" || exit 1
 dnat_show
 `;

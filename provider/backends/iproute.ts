@@ -10,6 +10,8 @@
 import { NatgateError } from "../ssh/errors";
 
 export interface IpRule {
+  /** 6: an IPv6 rule (`ip -6 rule`); absent: IPv4. */
+  family?: 6;
   priority: number;
   /** Source address or network ("10.10.10.2", "10.10.10.0/24"); absent = from all. */
   from?: string;
@@ -49,7 +51,15 @@ export function ruleSpec(r: IpRule): string {
 }
 
 export function ruleLine(r: IpRule): string {
-  return `ip rule add ${ruleSpec(r)}`;
+  return `ip ${r.family === 6 ? "-6 " : ""}rule add ${ruleSpec(r)}`;
+}
+
+/**
+ * An `ip -batch` line for the rule. A rule without an address has no family of its own, and ip
+ * takes no -6 inside a batch: IPv6 lines carry a "-6 " mark that ip_batch sends to `ip -6 -batch`.
+ */
+export function ruleBatch(op: "add" | "del", r: IpRule): string {
+  return `${r.family === 6 ? "-6 " : ""}rule ${op} ${ruleSpec(r)}`;
 }
 
 /** The route in the words `ip route` takes after add/replace/del and `table N`. */
@@ -119,17 +129,17 @@ export interface LiveRule extends IpRule {
   extra?: string;
 }
 
-/** `ip -N -j rule` → the rules with one of `priorities` that look up one of `tables`. */
-export function parseRules(json: string, priorities: number[], tables: number[]): LiveRule[] {
+/** `ip -N -j rule` (family 6: `ip -6 -N -j rule`) → the rules with one of `priorities` that look up one of `tables`. */
+export function parseRules(json: string, priorities: number[], tables: number[], family: 4 | 6 = 4): LiveRule[] {
   const all = JSON.parse(json.trim() || "[]") as Record<string, unknown>[];
   const out: LiveRule[] = [];
   for (const j of all) {
     const priority = Number(j.priority);
     const table = Number(j.table);
     if (!priorities.includes(priority) || !tables.includes(table)) continue;
-    const r: LiveRule = { priority, table };
+    const r: LiveRule = family === 6 ? { family: 6, priority, table } : { priority, table };
     if (j.src !== undefined && j.src !== "all") {
-      r.from = safe(j.src, "rule source") + (j.srclen !== undefined && Number(j.srclen) !== 32 ? `/${Number(j.srclen)}` : "");
+      r.from = safe(j.src, "rule source") + (j.srclen !== undefined && Number(j.srclen) !== (family === 6 ? 128 : 32) ? `/${Number(j.srclen)}` : "");
     }
     if (j.fwmark !== undefined) r.fwmark = Number(j.fwmark);
     if (j.fwmask !== undefined) r.fwmask = Number(j.fwmask);
@@ -192,7 +202,7 @@ export const DEADMAN_SECONDS = 30;
 /** `ip -batch` lines that undo `batch` (rule/route add, del, replace), given what each replace overwrote. */
 export function inverseBatch(batch: string[], replaced: Map<string, string> = new Map()): string[] {
   return [...batch].reverse().map((line) => {
-    const m = /^(rule|route) (add|del|replace) (.*)$/.exec(line);
+    const m = /^((?:-6 )?(?:rule|route)) (add|del|replace) (.*)$/.exec(line);
     if (!m) throw new NatgateError("internal", `cannot invert ip batch line: ${line}`);
     const [, obj, op, rest] = m;
     if (op === "del") return `${obj} add ${rest}`;
@@ -211,6 +221,8 @@ ip_need() {
 }
 # ip_rules: all policy rules, table ids as numbers
 ip_rules() { ip -N -j rule show; }
+# ip_rules6: the same for IPv6; nothing when the host has no IPv6
+ip_rules6() { [ ! -e /proc/net/if_inet6 ] || ip -6 -N -j rule show; }
 # ip_routes TABLE: the table's routes; nothing when the table does not exist yet
 ip_routes() {
   if ng_out=$(ip -j route show table "$1" 2>&1); then
@@ -234,10 +246,18 @@ ip_routes6() {
     esac
   fi
 }
+# ip_batch_run OPTS TEXT: TEXT's lines through \`ip OPTS -batch -\`, those marked "-6 " (IPv6 rules,
+# which no address gives a family, and ip takes no -6 inside a batch) through \`ip -6 OPTS -batch -\`
+ip_batch_run() {
+  ng_b=$(printf '%s\\n' "$2" | grep -v '^-6 ' || true)
+  [ -z "$ng_b" ] || printf '%s\\n' "$ng_b" | ip $1 -batch - || return 1
+  ng_b=$(printf '%s\\n' "$2" | sed -n 's/^-6 //p')
+  [ -z "$ng_b" ] || printf '%s\\n' "$ng_b" | ip -6 $1 -batch - || return 1
+}
 # ip_batch TEXT: ip -batch lines (route/rule add, replace, del); stops at the first error
 ip_batch() {
   [ -n "$1" ] || return 0
-  printf '%s\\n' "$1" | ip -batch - || { echo "natgate: ip -batch failed on the line above" >&2; return 1; }
+  ip_batch_run "" "$1" || { echo "natgate: ip -batch failed on the line above" >&2; return 1; }
 }
 # Lockout guard (wg-quick's lesson, DESIGN.md "Lockout"): a rule or route can cut the SSH session
 # it was applied through. ip_deadman_arm TOKEN SECONDS ROLLBACK schedules ROLLBACK (ip -batch lines
@@ -248,13 +268,13 @@ ip_deadman_arm() {
   mkdir -p "$NG_STATE" && : > "$NG_STATE/deadman.$1" || return 1
   ( sleep "$2"
     if rm "$NG_STATE/deadman.$1" 2>/dev/null; then
-      printf '%s\n' "$3" | ip -force -batch -
+      ip_batch_run -force "$3"
       rmdir "$NG_STATE" 2>/dev/null
     fi ) </dev/null >/dev/null 2>&1 &
 }
 # ip_deadman_now TOKEN ROLLBACK: the apply failed part-way: undo at once
 ip_deadman_now() {
-  if rm "$NG_STATE/deadman.$1" 2>/dev/null; then printf '%s\n' "$2" | ip -force -batch - >/dev/null 2>&1; fi
+  if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_batch_run -force "$2" >/dev/null 2>&1; fi
   return 0
 }
 # ip_flush_table TABLE: not-found is success

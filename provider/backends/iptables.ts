@@ -79,18 +79,19 @@ export function assertSafeRule(rule: string): void {
   }
 }
 
-export function iptablesLine(rule: string, chain: FilterChain = "FORWARD"): string {
-  return `iptables -t filter -I ${chain} ${rule}`;
+export function iptablesLine(rule: string, chain: FilterChain = "FORWARD", family: 4 | 6 = 4): string {
+  return `${family === 6 ? "ip6tables" : "iptables"} -t filter -I ${chain} ${rule}`;
 }
 
 export const IPTABLES_SH = `
+: "\${NG_IPT:=iptables}"
 # ipt_show: "@@iptables present|absent" then the filter FORWARD chain, "@@iptinput" then INPUT
 ipt_show() {
-  if command -v iptables >/dev/null 2>&1; then
+  if command -v "$NG_IPT" >/dev/null 2>&1; then
     echo "@@iptables present"
-    iptables -w -t filter -S FORWARD || return 1
+    "$NG_IPT" -w -t filter -S FORWARD || return 1
     echo "@@iptinput"
-    iptables -w -t filter -S INPUT || return 1
+    "$NG_IPT" -w -t filter -S INPUT || return 1
   else
     echo "@@iptables absent"
   fi
@@ -98,8 +99,8 @@ ipt_show() {
 # ipt_drops CHAIN COMMENT: whether filter CHAIN may drop now (policy DROP, or rules other than
 # those tagged COMMENT), as forwardNeedsAccept decides it; false where iptables is absent
 ipt_drops() {
-  command -v iptables >/dev/null 2>&1 || return 1
-  ng_s=$(iptables -w -t filter -S "$1" 2>/dev/null) || return 1
+  command -v "$NG_IPT" >/dev/null 2>&1 || return 1
+  ng_s=$("$NG_IPT" -w -t filter -S "$1" 2>/dev/null) || return 1
   printf '%s\n' "$ng_s" | grep -qx -- "-P $1 DROP" && return 0
   printf '%s\n' "$ng_s" | grep -- "^-A $1 " | grep -vqF -- "--comment $2 "
 }
@@ -115,13 +116,13 @@ ipt_sync() {
 '
   for ng_rule in $1; do
     IFS=$ng_old_ifs
-    iptables -w -t filter -D "$ng_chain" $ng_rule || ng_rc=1
+    "$NG_IPT" -w -t filter -D "$ng_chain" $ng_rule || ng_rc=1
   done
   IFS='
 '
   for ng_rule in $2; do
     IFS=$ng_old_ifs
-    iptables -w -t filter -C "$ng_chain" $ng_rule 2>/dev/null || iptables -w -t filter -I "$ng_chain" 1 $ng_rule || ng_rc=1
+    "$NG_IPT" -w -t filter -C "$ng_chain" $ng_rule 2>/dev/null || "$NG_IPT" -w -t filter -I "$ng_chain" 1 $ng_rule || ng_rc=1
   done
   IFS=$ng_old_ifs
   set +f

@@ -10,7 +10,7 @@
  * backends put them there.
  */
 import { createHash } from "node:crypto";
-import type { Counters, DnatFirewall, Proto, ReturnPathFirewall } from "../plan/firewall";
+import type { Counters, DnatFirewall, Family, Proto, ReturnPathFirewall } from "../plan/firewall";
 import { runCidrs } from "../plan/sources";
 
 export type IptTable = "nat" | "mangle" | "filter";
@@ -36,14 +36,18 @@ export function iptChainName(tag: string, name: string): string {
   return `natgate-${tag}-${name.slice(0, CHAIN_MAX - tag.length - 16)}-${h}`;
 }
 
+/** The command of a family's tables: ip6tables keeps IPv6's, with the same chains and words. */
+export const iptCommand = (family: Family = 4) => (family === 6 ? "ip6tables" : "iptables");
+
 const ports = (lo: number, hi: number, sep = ":") => (lo === hi ? String(lo) : `${lo}${sep}${hi}`);
 
 /** DNAT's --to-destination: keep the port, one port, or a range shifted by an offset (`/base`). */
 function toDestination(fw: DnatFirewall): string {
   const { ports: from, toPorts: to, toAddress } = fw.mapping;
   if (to.lo === from.lo) return toAddress;
-  if (from.lo === from.hi) return `${toAddress}:${to.lo}`;
-  return `${toAddress}:${to.lo}-${to.hi}/${from.lo}`;
+  const addr = fw.family === 6 ? `[${toAddress}]` : toAddress; // before a port, as ip6tables prints it
+  if (from.lo === from.hi) return `${addr}:${to.lo}`;
+  return `${addr}:${to.lo}-${to.hi}/${from.lo}`;
 }
 
 /** The conntrack match of a forward's packets (both directions): DNATed to the target's address and ports. */
@@ -55,7 +59,7 @@ function replyTuple(p: Proto, fw: DnatFirewall): string {
 /** `-d`/`-i` of the mapping, in the order `iptables -S` prints them. */
 function arrival(fw: DnatFirewall): string[] {
   const m = fw.mapping;
-  return [...(m.destination !== undefined ? [`-d ${m.destination}/32`] : []), ...(m.inInterface !== undefined ? [`-i ${m.inInterface}`] : [])];
+  return [...(m.destination !== undefined ? [`-d ${m.destination}/${fw.family === 6 ? 128 : 32}`] : []), ...(m.inInterface !== undefined ? [`-i ${m.inInterface}`] : [])];
 }
 
 const dportOf = (p: Proto, fw: DnatFirewall) => `-p ${p} -m ${p} --dport ${ports(fw.mapping.ports.lo, fw.mapping.ports.hi)}`;
@@ -68,7 +72,7 @@ function refuseChain(fw: DnatFirewall): IptChain[] {
   const m = fw.mapping;
   if (m.allowFrom === undefined) return [];
   const cidrs = runCidrs(m.allowFrom);
-  const verdict = (p: Proto) => (fw.refuse !== "reject" ? "-j DROP" : p === "tcp" ? "-j REJECT --reject-with tcp-reset" : "-j REJECT --reject-with icmp-port-unreachable");
+  const verdict = (p: Proto) => (fw.refuse !== "reject" ? "-j DROP" : p === "tcp" ? "-j REJECT --reject-with tcp-reset" : `-j REJECT --reject-with ${fw.family === 6 ? "icmp6" : "icmp"}-port-unreachable`);
   const rules = m.protocols.flatMap((p) => [...cidrs.map((c) => `-s ${c} ${dportOf(p, fw)} -j RETURN`), [...arrival(fw), dportOf(p, fw), verdict(p)].join(" ")]);
   return [{ table: "filter", name: iptChainName("ref", fw.name), from: ["INPUT", "FORWARD"], rules }];
 }
@@ -118,12 +122,17 @@ export function iptReturnPathChains(fw: ReturnPathFirewall): IptChain[] {
 }
 
 /** The chains as commands a user would type, in the notation live state is read back into. */
-export function iptLines(chains: IptChain[]): string[] {
+export function iptLines(chains: IptChain[], family: Family = 4): string[] {
+  return chainLines(chains.map((c) => ({ ...c, rules: c.rules.map((rule) => ({ rule })) })), family);
+}
+
+function chainLines(chains: { table: IptTable; name: string; rules: { rule: string }[]; from: Builtin[] }[], family: Family): string[] {
+  const cmd = iptCommand(family);
   const out: string[] = [];
   for (const c of chains) {
-    out.push(`iptables -t ${c.table} -N ${c.name}`);
-    for (const r of c.rules) out.push(`iptables -t ${c.table} -A ${c.name} ${r}`);
-    for (const b of inBuiltinOrder(c.from)) out.push(`iptables -t ${c.table} -I ${b} -j ${c.name}`);
+    out.push(`${cmd} -t ${c.table} -N ${c.name}`);
+    for (const r of c.rules) out.push(`${cmd} -t ${c.table} -A ${c.name} ${r.rule}`);
+    for (const b of inBuiltinOrder(c.from)) out.push(`${cmd} -t ${c.table} -I ${b} -j ${c.name}`);
   }
   return out;
 }
@@ -219,16 +228,9 @@ export function parseIptTable(table: IptTable, text: string, names: string[]): L
 }
 
 /** Live chains as lines, in the order the desired ones are rendered in (rules in chain order). */
-export function liveIptLines(live: LiveIptChain[], order: string[]): string[] {
+export function liveIptLines(live: LiveIptChain[], order: string[], family: Family = 4): string[] {
   const rank = (n: string) => (order.indexOf(n) < 0 ? order.length : order.indexOf(n));
-  const sorted = [...live].sort((a, b) => rank(a.name) - rank(b.name));
-  const out: string[] = [];
-  for (const c of sorted) {
-    out.push(`iptables -t ${c.table} -N ${c.name}`);
-    for (const r of c.rules) out.push(`iptables -t ${c.table} -A ${c.name} ${r.rule}`);
-    for (const b of inBuiltinOrder(c.from)) out.push(`iptables -t ${c.table} -I ${b} -j ${c.name}`);
-  }
-  return out;
+  return chainLines([...live].sort((a, b) => rank(a.name) - rank(b.name)), family);
 }
 
 /**
@@ -247,46 +249,87 @@ export function iptCounters(live: LiveIptChain[], countChain: string, refuseChai
   return out;
 }
 
+/** The section iptfw_show prints a table of one family's tool under. */
+export const iptSection = (table: IptTable, family: Family = 4) => `${family === 6 ? "ip6tfw" : "iptfw"}_${table}`;
+
 /** Shell functions of the iptables backend (POSIX sh; rules travel on stdin, never through the shell's parser). */
 export const IPTFW_SH = `
-# iptfw_show: "@@iptfw_<table>" then that table as iptables -S -v prints it, for nat, mangle, filter
+: "\${NG_IPT:=iptables}"
+# iptfw_show: "@@iptfw_<table>" (ip6tables: "@@ip6tfw_<table>") then that table as iptables -S -v
+# prints it, for nat, mangle, filter
 iptfw_show() {
-  command -v iptables-restore >/dev/null 2>&1 || return 0
+  command -v "$NG_IPT-restore" >/dev/null 2>&1 || return 0
+  ng_sec=iptfw; [ "$NG_IPT" != ip6tables ] || ng_sec=ip6tfw
   for ng_t in nat mangle filter; do
-    echo "@@iptfw_$ng_t"
-    iptables -w -t "$ng_t" -S -v 2>/dev/null | grep -v '^#'
+    echo "@@\${ng_sec}_$ng_t"
+    "$NG_IPT" -w -t "$ng_t" -S -v 2>/dev/null | grep -v '^#'
   done
   return 0
 }
 # iptfw_apply RESTORE JUMPS: replace natgate's chains in one iptables-restore, then make sure of
 # each jump "table builtin chain" (inserted first in the built-in chain when missing)
 iptfw_apply() {
-  printf '%s' "$1" | iptables-restore -w --noflush || { echo "natgate: iptables-restore rejected natgate's chains" >&2; return 1; }
+  command -v "$NG_IPT-restore" >/dev/null 2>&1 || { echo "natgate: $NG_IPT-restore is not on this host: install $NG_IPT (Debian: iptables; OpenWrt: $NG_IPT-nft or $NG_IPT-zz-legacy), or use the nftables backend" >&2; return 1; }
+  iptfw_note_tables "$1" || return 1
+  printf '%s' "$1" | "$NG_IPT-restore" -w --noflush || { echo "natgate: iptables-restore rejected natgate's chains" >&2; return 1; }
   printf '%s\\n' "$2" | while read -r ng_t ng_b ng_c; do
     [ -n "$ng_c" ] || continue
-    iptables -w -t "$ng_t" -C "$ng_b" -j "$ng_c" 2>/dev/null || iptables -w -t "$ng_t" -I "$ng_b" 1 -j "$ng_c" || exit 1
+    "$NG_IPT" -w -t "$ng_t" -C "$ng_b" -j "$ng_c" 2>/dev/null || "$NG_IPT" -w -t "$ng_t" -I "$ng_b" 1 -j "$ng_c" || exit 1
   done
 }
 # iptfw_delete JUMPS CHAINS: every jump "table builtin chain" (while one is listed), then each
 # chain "table chain"; one that is not there is success
 iptfw_delete() {
-  command -v iptables >/dev/null 2>&1 || return 0
+  command -v "$NG_IPT" >/dev/null 2>&1 || return 0
   printf '%s\\n' "$1" | while read -r ng_t ng_b ng_c; do
     [ -n "$ng_c" ] || continue
-    while iptables -w -t "$ng_t" -C "$ng_b" -j "$ng_c" 2>/dev/null; do iptables -w -t "$ng_t" -D "$ng_b" -j "$ng_c" || exit 1; done
+    while "$NG_IPT" -w -t "$ng_t" -C "$ng_b" -j "$ng_c" 2>/dev/null; do "$NG_IPT" -w -t "$ng_t" -D "$ng_b" -j "$ng_c" || exit 1; done
   done || return 1
   printf '%s\\n' "$2" | while read -r ng_t ng_c; do
     [ -n "$ng_c" ] || continue
-    if iptables -w -t "$ng_t" -S "$ng_c" >/dev/null 2>&1; then
-      iptables -w -t "$ng_t" -F "$ng_c" && iptables -w -t "$ng_t" -X "$ng_c" || exit 1
+    if "$NG_IPT" -w -t "$ng_t" -S "$ng_c" >/dev/null 2>&1; then
+      "$NG_IPT" -w -t "$ng_t" -F "$ng_c" && "$NG_IPT" -w -t "$ng_t" -X "$ng_c" || exit 1
     fi
+  done || return 1
+  iptfw_drop_tables
+}
+# iptables-nft makes an nft table (ip nat, ip6 mangle...) for the first chain in it, and nothing of
+# iptables' removes one. iptfw_note_tables RESTORE notes those natgate's chains are about to bring
+# (the "*table" lines of RESTORE) that nft does not list yet; iptfw_drop_tables, once no natgate
+# chain is left in a noted table, deletes it when it holds nothing else (no rule, no chain but the
+# built-in ones), and forgets it either way. With iptables-legacy nft lists no such table.
+iptfw_table_family() { if [ "$NG_IPT" = ip6tables ]; then echo ip6; else echo ip; fi; }
+iptfw_note_tables() {
+  command -v nft >/dev/null 2>&1 || return 0
+  ng_f=$(iptfw_table_family)
+  for ng_t in $(printf '%s\n' "$1" | sed -n 's/^\*//p'); do
+    nft list table "$ng_f" "$ng_t" >/dev/null 2>&1 && continue
+    mkdir -p "$NG_STATE/ipt-tables" && : > "$NG_STATE/ipt-tables/$ng_f-$ng_t" || return 1
   done
+}
+iptfw_drop_tables() {
+  for ng_m in "$NG_STATE"/ipt-tables/*; do
+    [ -e "$ng_m" ] || continue
+    ng_t=\${ng_m##*/}; ng_f=\${ng_t%%-*}; ng_t=\${ng_t#*-}
+    if ng_j=$(nft -j list table "$ng_f" "$ng_t" 2>/dev/null); then
+      case $ng_j in *natgate-*) continue ;; esac
+      ng_c=$(printf '%s' "$ng_j" | grep -o '"chain": {' | wc -l)
+      ng_h=$(printf '%s' "$ng_j" | grep -o '"hook": ' | wc -l)
+      case $ng_j in
+        *'"rule": {'*) ;;
+        *) [ "$ng_c" != "$ng_h" ] || nft delete table "$ng_f" "$ng_t" || return 1 ;;
+      esac
+    fi
+    rm -f "$ng_m"
+  done
+  rmdir "$NG_STATE/ipt-tables" 2>/dev/null
+  return 0
 }
 # fw_facts: "@@fwfacts" then "nft yes|no" (also in NG_NFT) and "iptables <iptables -V>|none"
 fw_facts() {
   echo "@@fwfacts"
   if command -v nft >/dev/null 2>&1 && nft list tables >/dev/null 2>&1; then NG_NFT=yes; else NG_NFT=no; fi
   echo "nft $NG_NFT"
-  if command -v iptables-restore >/dev/null 2>&1 && ng_v=$(iptables -V 2>/dev/null); then echo "iptables $ng_v"; else echo "iptables none"; fi
+  if command -v "$NG_IPT-restore" >/dev/null 2>&1 && ng_v=$("$NG_IPT" -V 2>/dev/null); then echo "iptables $ng_v"; else echo "iptables none"; fi
 }
 `;

@@ -2,7 +2,7 @@
  * nftables backend for natgate's own packet-filter objects: a DnatRule's or ConnmarkReturnPath's
  * plan becomes one table natgate owns (see nftables.ts for the printer, parser and transaction).
  */
-import type { Counters, DnatFirewall, Proto, ReturnPathFirewall } from "../plan/firewall";
+import type { Counters, DnatFirewall, Family, Proto, ReturnPathFirewall } from "../plan/firewall";
 import {
   PRIORITY,
   and,
@@ -30,6 +30,10 @@ export const RET_TABLE_PREFIX = "natgate_ret_";
 /** After DNAT (-100): `ct status dnat` is set from a connection's first packet on. */
 const COUNT_PRIORITY = PRIORITY.dstnat + 1;
 
+/** The nft table family, and the payload protocol of addresses, for a rule of this IP version. */
+export const nftFamily = (family: Family): "ip" | "ip6" => (family === 6 ? "ip6" : "ip");
+const l3 = (fw: DnatFirewall) => nftFamily(fw.family);
+
 function dnatStatement(fw: DnatFirewall, portExpr: NftExpr): NftStmt {
   const { ports: from, toPorts: to, toAddress } = fw.mapping;
   if (to.lo === from.lo) return { dnat: { addr: toAddress } }; // same numbers: keep the port
@@ -37,7 +41,7 @@ function dnatStatement(fw: DnatFirewall, portExpr: NftExpr): NftStmt {
   // A range to other numbers: nft has no port offset, so one map element per port.
   const elems: NftExpr[] = [];
   for (let p = from.lo; p <= from.hi; p++) elems.push([p, { concat: [toAddress, p - from.lo + to.lo] }]);
-  return { dnat: { family: "ip", addr: { map: { key: portExpr, data: { set: elems } } } } };
+  return { dnat: { family: l3(fw), addr: { map: { key: portExpr, data: { set: elems } } } } };
 }
 
 /** The interface and address a mapping matches, as nft statements. */
@@ -45,14 +49,14 @@ function arrivalMatch(fw: DnatFirewall): NftStmt[] {
   const m = fw.mapping;
   return [
     ...(m.inInterface !== undefined ? [match(meta("iifname"), m.inInterface)] : []),
-    ...(m.destination !== undefined ? [match(payload("ip", "daddr"), m.destination)] : []),
+    ...(m.destination !== undefined ? [match(payload(l3(fw), "daddr"), m.destination)] : []),
   ];
 }
 
 function preroutingRule(fw: DnatFirewall): NftStmt[] {
   const m = fw.mapping;
   const r: NftStmt[] = arrivalMatch(fw);
-  if (m.allowFrom !== undefined) r.push(match(payload("ip", "saddr"), nftSourceMatch(m.allowFrom)));
+  if (m.allowFrom !== undefined) r.push(match(payload(l3(fw), "saddr"), nftSourceMatch(m.allowFrom)));
   let portExpr: NftExpr;
   if (m.protocols.length > 1) {
     r.push(match(meta("l4proto"), set(m.protocols)));
@@ -68,7 +72,7 @@ function preroutingRule(fw: DnatFirewall): NftStmt[] {
 /** A forward's packets, both directions, by conntrack's reply tuple (the post-DNAT address and ports). */
 function replyTuple(fw: DnatFirewall): NftStmt[] {
   const { toAddress, toPorts } = fw.mapping;
-  return [match(ct("status"), "dnat", "in"), match(ct("ip saddr", "reply"), toAddress), match(ct("proto-src", "reply"), range(toPorts.lo, toPorts.hi))];
+  return [match(ct("status"), "dnat", "in"), match(ct(`${l3(fw)} saddr`, "reply"), toAddress), match(ct("proto-src", "reply"), range(toPorts.lo, toPorts.hi))];
 }
 
 /**
@@ -96,8 +100,9 @@ export const REFUSE_CHAINS = ["refuse_in", "refuse_fwd"] as const;
  */
 function refuseRule(fw: DnatFirewall, p: Proto): NftStmt[] {
   const m = fw.mapping;
-  const verdict: NftStmt = fw.refuse !== "reject" ? { drop: null } : p === "tcp" ? { reject: { type: "tcp reset" } } : { reject: { type: "icmp", expr: "port-unreachable" } };
-  return [...arrivalMatch(fw), match(payload(p, "dport"), range(m.ports.lo, m.ports.hi)), match(payload("ip", "saddr"), nftSourceMatch(m.allowFrom!), "!="), { counter: null }, verdict];
+  const unreachable = { type: fw.family === 6 ? "icmpv6" : "icmp", expr: "port-unreachable" };
+  const verdict: NftStmt = fw.refuse !== "reject" ? { drop: null } : p === "tcp" ? { reject: { type: "tcp reset" } } : { reject: unreachable };
+  return [...arrivalMatch(fw), match(payload(p, "dport"), range(m.ports.lo, m.ports.hi)), match(payload(l3(fw), "saddr"), nftSourceMatch(m.allowFrom!), "!="), { counter: null }, verdict];
 }
 
 function refuseChains(fw: DnatFirewall): NftChain[] {
@@ -121,7 +126,7 @@ export function nftDnatTable(fw: DnatFirewall): NftTable {
   }
   chains.push({ name: "count", type: "filter", hook: "prerouting", priority: COUNT_PRIORITY, policy: "accept", rules: fw.mapping.protocols.map((p) => countRule(fw, p)) });
   chains.push(...refuseChains(fw));
-  return { family: "ip", name: DNAT_TABLE_PREFIX + fw.name, chains };
+  return { family: l3(fw), name: DNAT_TABLE_PREFIX + fw.name, chains };
 }
 
 /**
@@ -133,11 +138,11 @@ export function nftDnatAccepts(fw: DnatFirewall, chain: ChainRef, comment: strin
 }
 
 /** Counts of a DnatRule's count chain from `nft -j` items, by protocol. */
-export function nftCounters(items: Record<string, any>[], table: string): Counters {
+export function nftCounters(items: Record<string, any>[], table: string, family: Family = 4): Counters {
   const out: Counters = {};
   for (const it of items) {
     const r = it.rule;
-    if (!r || r.family !== "ip" || r.table !== table) continue;
+    if (!r || r.family !== nftFamily(family) || r.table !== table) continue;
     const expr = (r.expr ?? []) as Record<string, any>[];
     if ((REFUSE_CHAINS as readonly string[]).includes(r.chain)) {
       const c = expr.find((e) => e.counter)?.counter;
@@ -167,7 +172,7 @@ function restoreRule(fw: ReturnPathFirewall): NftStmt[] {
  * the mark when it is routed towards the LAN host, and the OUTPUT chain is a `route` chain so a
  * changed mark makes the kernel route a local reply again.
  */
-export function nftReturnPathTable(fw: ReturnPathFirewall): NftTable {
+export function nftReturnPathTable(fw: ReturnPathFirewall, family: Family = 4): NftTable {
   const chains: NftChain[] = [
     {
       name: "prerouting",
@@ -179,5 +184,5 @@ export function nftReturnPathTable(fw: ReturnPathFirewall): NftTable {
     },
   ];
   if (fw.restoreInOutput) chains.push({ name: "output", type: "route", hook: "output", priority: PRIORITY.mangle, policy: "accept", rules: [restoreRule(fw)] });
-  return { family: "ip", name: RET_TABLE_PREFIX + fw.name, chains };
+  return { family: nftFamily(family), name: RET_TABLE_PREFIX + fw.name, chains };
 }

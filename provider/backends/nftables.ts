@@ -159,13 +159,15 @@ export function printStmt(s: NftStmt): string {
     case "snat": {
       if (!v || typeof v !== "object") return k;
       const fam = v.family ? `${v.family} ` : "";
-      const to = v.addr !== undefined ? printExpr(v.addr) : "";
+      const addr = v.addr !== undefined ? printExpr(v.addr) : "";
       const port = v.port !== undefined ? `:${printExpr(v.port)}` : "";
+      // An IPv6 address before a port is bracketed, as nft lists it: `dnat to [fd00::99]:22`.
+      const to = port && typeof v.addr === "string" && v.addr.includes(":") ? `[${addr}]` : addr;
       return `${k} ${fam}to ${to}${port}`;
     }
     case "reject":
       // nft lists the default (ICMP port unreachable) as a bare `reject`
-      return v?.type === "tcp reset" ? "reject with tcp reset" : v === null || (v?.type === "icmp" && v?.expr === "port-unreachable") ? "reject" : unsupported(s);
+      return v?.type === "tcp reset" ? "reject with tcp reset" : v === null || ((v?.type === "icmp" || v?.type === "icmpv6") && v?.expr === "port-unreachable") ? "reject" : unsupported(s);
     case "accept":
     case "drop":
     case "return":
@@ -324,12 +326,19 @@ function mayDrop(r: NftItem): boolean {
  * outside natgate's own tables. A chain counts when its policy is drop or it has a rule that may
  * drop (fw4 and firewalld end in jumps to reject chains), like forwardNeedsAccept for iptables.
  * With hook "input", the same for a DNAT to the host itself, whose packets meet input chains.
+ * `family` is the rule's ("ip6" for IPv6): chains of the other family never see its packets.
  */
-export function foreignForwardState(items: NftItem[], comment: string, hook: "forward" | "input" = "forward"): { dropChains: ChainRef[]; owned: ForeignRule[] } {
+export function foreignForwardState(
+  items: NftItem[],
+  comment: string,
+  hook: "forward" | "input" = "forward",
+  family: "ip" | "ip6" = "ip",
+): { dropChains: ChainRef[]; owned: ForeignRule[] } {
   const dropChains: ChainRef[] = [];
   const owned: ForeignRule[] = [];
   const counts = new Map<string, number>();
-  const foreign = (o: NftItem) => (o.family === "ip" || o.family === "inet") && !String(o.table).startsWith("natgate_");
+  // The tables a packet of this IP version passes: its family's and inet's.
+  const foreign = (o: NftItem) => (o.family === family || o.family === "inet") && !String(o.table).startsWith("natgate_");
   for (const it of items) {
     const r = it.rule;
     if (!r || !foreign(r)) continue;
@@ -343,7 +352,7 @@ export function foreignForwardState(items: NftItem[], comment: string, hook: "fo
   for (const it of items) {
     const c = it.chain;
     if (!c || !foreign(c) || c.hook !== hook || c.type !== "filter") continue;
-    if (c.family === "ip" && XTABLES.has(c.table) && XCHAINS.has(c.name)) continue;
+    if (c.family === family && XTABLES.has(c.table) && XCHAINS.has(c.name)) continue;
     const ref = { family: c.family, table: c.table, chain: c.name };
     if (c.policy === "drop" || (counts.get(chainId(ref)) ?? 0) > 0) dropChains.push(ref);
   }

@@ -36,8 +36,16 @@ export function sysctlLine(s: { path: string; value: string | undefined }): stri
   return s.value === undefined ? `sysctl ${sysctlName(s.path)}: missing` : `sysctl -w ${sysctlName(s.path)}=${s.value}`;
 }
 
-export function ipForward(): SysctlSetting {
-  return { path: "net/ipv4/ip_forward", value: "1" };
+/** Forwarding of one IP version: net.ipv4.ip_forward, or net.ipv6.conf.all.forwarding (which sets every interface's). */
+export function ipForward(family: 4 | 6 = 4): SysctlSetting {
+  return { path: family === 6 ? "net/ipv6/conf/all/forwarding" : "net/ipv4/ip_forward", value: "1" };
+}
+
+/** An interface's accept_ra as sysctl_ra_show prints it, and whether this resource holds it at 2. */
+export interface LiveAcceptRa {
+  path: string;
+  value: string;
+  held: boolean;
 }
 
 export function rpFilter(iface: string, value: "0" | "1" | "2"): SysctlSetting {
@@ -74,6 +82,38 @@ sysctl_release() {
   rmdir "$ng_d" 2>/dev/null
   return 0
 }
+# sysctl_ra_hold OWNER: IPv6 forwarding turns off router advertisements on every interface whose
+# accept_ra is 1 (a VPS's own IPv6 default route often comes from one, and goes when it expires);
+# 2 takes them while forwarding. Those at 1, and those this owner holds already, are held at 2,
+# "default" too, so an interface made later takes them as well.
+sysctl_ra_hold() {
+  for ng_f in /proc/sys/net/ipv6/conf/*/accept_ra; do
+    case $ng_f in */conf/lo/accept_ra) continue ;; esac # loopback hears no router
+    [ -e "$ng_f" ] || continue
+    ng_p=\${ng_f#/proc/sys/}
+    if [ "$(cat "$ng_f")" = 1 ] || [ -e "$(sysctl_dir "$ng_p")/holder.$1" ]; then sysctl_hold "$ng_p" 2 "$1" || return 1; fi
+  done
+}
+# sysctl_ra_release OWNER: let go of every accept_ra this owner holds (after forwarding, so the
+# interfaces never ignore advertisements in between)
+sysctl_ra_release() {
+  for ng_d in "$NG_STATE"/sysctl/net:ipv6:conf:*:accept_ra; do
+    [ -e "$ng_d/holder.$1" ] || continue
+    sysctl_release "$(basename "$ng_d" | tr : /)" "$1" || return 1
+  done
+}
+# sysctl_ra_show OWNER: "ra PATH VALUE HELD" for each accept_ra that is 1 or held by OWNER
+sysctl_ra_show() {
+  for ng_f in /proc/sys/net/ipv6/conf/*/accept_ra; do
+    case $ng_f in */conf/lo/accept_ra) continue ;; esac
+    [ -e "$ng_f" ] || continue
+    ng_p=\${ng_f#/proc/sys/}
+    ng_v=$(cat "$ng_f")
+    ng_held=0; [ -e "$(sysctl_dir "$ng_p")/holder.$1" ] && ng_held=1
+    [ "$ng_v" = 1 ] || [ $ng_held = 1 ] && printf 'ra %s %s %s\n' "$ng_p" "$ng_v" "$ng_held"
+  done
+  return 0
+}
 # sysctl_show PATH OWNER: "sysctl PATH <value|-> <prev|-> <held 1|0>"
 sysctl_show() {
   ng_d=$(sysctl_dir "$1")
@@ -96,6 +136,16 @@ export function parseSysctlShow(lines: string[]): LiveSysctl[] {
       prev: m[3] === "-" ? undefined : m[3],
       held: m[4] === "1",
     });
+  }
+  return out;
+}
+
+/** Lines "ra PATH VALUE HELD" printed by sysctl_ra_show. */
+export function parseAcceptRa(lines: string[]): LiveAcceptRa[] {
+  const out: LiveAcceptRa[] = [];
+  for (const line of lines) {
+    const m = /^ra (\S+) (\S+) ([01])$/.exec(line.trim());
+    if (m) out.push({ path: m[1]!, value: m[2]!, held: m[3] === "1" });
   }
   return out;
 }

@@ -28,9 +28,14 @@ export interface DnatMapping {
   allowFrom?: string[];
 }
 
+/** An IP version: what a rule's addresses are, and so which tables and tools it is written in. */
+export type Family = 4 | 6;
+
 /** Everything a DnatRule owns in the packet filter. */
 export interface DnatFirewall {
   name: string;
+  /** The family of every address in the mapping (toAddress's). */
+  family: Family;
   mapping: DnatMapping;
   /** Clamp the MSS of the mapping's forwarded TCP SYNs to the route MTU. */
   clampMss: boolean;

@@ -172,15 +172,15 @@ describe("sysctl backend and script output", () => {
 });
 
 describe("iptables backend (fixtures: iptables-legacy and iptables-nft 1.8.9, applied and read with -S -v)", () => {
-  const readBack = (file: string, names: string[]) => {
+  const readBack = (file: string, names: string[], family: 4 | 6 = 4) => {
     const s = sections(fixture(file));
-    return liveIptLines(IPT_TABLES.flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", names)), names);
+    return liveIptLines(IPT_TABLES.flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", names)), names, family);
   };
   for (const variant of ["legacy", "nft"]) {
     for (const [k, v] of Object.entries(DNAT_CASES)) {
       it(`iptables-${variant}: the DnatRule chains "${k}" read back as exactly the rendered lines`, () => {
         const fw = dnatFirewall(DnatRuleSchema.parse({ connection: conn, ...v }));
-        assert.deepEqual(readBack(`ipt-${variant}-dnat-${k}.txt`, dnatChainNames(fw.name)), iptLines(iptDnatChains(fw)));
+        assert.deepEqual(readBack(`ipt-${variant}-dnat-${k}.txt`, dnatChainNames(fw.name), fw.family), iptLines(iptDnatChains(fw), fw.family));
       });
     }
     for (const [k, v] of Object.entries(RET_CASES)) {

@@ -25,6 +25,8 @@ const OUTPUT = [
   "198.51.100.1",
   "10.10.10.1",
   "198.51.100.1",
+  "2001:db8:100::1",
+  "fe80::1",
   "",
 ].join("\n");
 
@@ -32,10 +34,10 @@ describe("DnatRule locality", () => {
   it("parses the kernel's answer per address and the host's addresses (loopback left out, once each)", () => {
     const l = parseLocality(OUTPUT);
     assert.deepEqual([...l.local], [["198.51.100.77", false], ["198.51.100.1", true]]);
-    assert.deepEqual(l.addresses, ["198.51.100.1", "10.10.10.1"]);
+    assert.deepEqual(l.addresses, ["198.51.100.1", "10.10.10.1", "2001:db8:100::1"]);
   });
 
-  it("refuses a destination the host does not take as its own, naming its addresses and what to match", () => {
+  it("refuses a destination the host does not take as its own, naming its addresses of that family and what to match", () => {
     assert.equal(
       localityProblem(rule("198.51.100.77"), "198.51.100.1", parseLocality(OUTPUT)),
       "destination 198.51.100.77 is not an address of host 198.51.100.1 (its addresses: 198.51.100.1, 10.10.10.1): " +

@@ -1,7 +1,8 @@
 import { NatgateError } from "../../ssh/errors";
 import { z } from "zod";
 import { typeError } from "../../ssh/schema";
-import { parseCidr, parseSourceCidr } from "./addresses";
+import ipaddr from "ipaddr.js";
+import { parseCidr, parseIp, parseSourceCidr } from "./addresses";
 
 /**
  * A resource's own name: it becomes part of an nft table name (natgate_dnat_<name>), an iptables
@@ -79,9 +80,50 @@ export function unicastProblem(address: string): string | undefined {
   return kind && `${address} is ${kind}: give one host's own address, e.g. 192.168.1.10`;
 }
 
-/** An IPv4 address of one host: what a DNAT sends packets to. */
-export const hostAddress = ipv4.superRefine((v, ctx) => {
-  const why = unicastProblem(v);
+/** An IPv6 address (any spelling; rendered canonical, RFC 5952, the way `ip -j` and nft print it). */
+export const ipv6 = z.string({ error: typeError("must be an IPv6 address like fd00::1") }).refine((v) => parseIp(v)?.family === 6, {
+  error: "must be an IPv6 address like fd00::1",
+});
+
+const ADDR_ERROR = "must be an IPv4 address like 10.10.10.2 or an IPv6 address like fd00::1";
+/**
+ * An address of either family; one with a ":" is judged as IPv6, so each family keeps its own
+ * message. IPv6 comes out canonical (RFC 5952), the spelling nft, ip6tables and `ip -j` print, so
+ * what is rendered compares with what is read back however the user wrote it.
+ */
+export const ipAddress = z
+  .string({ error: typeError(ADDR_ERROR) })
+  .superRefine((v, ctx) => {
+    const ok = v.includes(":") ? ipv6.safeParse(v).success : ipv4.safeParse(v).success;
+    if (!ok) ctx.addIssue({ code: "custom", message: ADDR_ERROR });
+  })
+  .transform((v) => (v.includes(":") ? (parseIp(v)?.address ?? v) : v));
+
+/** An address's family, by its spelling (the schema has checked it is one). */
+export function addressFamily(address: string): 4 | 6 {
+  return address.includes(":") ? 6 : 4;
+}
+
+/** What an IPv6 range is, for the kinds that cannot be one host's own address (ipaddr.js's range names). */
+const NOT_HOST_RANGES6: Record<string, string> = {
+  unspecified: "the unspecified address (never a destination)",
+  loopback: "the loopback address (the host's own lo: not reachable as a forward's target)",
+  linkLocal: "a link-local address (fe80::/10, not routed: use the host's ULA or global address)",
+  multicast: "a multicast address",
+  ipv4Mapped: "an IPv4-mapped address: write the IPv4 address itself in an IPv4 rule",
+};
+
+/** unicastProblem for IPv6 addresses. */
+export function unicastProblem6(address: string): string | undefined {
+  const ip = parseIp(address);
+  if (!ip || ip.family !== 6) return undefined; // the format rule reports it
+  const kind = NOT_HOST_RANGES6[ipaddr.IPv6.parse(ip.address).range()];
+  return kind && `${address} is ${kind}: give one host's own address, e.g. fd00:1::10`;
+}
+
+/** An address (IPv4 or IPv6) of one host: what a DNAT sends packets to. */
+export const hostAddress = ipAddress.superRefine((v, ctx) => {
+  const why = v.includes(":") ? unicastProblem6(v) : unicastProblem(v);
   if (why) ctx.addIssue({ code: "custom", message: why });
 });
 
@@ -94,6 +136,16 @@ export const networkCidr = z
       ctx.addIssue({ code: "custom", message: `has host bits set: write ${c.network}` });
     }
   });
+
+/** An IPv6 network in CIDR form whose host bits are zero ("::/0" is the IPv6 default route). */
+export const networkCidr6 = z.string({ error: typeError("must be an IPv6 network like fd00:1::/64") }).superRefine((v, ctx) => {
+  const c = parseCidr(v);
+  if (typeof c === "string" || c.family !== 6) {
+    ctx.addIssue({ code: "custom", message: "must be an IPv6 network like fd00:1::/64" });
+  } else if (c.network !== c.text) {
+    ctx.addIssue({ code: "custom", message: `has host bits set: write ${c.network}` });
+  }
+});
 
 export const portNumber = z
   .number({ error: typeError("must be a port number 1-65535") })

@@ -1,7 +1,7 @@
 import { NatgateError } from "../../ssh/errors";
 import { encodeArgs, type ScriptArgs } from "../../backends/args";
 import { CMARK_APPLY_SH, CMARK_DELETE_SH, CMARK_READ_SH } from "../../backends/cmarkSh";
-import { DEADMAN_SECONDS, inverseBatch, ruleLine, ruleSpec } from "../../backends/iproute";
+import { DEADMAN_SECONDS, inverseBatch, ruleBatch, ruleLine, type IpRule } from "../../backends/iproute";
 import { NO_IPT_CHANGE, iptChange, iptReturnPathChains, liveIptLines, type IptChange } from "../../backends/iptablesFirewall";
 import { deleteTableTransaction, replaceTableTransaction } from "../../backends/nftables";
 import { NO_FW4, fw4Change, fw4PutRecords, fw4TableInclude, type Fw4Include } from "../../backends/fw4Include";
@@ -14,7 +14,7 @@ import type { Host } from "../common/host";
 import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../../engine/version";
-import { cmarkBootEntryName, cmarkChainNames, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
+import { cmarkBootEntryName, cmarkChainNames, cmarkFamilies, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveMask, type ConnmarkReturnPathInputs } from "./schema";
 import { parseCmarkShow, scopeOf, type CmarkLive, type Scope } from "./live";
 
@@ -27,6 +27,8 @@ interface Plan {
   fw4Put: Fw4Include[];
   nft: string;
   ipt: IptChange;
+  /** The same for the IPv6 twin's ip6tables chains. */
+  ip6t: IptChange;
   batch: string[];
   hold: SysctlSetting[];
   release: string[];
@@ -38,26 +40,32 @@ interface Plan {
 
 /** What only this return path may use on its host: its table (as a return path's), rule priorities and mark bits. */
 export function cmarkClaims(i: ConnmarkReturnPathInputs): string[] {
-  return claimKeys.returnPath(i.table, cmarkRules(i).map((r) => r.priority), effectiveMask(i));
+  return claimKeys.returnPath(i.table, [...new Set(cmarkRules(i).map((r) => r.priority))], effectiveMask(i));
 }
 
-const liveLines = (live: Pick<CmarkLive, "ipt">, name: string) => liveIptLines(live.ipt, cmarkChainNames(name));
+const liveLines = (live: Pick<CmarkLive, "ipt" | "ipt6">, name: string) => [
+  ...liveIptLines(live.ipt, cmarkChainNames(name)),
+  ...liveIptLines(live.ipt6 ?? [], cmarkChainNames(name), 6),
+];
+
+/** The apply script's names for an ip6tables change. */
+const ip6tArgs = (c: IptChange) => ({ ip6t_restore: c.ipt_restore, ip6t_jumps: c.ipt_jumps, ip6t_jumps_del: c.ipt_jumps_del, ip6t_chains_del: c.ipt_chains_del });
 
 export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, "boot">, backend: Backend, where = "the host"): Plan {
   const nftDrift = lineDrift("nft", backend === "nftables" ? cmarkFirewallLines(i, "nftables") : [], live.nft);
   const iptDrift = lineDrift("iptables", backend === "iptables" ? cmarkFirewallLines(i, "iptables") : [], liveLines(live, i.name));
   const table = cmarkTableName(i.name);
   const remaining = [...live.rules];
-  const add: string[] = [];
+  const add: IpRule[] = [];
   for (const r of cmarkRules(i)) {
     const k = remaining.findIndex((l) => ruleLine(l) === ruleLine(r));
     if (k >= 0) remaining.splice(k, 1);
-    else add.push(ruleSpec(r));
+    else add.push(r);
   }
-  const del = remaining.map(ruleSpec);
+  const del = remaining;
   const drift = [...nftDrift, ...iptDrift];
-  for (const a of add) drift.push(`missing ip rule: ip rule add ${a}`);
-  for (const d of del) drift.push(`unexpected ip rule: ip rule add ${d}`);
+  for (const a of add) drift.push(`missing ip rule: ${ruleLine(a)}`);
+  for (const d of del) drift.push(`unexpected ip rule: ${ruleLine(d)}`);
   const wanted = cmarkSysctls(i);
   const hold: SysctlSetting[] = [];
   for (const w of wanted) {
@@ -73,7 +81,8 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   const release = live.sysctls.filter((l) => l.held && !wanted.some((w) => w.path === l.path)).map((l) => l.path);
   for (const r of release) drift.push(`${sysctlName(r)} is still held by this resource`);
   // The table as one nft transaction: what the apply sends, and on fw4 what its include holds.
-  const transaction = replaceTableTransaction(cmarkTable(i));
+  const six = cmarkFamilies(i).includes(6);
+  const transaction = replaceTableTransaction(cmarkTable(i)) + (six ? replaceTableTransaction(cmarkTable(i, 6)) : deleteTableTransaction("ip6", table));
   const fw4 = fw4Change(live.fw4?.available && backend === "nftables" ? [fw4TableInclude(table, transaction)] : [], live.fw4 ?? NO_FW4);
   drift.push(...fw4.drift);
   const claims = cmarkClaims(i);
@@ -85,10 +94,11 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
     conflict: claimed.conflict,
     fw4Del: fw4.del,
     fw4Put: fw4.put,
-    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table),
+    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table) + deleteTableTransaction("ip6", table),
     ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
+    ip6t: iptDrift.length ? iptChange(backend === "iptables" && six ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt6 ?? []) : NO_IPT_CHANGE,
     // Deletes first: an old rule identical in priority and table to a new one would be matched by `del`.
-    batch: [...del.map((d) => `rule del ${d}`), ...add.map((a) => `rule add ${a}`)],
+    batch: [...del.map((d) => ruleBatch("del", d)), ...add.map((a) => ruleBatch("add", a))],
     hold,
     release,
   };
@@ -103,6 +113,7 @@ function applyArgs(i: ConnmarkReturnPathInputs, scope: Scope, p: Plan, extra: Sc
     sysctls: scope.sysctlPaths.join("\n"),
     nft: p.nft,
     ...p.ipt,
+    ...ip6tArgs(p.ip6t),
     batch: p.batch.join("\n"),
     hold: p.hold.map((h) => `${h.path} ${h.value}`).join("\n"),
     release: p.release.join("\n"),
@@ -119,7 +130,7 @@ function applyArgs(i: ConnmarkReturnPathInputs, scope: Scope, p: Plan, extra: Sc
  */
 export function cmarkBootEntry(i: ConnmarkReturnPathInputs, facts: FirewallFacts, backend: Backend): BootEntry {
   const p = planConnmark(i, { facts, nft: [], ipt: [], rules: [], sysctls: [], claims: new Map() }, backend);
-  const args = applyArgs(i, scopeOf([i]), { ...p, batch: [], release: [] }, { rules_ensure: cmarkRules(i).map(ruleSpec).join("\n") });
+  const args = applyArgs(i, scopeOf([i]), { ...p, batch: [], release: [] }, { rules_ensure: cmarkRules(i).map((r) => ruleBatch("add", r)).join("\n") });
   return bootEntry("ret", i.name, `ConnmarkReturnPath ${i.name}`, args, shPrelude() + CMARK_APPLY_SH);
 }
 
@@ -203,12 +214,12 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const fw4Files = [...(live.fw4 ?? NO_FW4).files.keys()];
     const owned = (s: CmarkLive) => claimsHeldBy(s.claims, cmarkOwner(i.name));
-    if (live.nft.length === 0 && live.ipt.length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live) && fw4Files.length === 0 && owned(live).length === 0) return;
-    const batch = live.rules.map((r) => `rule del ${ruleSpec(r)}`).join("\n");
+    if (live.nft.length === 0 && live.ipt.length === 0 && (live.ipt6 ?? []).length === 0 && live.rules.length === 0 && !live.sysctls.some((s) => s.held) && !hasEntry(live) && fw4Files.length === 0 && owned(live).length === 0) return;
+    const batch = live.rules.map((r) => ruleBatch("del", r)).join("\n");
     const out = await host.run(
       `deleting ConnmarkReturnPath ${i.name}`,
       CMARK_DELETE_SH,
-      encodeArgs({ ...showArgs(i, scope), batch, ...iptChange([], live.ipt), fw4_del: fw4Files.join(" ") }),
+      encodeArgs({ ...showArgs(i, scope), batch, ...iptChange([], live.ipt), ...ip6tArgs(iptChange([], live.ipt6 ?? [])), fw4_del: fw4Files.join(" ") }),
       { writes: true },
     );
     const after = parseCmarkShow(out.stdout, scope, i.name);

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { hex, interfaceName, ipv4, mark32, resourceName, rulePriority, tableId } from "../common/fields";
+import { hex, interfaceName, ipv4, ipv6, mark32, resourceName, rulePriority, tableId } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -36,6 +36,13 @@ export const ConnmarkReturnPathSchema = z.strictObject({
   localSource: ipv4.optional(),
   /** Priority of the `from` rule; default priority + 1. */
   localSourcePriority: rulePriority.optional(),
+  /**
+   * Also IPv6: the same marks in an nft table ip6 (or ip6tables chains) and the same rules as
+   * `ip -6 rule`, so IPv6 forwards' replies take the table's IPv6 routes back into the tunnel.
+   */
+  ipv6: z.boolean({ error: "must be true or false" }).default(false),
+  /** The router's IPv6 tunnel address: adds `ip -6 rule from <it> lookup <table>` (router-local IPv6 services), at localSourcePriority. */
+  localSource6: ipv6.optional(),
   /** Also restore the mark on locally generated packets (replies of the router's own services). */
   restoreInOutput: z.boolean({ error: "must be true or false" }).default(true),
   /** Set rp_filter=2 (loose) on the interface: strict mode drops tunnel packets from internet sources. */
@@ -62,10 +69,13 @@ export function connmarkCrossCheck(i: ConnmarkReturnPathInputs): Failure[] {
   if ((i.mark & ~mask) >>> 0 !== 0) {
     out.push({ property: "mark", reason: `${hex(i.mark)} has bits outside mask ${hex(mask)}: every bit of mark must be in mask` });
   }
-  if (i.localSourcePriority !== undefined && i.localSource === undefined) {
-    out.push({ property: "localSourcePriority", reason: "is only used with localSource: give localSource too, or remove localSourcePriority" });
+  if (i.localSourcePriority !== undefined && i.localSource === undefined && i.localSource6 === undefined) {
+    out.push({ property: "localSourcePriority", reason: "is only used with localSource (or localSource6): give localSource too, or remove localSourcePriority" });
   }
-  if (i.localSource !== undefined && effectiveLocalSourcePriority(i) > 32765) {
+  if (i.localSource6 !== undefined && !i.ipv6) {
+    out.push({ property: "localSource6", reason: "is an IPv6 rule, and this return path is IPv4 only: set ipv6: true too, or remove localSource6" });
+  }
+  if ((i.localSource !== undefined || i.localSource6 !== undefined) && effectiveLocalSourcePriority(i) > 32765) {
     out.push({ property: "localSourcePriority", reason: "priority + 1 is past 32765: give localSourcePriority explicitly" });
   }
   return out;

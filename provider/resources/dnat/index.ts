@@ -5,7 +5,8 @@ import { NO_FW4, fw4Change, fw4IncludeLines, fw4Includes, fw4PutRecords, fw4Tabl
 import { NO_IPT_CHANGE, iptChange, iptDnatChains, type IptChange } from "../../backends/iptablesFirewall";
 import { chainId, deleteTableTransaction, foreignRuleOps, replaceTableTransaction, type ChainRef } from "../../backends/nftables";
 import { bootEntry, bootEntryPath, observeBoot, type BootEntry } from "../../backends/persist";
-import { ipForward, sysctlLine, sysctlName } from "../../backends/sysctl";
+import { sysctlLine, sysctlName } from "../../backends/sysctl";
+import { nftFamily } from "../../backends/nftFirewall";
 import type { Backend } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import { NatgateError } from "../../ssh/errors";
@@ -14,12 +15,10 @@ import { shPrelude, syncBoot } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState, withoutUpgradeDrift } from "../../engine/version";
 import { dnatLiveIptLines, localityProblem, parseDnatShow, parseLocality, type DnatLive, type Locality } from "./live";
-import { dnatBootEntryName, dnatFirewall, dnatFirewallLines, dnatForwardAccepts, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
+import { dnatBootEntryName, dnatFamily, dnatFirewall, dnatFirewallLines, dnatForwardAccepts, dnatForwarding, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
 import { DnatRuleSchema, dnatCrossCheck, type DnatRuleInputs } from "./schema";
 
 export { parseDnatShow, parseLocality, localityProblem, type DnatLive, type Locality };
-
-const FORWARD = ipForward();
 
 /** What an apply must change: the difference between the render for `backend` and the live state. */
 export interface DnatPlan {
@@ -57,8 +56,11 @@ function dropChainsFor(i: DnatRuleInputs, live: Omit<DnatLive, "boot">): ChainRe
 }
 
 export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backend: Backend): DnatPlan {
+  const fam = dnatFamily(i);
+  const FORWARD = dnatForwarding(i);
+  const iptLine = (r: string, chain?: FilterChain) => iptablesLine(r, chain, fam);
   const nftDrift = lineDrift("nft", backend === "nftables" ? dnatFirewallLines(i, "nftables") : [], live.nft);
-  const iptDrift = lineDrift("iptables", backend === "iptables" ? dnatFirewallLines(i, "iptables") : [], dnatLiveIptLines(live, i.name));
+  const iptDrift = lineDrift("iptables", backend === "iptables" ? dnatFirewallLines(i, "iptables") : [], dnatLiveIptLines(live, i.name, fam));
   const wanted = wantedAccepts(i, live);
   const inOwned = live.iptablesInput?.owned ?? [];
   const fwdDel = live.iptables.owned.filter((r) => !wanted.FORWARD.includes(r));
@@ -80,18 +82,21 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   const drift = [
     ...nftDrift,
     ...iptDrift,
-    ...fwdAdd.map((r) => `missing iptables accept (filter FORWARD drops forwarded packets): ${iptablesLine(r)}`),
-    ...fwdDel.map((r) => `unexpected iptables rule: ${iptablesLine(r)}`),
-    ...inAdd.map((r) => `missing iptables accept (filter INPUT drops packets to this host, the DNAT target): ${iptablesLine(r, "INPUT")}`),
-    ...inDel.map((r) => `unexpected iptables rule: ${iptablesLine(r, "INPUT")}`),
+    ...fwdAdd.map((r) => `missing iptables accept (filter FORWARD drops forwarded packets): ${iptLine(r)}`),
+    ...fwdDel.map((r) => `unexpected iptables rule: ${iptLine(r)}`),
+    ...inAdd.map((r) => `missing iptables accept (filter INPUT drops packets to this host, the DNAT target): ${iptLine(r, "INPUT")}`),
+    ...inDel.map((r) => `unexpected iptables rule: ${iptLine(r, "INPUT")}`),
     ...foreignAdd.map((w) => `missing accept in ${chainId(w)} (it drops ${local ? "packets to this host, the DNAT target" : "forwarded packets"}): ${w.line}`),
     ...foreignDel.map((o) => `unexpected rule: ${o.line}`),
     ...fw4.drift,
   ];
   if (live.forward.value !== FORWARD.value) drift.push(`${sysctlName(FORWARD.path)} is ${live.forward.value ?? "missing"}, forwarding needs ${FORWARD.value}`);
   else if (!live.forward.held) drift.push(`${sysctlName(FORWARD.path)} is not recorded as needed by this rule (it would not be restored on delete)`);
+  for (const ra of live.acceptRa ?? []) {
+    if (ra.value === "1") drift.push(`${sysctlName(ra.path)} is 1: with IPv6 forwarding on, the kernel ignores router advertisements there (the host's own IPv6 default route may come from one); natgate sets 2`);
+  }
 
-  const nftOps = nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table);
+  const nftOps = nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction(nftFamily(fam), table);
   return {
     drift,
     backend,
@@ -106,14 +111,16 @@ export function planDnat(i: DnatRuleInputs, live: Omit<DnatLive, "boot">, backen
   };
 }
 
+/** What every script of the rule is told first: which rule, of which IP version. */
+function scriptIdentity(i: DnatRuleInputs) {
+  return { name: i.name, family: String(dnatFamily(i)), fwd: dnatForwarding(i).path, table: dnatTableName(i.name), owner: dnatOwner(i.name), entry: dnatBootEntryName(i.name) };
+}
+
 /** The apply script's record for a plan. Each accept is inserted at the top: reversed, they end up in this order. */
 function applyArgs(i: DnatRuleInputs, p: DnatPlan, boot: { accepts?: string; fwdIfDrop?: string[]; inIfDrop?: string[] } = {}): string[] {
   [...p.fwdDel, ...p.inDel].forEach(assertSafeRule);
   return encodeArgs({
-    name: i.name,
-    table: dnatTableName(i.name),
-    owner: dnatOwner(i.name),
-    entry: dnatBootEntryName(i.name),
+    ...scriptIdentity(i),
     comment: commentOf(i.name),
     nft: p.nft,
     ...p.ipt,
@@ -167,23 +174,28 @@ function fw4Lines(live: Pick<DnatLive, "fw4">): string[] {
 }
 
 function observation(i: DnatRuleInputs, live: DnatLive, backend: Backend, legacy = false): Observation {
+  const fam = dnatFamily(i);
+  const FORWARD = dnatForwarding(i);
   const plan = planDnat(i, live, backend);
   const boot = observeBoot(dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, live, backend) : undefined, live.boot, legacy);
   const drift = [...plan.drift, ...boot.drift];
   return {
-    rendered: [...live.nft, ...dnatLiveIptLines(live, i.name), sysctlLine(live.forward), ...boot.rendered],
+    rendered: [...live.nft, ...dnatLiveIptLines(live, i.name, fam), sysctlLine(live.forward), ...boot.rendered],
     desired: renderDnat(i, backend),
     drift: legacy ? withoutUpgradeDrift(drift, [`natgate_dnat_${i.name} count`]) : drift,
     facts: {
       activeBackend: backend,
       counters: live.counters,
       forwardAccept: [
-        ...live.iptables.owned.map((r) => iptablesLine(r)),
-        ...(live.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
+        ...live.iptables.owned.map((r) => iptablesLine(r, "FORWARD", fam)),
+        ...(live.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT", fam)),
         ...live.foreign.owned.map((o) => o.line),
         ...fw4Lines(live),
       ].sort(),
-      sysctlPrevious: live.forward.prev === undefined ? {} : { [sysctlName(FORWARD.path)]: live.forward.prev },
+      sysctlPrevious: Object.fromEntries([
+        ...(live.forward.prev === undefined ? [] : [[sysctlName(FORWARD.path), live.forward.prev]]),
+        ...(live.acceptRa ?? []).filter((r) => r.held).map((r) => [sysctlName(r.path), "1"]),
+      ]),
       ...boot.facts,
     },
   };
@@ -194,9 +206,9 @@ async function readLive(host: Host, i: DnatRuleInputs): Promise<DnatLive & { loc
   const out = await host.run(
     `reading DnatRule ${i.name}`,
     DNAT_READ_SH,
-    encodeArgs({ name: i.name, table: dnatTableName(i.name), owner: dnatOwner(i.name), entry: dnatBootEntryName(i.name), addrs }),
+    encodeArgs({ ...scriptIdentity(i), addrs }),
   );
-  return { ...parseDnatShow(out.stdout, i.name), locality: parseLocality(out.stdout) };
+  return { ...parseDnatShow(out.stdout, i.name, dnatFamily(i)), locality: parseLocality(out.stdout) };
 }
 
 export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
@@ -234,19 +246,18 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     const entry = bootEntryPath(dnatBootEntryName(i.name));
     const hasEntry = (s: DnatLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const inOwned = live.iptablesInput?.owned ?? [];
-    if (live.nft.length === 0 && live.ipt.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && inOwned.length === 0 && !live.forward.held && !hasEntry(live) && (live.fw4?.files.size ?? 0) === 0) return;
+    const raHeld = (s: DnatLive) => (s.acceptRa ?? []).some((r) => r.held);
+    if (live.nft.length === 0 && live.ipt.length === 0 && live.foreign.owned.length === 0 && live.iptables.owned.length === 0 && inOwned.length === 0 && !live.forward.held && !raHeld(live) && !hasEntry(live) && (live.fw4?.files.size ?? 0) === 0) return;
     live.iptables.owned.forEach(assertSafeRule);
     inOwned.forEach(assertSafeRule);
     const table = dnatTableName(i.name);
-    const nft = (live.nft.length ? deleteTableTransaction("ip", table) : "") + foreignRuleOps(live.foreign.owned, []);
+    const fam = dnatFamily(i);
+    const nft = (live.nft.length ? deleteTableTransaction(nftFamily(fam), table) : "") + foreignRuleOps(live.foreign.owned, []);
     const out = await host.run(
       `deleting DnatRule ${i.name}`,
       DNAT_DELETE_SH,
       encodeArgs({
-        name: i.name,
-        table,
-        owner: dnatOwner(i.name),
-        entry: dnatBootEntryName(i.name),
+        ...scriptIdentity(i),
         nft,
         ...iptChange([], live.ipt),
         fwd_del: live.iptables.owned.join("\n"),
@@ -255,14 +266,15 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
       }),
       { writes: true },
     );
-    const after = parseDnatShow(out.stdout, i.name);
+    const after = parseDnatShow(out.stdout, i.name, fam);
     const left = [
       ...after.nft,
-      ...dnatLiveIptLines(after, i.name),
+      ...dnatLiveIptLines(after, i.name, fam),
       ...after.foreign.owned.map((o) => o.line),
-      ...after.iptables.owned.map((r) => iptablesLine(r)),
-      ...(after.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT")),
-      ...(after.forward.held ? ["ip_forward holder file"] : []),
+      ...after.iptables.owned.map((r) => iptablesLine(r, "FORWARD", fam)),
+      ...(after.iptablesInput?.owned ?? []).map((r) => iptablesLine(r, "INPUT", fam)),
+      ...(after.forward.held ? [`${sysctlName(dnatForwarding(i).path)} holder file`] : []),
+      ...(after.acceptRa ?? []).filter((r) => r.held).map((r) => `${sysctlName(r.path)} holder file`),
       ...[...(after.fw4 ?? NO_FW4).files.keys()].map((f) => `fw4 include ${f}`),
       ...(hasEntry(after) ? [entry] : []),
     ];
@@ -273,7 +285,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
 /** Runs the plan (non-empty); returns the state read back (its check is converge's). */
 async function apply(host: Host, i: DnatRuleInputs, plan: DnatPlan): Promise<DnatLive> {
   const out = await host.run(`applying DnatRule ${i.name}`, DNAT_APPLY_SH, applyArgs(i, plan), { writes: true });
-  return parseDnatShow(out.stdout, i.name);
+  return parseDnatShow(out.stdout, i.name, dnatFamily(i));
 }
 
 export const dnatRuleProvider = hostProvider(DnatRuleKind);

@@ -1,13 +1,13 @@
 /** A DnatRule's host as read back: the same lines its render produces, and the host's facts. */
 import { NatgateError } from "../../ssh/errors";
 import { commentOf, parseForwardChain, type IptablesForward } from "../../backends/iptables";
-import { IPT_TABLES, iptCounters, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
+import { IPT_TABLES, iptCounters, iptSection, liveIptLines, parseIptTable, type LiveIptChain } from "../../backends/iptablesFirewall";
 import { parseFw4Show, type Fw4Live } from "../../backends/fw4Include";
-import { nftCounters } from "../../backends/nftFirewall";
+import { nftCounters, nftFamily } from "../../backends/nftFirewall";
 import { foreignForwardState, parseNftJson, tableLinesFromItems, type ChainRef, type ForeignRule } from "../../backends/nftables";
 import { parseBootShow, type BootStatus } from "../../backends/persist";
-import { parseSysctlShow, type LiveSysctl } from "../../backends/sysctl";
-import { parseFirewallFacts, type Counters, type FirewallFacts } from "../../plan/firewall";
+import { parseAcceptRa, parseSysctlShow, type LiveAcceptRa, type LiveSysctl } from "../../backends/sysctl";
+import { parseFirewallFacts, type Counters, type Family, type FirewallFacts } from "../../plan/firewall";
 import { splitSections } from "../common/host";
 import { dnatChainNames, dnatTableName } from "./render";
 import type { DnatRuleInputs } from "./schema";
@@ -38,6 +38,8 @@ export interface DnatLive {
   /** Whether fw4 re-applies include files on this host, and this rule's files there. */
   fw4?: Fw4Live;
   forward: LiveSysctl;
+  /** IPv6 rules: interfaces whose accept_ra is 1 (ignoring advertisements once forwarding is on) or held at 2 by this rule. */
+  acceptRa?: LiveAcceptRa[];
   boot: BootStatus;
   /** From the read script only; apply carries it over. */
   locality?: Locality;
@@ -50,16 +52,18 @@ export function parseLocality(stdout: string): Locality {
     const m = /^(\S+) (local|remote)$/.exec(l.trim());
     if (m) local.set(m[1]!, m[2] === "local");
   }
-  const addresses = (s.get("addrs")?.lines ?? []).map((l) => l.trim()).filter((a) => a !== "" && !a.startsWith("127."));
+  // Loopback and link-local addresses are never what a forward's public address is.
+  const addresses = (s.get("addrs")?.lines ?? []).map((l) => l.trim()).filter((a) => a !== "" && !a.startsWith("127.") && a !== "::1" && !/^fe[89ab]/.test(a));
   return { local, addresses: [...new Set(addresses)] };
 }
 
 /** The iptables chain lines of a live rule, in render order. */
-export function dnatLiveIptLines(live: Pick<DnatLive, "ipt">, name: string): string[] {
-  return liveIptLines(live.ipt, dnatChainNames(name));
+export function dnatLiveIptLines(live: Pick<DnatLive, "ipt">, name: string, family: Family = 4): string[] {
+  return liveIptLines(live.ipt, dnatChainNames(name), family);
 }
 
-export function parseDnatShow(stdout: string, name: string): DnatLive {
+/** The read (or apply, delete) script's output for the rule `name` of IP version `family`. */
+export function parseDnatShow(stdout: string, name: string, family: Family = 4): DnatLive {
   const s = splitSections(stdout);
   const ipt = s.get("iptables");
   const forward = parseSysctlShow(s.get("sysctl")?.lines ?? [])[0];
@@ -68,21 +72,22 @@ export function parseDnatShow(stdout: string, name: string): DnatLive {
   if (!facts || !ipt || !forward || !boot) throw new NatgateError("unexpected-output", `unexpected output from the DnatRule read script:\n${stdout.slice(0, 500)}`);
   const items = s.has("nft") ? parseNftJson(s.get("nft")!.lines.join("\n")) : [];
   const chains = dnatChainNames(name);
-  const iptOwn = IPT_TABLES.flatMap((t) => parseIptTable(t, s.get(`iptfw_${t}`)?.lines.join("\n") ?? "", chains));
+  const iptOwn = IPT_TABLES.flatMap((t) => parseIptTable(t, s.get(iptSection(t, family))?.lines.join("\n") ?? "", chains));
   const iptInput = s.get("iptinput");
-  const nftCount = nftCounters(items, dnatTableName(name));
+  const nftCount = nftCounters(items, dnatTableName(name), family);
   return {
     facts: parseFirewallFacts(facts.lines),
-    nft: tableLinesFromItems(items, "ip", dnatTableName(name)),
+    nft: tableLinesFromItems(items, nftFamily(family), dnatTableName(name)),
     ipt: iptOwn,
     counters: Object.keys(nftCount).length ? nftCount : iptCounters(iptOwn, chains[2]!, chains[3]!),
-    foreign: foreignForwardState(items, commentOf(name)),
-    foreignInput: foreignForwardState(items, commentOf(name), "input").dropChains,
+    foreign: foreignForwardState(items, commentOf(name), "forward", nftFamily(family)),
+    foreignInput: foreignForwardState(items, commentOf(name), "input", nftFamily(family)).dropChains,
     iptables: parseForwardChain(ipt.lines.join("\n"), ipt.arg === "present", name),
     iptablesInput: parseForwardChain(iptInput?.lines.join("\n") ?? "", ipt.arg === "present" && iptInput !== undefined, name, "INPUT"),
     fw4: parseFw4Show(s.get("fw4")),
     ...(s.has("local") ? { locality: parseLocality(stdout) } : {}),
     forward,
+    ...(s.has("acceptra") ? { acceptRa: parseAcceptRa(s.get("acceptra")!.lines) } : {}),
     boot: parseBootShow(boot.lines),
   };
 }
@@ -94,7 +99,8 @@ export function parseDnatShow(stdout: string, name: string): DnatLive {
  */
 export function localityProblem(i: DnatRuleInputs, where: string, loc: Locality): string | undefined {
   if (i.destination === undefined || loc.local.get(i.destination) !== false) return undefined;
-  const addrs = loc.addresses.length ? loc.addresses.join(", ") : "none found";
+  const sameFamily = loc.addresses.filter((a) => a.includes(":") === i.destination!.includes(":"));
+  const addrs = sameFamily.length ? sameFamily.join(", ") : "none found";
   return (
     `destination ${i.destination} is not an address of host ${where} (its addresses: ${addrs}): ` +
     `behind a cloud's 1:1 NAT packets arrive for the host's own address: match that (PortForward: vps.localAddress)`

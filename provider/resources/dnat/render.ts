@@ -4,8 +4,8 @@ import { DNAT_TABLE_PREFIX, nftDnatAccepts, nftDnatTable } from "../../backends/
 import { tableLines, type ChainRef, type NftTable } from "../../backends/nftables";
 import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { ipForward, sysctlLine } from "../../backends/sysctl";
-import type { Backend, DnatFirewall } from "../../plan/firewall";
-import { formatPortRange, portRangeOf, type PortRange } from "../common/fields";
+import type { Backend, DnatFirewall, Family } from "../../plan/firewall";
+import { addressFamily, formatPortRange, portRangeOf, type PortRange } from "../common/fields";
 import type { DnatRuleInputs } from "./schema";
 
 export { DNAT_TABLE_PREFIX };
@@ -29,10 +29,21 @@ export function targetPorts(i: DnatRuleInputs): PortRange {
   return portRangeOf(i.toPorts ?? i.ports);
 }
 
+/** The rule's IP version: its target's. */
+export function dnatFamily(i: Pick<DnatRuleInputs, "toAddress">): Family {
+  return addressFamily(i.toAddress);
+}
+
+/** The forwarding sysctl the rule needs. */
+export function dnatForwarding(i: Pick<DnatRuleInputs, "toAddress">) {
+  return ipForward(dnatFamily(i));
+}
+
 /** The rule's packet-filter plan: the same data for both backends. */
 export function dnatFirewall(i: DnatRuleInputs): DnatFirewall {
   return {
     name: i.name,
+    family: dnatFamily(i),
     mapping: {
       ...(i.inInterface !== undefined ? { inInterface: i.inInterface } : {}),
       ...(i.destination !== undefined ? { destination: i.destination } : {}),
@@ -59,7 +70,7 @@ export function dnatChainNames(name: string): string[] {
 
 /** The rule's own packet-filter objects as lines, in the notation its backend reads them back in. */
 export function dnatFirewallLines(i: DnatRuleInputs, backend: Backend): string[] {
-  return backend === "nftables" ? tableLines(dnatTable(i)) : iptLines(iptDnatChains(dnatFirewall(i)));
+  return backend === "nftables" ? tableLines(dnatTable(i)) : iptLines(iptDnatChains(dnatFirewall(i)), dnatFamily(i));
 }
 
 /**
@@ -91,7 +102,7 @@ export function renderDnat(i: DnatRuleInputs, backend?: Backend): string[] {
   return [
     ...(backend === undefined && i.backend === "auto" ? [AUTO_NOTE] : []),
     ...dnatFirewallLines(i, b),
-    sysctlLine(ipForward()),
+    sysctlLine(dnatForwarding(i)),
     ...(i.persist ? [bootRenderedLine(dnatBootEntryName(i.name))] : []),
   ];
 }

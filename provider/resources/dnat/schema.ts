@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { hostAddress, interfaceName, ipv4, portRangeOf, portSpec, resourceName, sourceNetwork } from "../common/fields";
+import { addressFamily, hostAddress, interfaceName, ipAddress, portRangeOf, portSpec, resourceName, sourceNetwork } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -20,9 +20,12 @@ export const DnatRuleSchema = z.strictObject({
   ports: portSpec,
   /** Match packets arriving on this interface (e.g. the tunnel on the router). */
   inInterface: interfaceName.optional(),
-  /** Match packets to this address (e.g. the VPS's public address). */
-  destination: ipv4.optional(),
-  /** Where to send them. */
+  /** Match packets to this address (e.g. the VPS's public address); of toAddress's family. */
+  destination: ipAddress.optional(),
+  /**
+   * Where to send them: an IPv4 or an IPv6 address. Its family is the rule's: an IPv6 rule matches
+   * IPv6 packets only (nft table ip6, ip6tables), so a dual-stack forward is two rules.
+   */
   toAddress: hostAddress,
   /** Target port or range (same size as ports); absent = keep the port. */
   toPorts: portSpec.optional(),
@@ -52,9 +55,18 @@ export function dnatCrossCheck(i: DnatRuleInputs): Failure[] {
       reason: "give inInterface and/or destination: without either, every forwarded packet to these ports (even your LAN's own traffic to the internet) would be redirected",
     });
   }
+  const fam = addressFamily(i.toAddress);
+  const example = fam === 4 ? "203.0.113.0/24" : "2001:db8::/32";
+  if (i.destination !== undefined && addressFamily(i.destination) !== fam) {
+    out.push({
+      property: "destination",
+      reason: `${i.destination} is IPv${addressFamily(i.destination)} but toAddress ${i.toAddress} is IPv${fam}: DNAT keeps a packet's family; ` +
+        `give an IPv${fam} destination, and forward IPv${addressFamily(i.destination)} with a second DnatRule to an IPv${addressFamily(i.destination)} address`,
+    });
+  }
   i.allowFrom?.forEach((a, k) => {
-    if (a.includes(":")) {
-      out.push({ property: `allowFrom[${k}]`, reason: `${a} is an IPv6 source, but this rule forwards IPv4 (toAddress ${i.toAddress}): list IPv4 sources like 203.0.113.0/24` });
+    if (addressFamily(a) !== fam) {
+      out.push({ property: `allowFrom[${k}]`, reason: `${a} is an IPv${addressFamily(a)} source, but this rule forwards IPv${fam} (toAddress ${i.toAddress}): list IPv${fam} sources like ${example}` });
     }
   });
   if (i.refuse !== undefined && i.allowFrom === undefined) {
