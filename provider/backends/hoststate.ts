@@ -99,11 +99,17 @@ ng_lock() {
     fi
     ng_owner
     if [ -d "$NG_STATE/lock" ]; then
-      # an older natgate's lock (mkdir, then its pid file): renaming the pid file is the takeover
+      # an older natgate's lock (mkdir, then its pid file): renaming the pid file is the takeover,
+      # given back if it no longer names the dead process (another older script's lock since)
       { read -r ng_o < "$NG_STATE/lock/pid"; } 2>/dev/null || ng_o=
       if [ -n "$ng_o" ] && ! ng_start "$ng_o" && mv "$NG_STATE/lock/pid" "$NG_STATE/lock/pid.$NG_TOKEN" 2>/dev/null; then
-        rm -rf "$NG_STATE/lock"
-        echo "natgate: took over $NG_STATE/lock (an older natgate's) from process $ng_o, which ended without releasing it" >&2
+        { read -r ng_b < "$NG_STATE/lock/pid.$NG_TOKEN"; } 2>/dev/null || ng_b=
+        if [ "$ng_b" = "$ng_o" ]; then
+          rm -rf "$NG_STATE/lock"
+          echo "natgate: took over $NG_STATE/lock (an older natgate's) from process $ng_o, which ended without releasing it" >&2
+        else
+          mv "$NG_STATE/lock/pid.$NG_TOKEN" "$NG_STATE/lock/pid" 2>/dev/null || true
+        fi
         continue
       fi
     elif [ -n "$ng_o" ] && ! ng_alive "$ng_o"; then
