@@ -9,6 +9,13 @@ export interface TunnelSideArgs {
   connection: pulumi.Input<ConnectionArgs>;
   /** This side's tunnel address with the tunnel's prefix, e.g. `10.10.10.1/24`. Both sides share the subnet. */
   address: pulumi.Input<string>;
+  /**
+   * Dual stack: this side's IPv6 tunnel address besides the IPv4 `address`, with the tunnel's IPv6
+   * prefix, e.g. `fd00:4e47::1/64`. Give it on both sides (same prefix, two different addresses)
+   * or on neither; not link-local or multicast. The tunnel then carries IPv4 and IPv6 at once,
+   * whatever family its endpoint is (`address` must then be the IPv4 one).
+   */
+  address6?: pulumi.Input<string>;
   /** Interface name on this side, when it differs from the Tunnel's `interfaceName`. */
   interfaceName?: pulumi.Input<string>;
 }
@@ -37,14 +44,15 @@ export interface TunnelArgs {
   listener: pulumi.Input<TunnelSideArgs & {
     /** Host or address the dialer dials (default: the listener connection's host). */
     endpoint?: pulumi.Input<string>;
-    /** Sources the listener accepts from the dialer besides the dialer's tunnel address. */
+    /** Sources the listener accepts from the dialer besides the dialer's tunnel address(es: its `address6` too, as a /128). */
     allowedIps?: pulumi.Input<pulumi.Input<string>[]>;
   }>;
   /** The side behind NAT (the router): it dials the listener and keeps the mapping alive. */
   dialer: pulumi.Input<TunnelSideArgs & {
     /**
-     * Sources the dialer accepts from the listener (default `0.0.0.0/0`: forwarded packets keep
-     * their internet source). No default route is added to the dialer's main table.
+     * Sources the dialer accepts from the listener (default `0.0.0.0/0`, `::/0` for an IPv6 tunnel,
+     * both when `address6` is given: forwarded packets keep their internet source, and replies to
+     * them go back into the tunnel). No default route is added to the dialer's main table.
      */
     allowedIps?: pulumi.Input<pulumi.Input<string>[]>;
   }>;

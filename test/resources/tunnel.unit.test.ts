@@ -8,6 +8,8 @@ import type { SideState } from "../../provider/plan/wireguard";
 import { applyScript, DELETE_SCRIPT, PREPARE_SCRIPT, READ_SCRIPT } from "../../provider/resources/tunnel/scripts";
 import { execFileSync } from "node:child_process";
 import { NATGATE_VERSION } from "../../provider/engine/version";
+import { sideBootEntry } from "../../provider/resources/tunnel/lifecycle";
+import { bootEntryText } from "../../provider/backends/persist";
 
 const vps = { host: "198.51.100.1", password: "pw" };
 const router = { host: "192.168.1.1", password: "pw" };
@@ -106,6 +108,69 @@ describe("Tunnel (unit)", () => {
       assert.deepEqual(v6.dialer.allowedIps, ["::/0"]);
     });
 
+    describe("dual stack (address6)", () => {
+      // null: the field is left out
+      const dual = (l6: unknown = "fd00:4e47::1/64", d6: unknown = "fd00:4e47::2/64", extra: Record<string, unknown> = {}) => ({
+        ...seed(),
+        ...extra,
+        listener: { ...seed().listener, ...(l6 === null ? {} : { address6: l6 }) },
+        dialer: { ...seed().dialer, ...(d6 === null ? {} : { address6: d6 }) },
+      });
+
+      it("names the field and what is wrong", async () => {
+        const cases: [Record<string, unknown>, string, RegExp][] = [
+          [dual("fd00:4e47::1/64", null), "dialer.address6", /listener\.address6 fd00:4e47::1\/64 is given but dialer\.address6 is not.*both, or neither/],
+          [dual(null, "fd00:4e47::2/64"), "listener.address6", /dialer\.address6 fd00:4e47::2\/64 is given but listener\.address6 is not/],
+          [dual("fd00:4e47::1/64", "fd00:4e48::2/64"), "dialer.address6", /not in the listener's IPv6 subnet fd00:4e47::\/64 \(listener\.address6 fd00:4e47::1\/64\)/],
+          [dual("fd00:4e47::1/64", "fd00:4e47::2/80"), "dialer.address6", /not in the listener's IPv6 subnet/],
+          [dual("fd00:4e47::1/64", "fd00:4e47:0::1/64"), "dialer.address6", /fd00:4e47::1 is also listener\.address6: the two ends need different addresses/],
+          [dual("10.10.20.1/24", "fd00:4e47::2/64"), "listener.address6", /"10\.10\.20\.1\/24" is IPv4: address6 is this end's IPv6 tunnel address/],
+          [dual("fd00:4e47::1/64", "fe80::2/64"), "dialer.address6", /link-local \(fe80::\/10\)/],
+          [dual("ff02::1/64", "fd00:4e47::2/64"), "listener.address6", /multicast address/],
+          [dual("::ffff:10.0.0.1/120", "fd00:4e47::2/64"), "listener.address6", /IPv4-mapped/],
+          [dual("fd00:4e47::1", "fd00:4e47::2/64"), "listener.address6", /CIDR form.*e\.g\. fd00:4e47::1\/64/],
+          [dual("fd00:4e47::1/128", "fd00:4e47::2/64"), "listener.address6", /single address/],
+          [dual("fd00:4e47::/64", "fd00:4e47::2/64"), "listener.address6", /network address/],
+          [dual("fd00:4e47::1/64", 64), "dialer.address6", /must be a string in CIDR form/],
+          [dual("fd00:4e47::1/64", "fd00:4e47::2/64", { mtu: 1200 }), "mtu", /below 1280, the IPv6 minimum.*address6/],
+          [{
+            listener: { connection: vps, address: "fd00:10::1/64", address6: "fd00:4e47::1/64" },
+            dialer: { connection: router, address: "fd00:10::2/64", address6: "fd00:4e47::2/64" },
+          }, "listener.address6", /listener\.address fd00:10::1\/64 is already IPv6: address6 adds an IPv6 address to an IPv4 tunnel/],
+        ];
+        for (const [news, property, reason] of cases) {
+          const f = await failuresOf(news);
+          assert.ok(f[property], `expected a failure on ${property} for ${JSON.stringify(news)}, got ${JSON.stringify(f)}`);
+          assert.match(f[property]!, reason, property);
+        }
+      });
+
+      it("accepts both ends in one subnet, canonicalises them and defaults the dialer to both families", async () => {
+        assert.deepEqual(await failuresOf(dual()), {});
+        assert.deepEqual(await failuresOf(dual("2001:db8:4e47::1/64", "2001:db8:4e47:0:0::2/64")), {});
+        const a = checked(dual("FD00:4E47:0::1/64", "fd00:4e47::0:2/64"));
+        assert.equal(a.listener.address6, "fd00:4e47::1/64");
+        assert.equal(a.dialer.address6, "fd00:4e47::2/64");
+        assert.deepEqual(a.dialer.allowedIps, ["0.0.0.0/0", "::/0"]);
+        // explicit allowed IPs still win
+        const own = checked({ ...dual(), dialer: { ...dual().dialer, allowedIps: ["10.0.0.0/8"] } });
+        assert.deepEqual(own.dialer.allowedIps, ["10.0.0.0/8"]);
+        // without address6 nothing changes: no address6 key, v4 default
+        const single = checked();
+        assert.equal("address6" in single.listener || "address6" in single.dialer, false);
+        assert.deepEqual(single.dialer.allowedIps, ["0.0.0.0/0"]);
+      });
+
+      it("leaves an address6 the engine does not know yet for later", async () => {
+        const r = await tunnelProvider.check!({}, dual(UNKNOWN, "fd00:4e47::2/64"));
+        assert.equal(r.failures, undefined, JSON.stringify(r.failures));
+        const r2 = await tunnelProvider.check!({}, dual(UNKNOWN, UNKNOWN));
+        assert.equal(r2.failures, undefined, JSON.stringify(r2.failures));
+        // unknown still counts as given: the other side's is missing
+        assert.match((await failuresOf(dual(UNKNOWN, null)))["dialer.address6"] ?? "", /is given but dialer\.address6 is not/);
+      });
+    });
+
     it("leaves values the engine does not know yet for later, and renders nothing from them", async () => {
       const r = await tunnelProvider.check!({}, { ...seed(), listener: { connection: { ...vps, host: UNKNOWN }, address: "10.10.10.1/24" } });
       assert.equal(r.failures, undefined);
@@ -146,6 +211,91 @@ describe("Tunnel (unit)", () => {
       const r = renderTunnel(a, { listener: LISTENER_KEY, dialer: DIALER_KEY });
       assert.ok(r.renderedListener.includes(`wg set wg0 peer ${DIALER_KEY} allowed-ips 10.10.10.2/32,192.168.50.0/24`));
       assert.ok(r.renderedDialer.includes(`wg set wg0 peer ${LISTENER_KEY} endpoint '[2001:db8::1]:51820' persistent-keepalive 25 allowed-ips 0.0.0.0/0`));
+    });
+  });
+
+  describe("render (dual stack)", () => {
+    const dualArgs = () => ({
+      ...seed(),
+      listener: { ...seed().listener, address6: "fd00:4e47::1/64" },
+      dialer: { ...seed().dialer, address6: "fd00:4e47::2/64" },
+    });
+    const keys = { listener: LISTENER_KEY, dialer: DIALER_KEY };
+
+    it("puts both addresses on each side, the dialer's /128 in the listener's peer, both defaults in the dialer's", () => {
+      const r = renderTunnel(checked(dualArgs()));
+      assert.deepEqual(r.renderedListener, [
+        "umask 077; mkdir -p /etc/natgate/wg; [ -s /etc/natgate/wg/wg0.key ] || wg genkey > /etc/natgate/wg/wg0.key",
+        "ip link add dev wg0 type wireguard || wireguard-go wg0",
+        "wg set wg0 listen-port 51820 private-key /etc/natgate/wg/wg0.key",
+        "wg set wg0 peer <dialer public key> allowed-ips 10.10.10.2/32,fd00:4e47::2/128",
+        "ip address add 10.10.10.1/24 dev wg0",
+        "ip address add fd00:4e47::1/64 dev wg0",
+        "ip link set dev wg0 mtu 1420 up",
+        "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/tunnel-wg0.sh",
+      ]);
+      assert.deepEqual(r.renderedDialer, [
+        "umask 077; mkdir -p /etc/natgate/wg; [ -s /etc/natgate/wg/wg0.key ] || wg genkey > /etc/natgate/wg/wg0.key",
+        "ip link add dev wg0 type wireguard || wireguard-go wg0",
+        "wg set wg0 private-key /etc/natgate/wg/wg0.key",
+        "wg set wg0 peer <listener public key> endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0,::/0",
+        "ip address add 10.10.10.2/24 dev wg0",
+        "ip address add fd00:4e47::2/64 dev wg0",
+        "ip link set dev wg0 mtu 1420 up",
+        "# at boot: /etc/natgate/boot.sh runs /etc/natgate/boot.d/tunnel-wg0.sh",
+      ]);
+    });
+
+    it("keeps the endpoint as it is (a v4 underlay carrying v6, and a v6 underlay carrying both)", () => {
+      const v6underlay = checked({ ...dualArgs(), listener: { ...dualArgs().listener, endpoint: "2001:db8:100::1", allowedIps: ["fd00:1::/64"] } });
+      const r = renderTunnel(v6underlay, keys);
+      assert.ok(r.renderedDialer.includes(`wg set wg0 peer ${LISTENER_KEY} endpoint '[2001:db8:100::1]:51820' persistent-keepalive 25 allowed-ips 0.0.0.0/0,::/0`), r.renderedDialer.join("\n"));
+      assert.ok(r.renderedListener.includes(`wg set wg0 peer ${DIALER_KEY} allowed-ips 10.10.10.2/32,fd00:1::/64,fd00:4e47::2/128`), r.renderedListener.join("\n"));
+    });
+
+    it("plans adding address6 to a running v4 tunnel as a peer change and an address add, nothing else", () => {
+      const running = desiredSide(checked(), "dialer", keys);
+      const want = desiredSide(checked(dualArgs()), "dialer", keys);
+      assert.deepEqual(planSide(want, running), [
+        `wg set wg0 peer ${LISTENER_KEY} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0,::/0`,
+        "ip address add fd00:4e47::2/64 dev wg0",
+      ]);
+      const l = desiredSide(checked(dualArgs()), "listener", keys);
+      assert.deepEqual(planSide(l, desiredSide(checked(), "listener", keys)), [
+        `wg set wg0 peer ${DIALER_KEY} allowed-ips 10.10.10.2/32,fd00:4e47::2/128`,
+        "ip address add fd00:4e47::1/64 dev wg0",
+      ]);
+      // and back
+      assert.deepEqual(planSide(running, want), [
+        `wg set wg0 peer ${LISTENER_KEY} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`,
+        "ip address del fd00:4e47::2/64 dev wg0",
+      ]);
+    });
+
+    it("reads both addresses back: in sync with both, drift with one missing", () => {
+      const addr6 = `{"family":"inet6","local":"fd00:4e47::2","prefixlen":64,"scope":"global","valid_life_time":4294967295,"preferred_life_time":4294967295},`;
+      const addr = DIALER_ADDR.replace(`"addr_info":[`, `"addr_info":[${addr6}`);
+      const dump = DIALER_DUMP.replace("\t0.0.0.0/0\t", "\t0.0.0.0/0,::/0\t");
+      const out = (a: string) => `@@key\n${DIALER_KEY}\n@@link\n${DIALER_LINK}\n\n@@addr\n${a}\n\n@@wg\n${dump}@@end\n`;
+      const desired = desiredSide(checked(dualArgs()), "dialer", keys);
+      const live = liveSideFromSections("dialer", "wg0", "/etc/natgate/wg/wg0.key", splitSections(out(addr)));
+      assert.deepEqual(live.state.link!.addresses, ["10.10.10.2/24", "fd00:4e47::2/64"]);
+      assert.deepEqual(planSide(desired, live.state), []);
+      assert.deepEqual(renderLive(live.state, desired), renderSide(desired));
+      const missing = liveSideFromSections("dialer", "wg0", "/etc/natgate/wg/wg0.key", splitSections(out(DIALER_ADDR)));
+      assert.notDeepEqual(renderLive(missing.state, desired), renderSide(desired));
+      assert.deepEqual(planSide(desired, missing.state), ["ip address add fd00:4e47::2/64 dev wg0"]);
+    });
+
+    it("a boot entry restores both addresses", () => {
+      const e = sideBootEntry(checked(dualArgs()), "listener", keys)!;
+      const text = bootEntryText(e);
+      assert.ok(text.includes("\nip address replace 10.10.10.1/24 dev wg0\n"), text);
+      assert.ok(text.includes("\nip address replace fd00:4e47::1/64 dev wg0\n"), text);
+      assert.ok(text.includes(`\nwg set wg0 peer ${DIALER_KEY} allowed-ips 10.10.10.2/32,fd00:4e47::2/128\n`), text);
+      execFileSync("dash", ["-n"], { input: text });
+      // a single-stack entry has no IPv6 line
+      assert.ok(!bootEntryText(sideBootEntry(checked(), "listener", keys)!).includes("fd00:4e47"));
     });
   });
 

@@ -1,6 +1,6 @@
 import { bootEntryName, bootRenderedLine } from "../../backends/persist";
 import { renderSide } from "../../backends/wgCommands";
-import { keyFileFor, otherRole, publicKeyPlaceholder, type PeerState, type Role, type SideState } from "../../plan/wireguard";
+import { compareText, keyFileFor, otherRole, publicKeyPlaceholder, type PeerState, type Role, type SideState } from "../../plan/wireguard";
 import type { TunnelInputs } from "./schema";
 import { formatEndpoint } from "../common/addresses";
 
@@ -19,6 +19,11 @@ function hostAddress(cidr: string): string {
   return `${addr}/${addr.includes(":") ? 128 : 32}`;
 }
 
+/** A side's tunnel addresses: `address`, and `address6` on a dual-stack tunnel. */
+function tunnelAddresses(side: { address: string; address6?: string }): string[] {
+  return side.address6 === undefined ? [side.address] : [side.address, side.address6].sort(compareText);
+}
+
 /** The desired state of one side, built from checked inputs. Pure. */
 export function desiredSide(inputs: TunnelInputs, role: Role, keys: PublicKeys = {}): SideState {
   const peerRole = otherRole(role);
@@ -28,8 +33,9 @@ export function desiredSide(inputs: TunnelInputs, role: Role, keys: PublicKeys =
     ? {
       publicKey: peerKey,
       keepalive: 0,
-      // the dialer's own address; extra sources only if the user forwards more through it
-      allowedIps: [...new Set([hostAddress(inputs.dialer.address), ...inputs.listener.allowedIps])].sort(),
+      // the dialer's own addresses (both, on a dual-stack tunnel); extra sources only if the user
+      // forwards more through it
+      allowedIps: [...new Set([...tunnelAddresses(inputs.dialer).map(hostAddress), ...inputs.listener.allowedIps])].sort(),
     }
     : {
       publicKey: peerKey,
@@ -46,7 +52,7 @@ export function desiredSide(inputs: TunnelInputs, role: Role, keys: PublicKeys =
       up: true,
       usesKeyFile: true,
       ...(role === "listener" ? { listenPort: inputs.listenPort } : {}),
-      addresses: [side.address],
+      addresses: tunnelAddresses(side),
       peers: [peer],
     },
   };

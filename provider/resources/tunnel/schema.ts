@@ -1,3 +1,4 @@
+import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh";
 import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
@@ -28,15 +29,42 @@ const int = (what: string, min: number, max: number) =>
     .min(min, { error: `must be ${min}-${max} (${what})` })
     .max(max, { error: `must be ${min}-${max} (${what})` });
 
+/** Why `c` cannot be one end's address on a tunnel subnet, or undefined. */
+function subnetHostProblem(v: string, c: Cidr): string | undefined {
+  if (c.prefix === (c.family === 4 ? 32 : 128)) {
+    return `"${v}" is a single address: give the tunnel subnet's prefix, e.g. ${c.address}/${c.family === 4 ? 24 : 64}`;
+  }
+  if (isNetworkOrBroadcast(c)) return `"${v}" is the ${c.network === c.text ? "network" : "broadcast"} address of its subnet: pick a host address`;
+  return undefined;
+}
+
 const tunnelAddress = z.string({ error: "must be a string in CIDR form, e.g. 10.10.10.1/24" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   const c = parseCidr(v);
   if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: c });
-  if (c.prefix === (c.family === 4 ? 32 : 128)) {
-    ctx.addIssue({ code: "custom", message: `"${v}" is a single address: give the tunnel subnet's prefix, e.g. ${c.address}/${c.family === 4 ? 24 : 64}` });
-  } else if (isNetworkOrBroadcast(c)) {
-    ctx.addIssue({ code: "custom", message: `"${v}" is the ${c.network === c.text ? "network" : "broadcast"} address of its subnet: pick a host address` });
-  }
+  const why = subnetHostProblem(v, c);
+  if (why) ctx.addIssue({ code: "custom", message: why });
+});
+
+/** IPv6 ranges that cannot be a tunnel end's address (ipaddr.js's range names). */
+const NOT_TUNNEL_RANGES6: Record<string, string> = {
+  linkLocal: "link-local (fe80::/10): the kernel gives every interface one of its own; give a unique local (fd00::/8) or global address",
+  multicast: "a multicast address (ff00::/8): give a unicast one",
+  ipv4Mapped: "an IPv4-mapped address: the IPv4 address goes in address",
+  loopback: "the loopback address",
+  unspecified: "the unspecified address",
+};
+
+/** The second address of a dual-stack tunnel end: always IPv6 (address is the IPv4 one). */
+const tunnelAddress6 = z.string({ error: "must be a string in CIDR form, e.g. fd00:4e47::1/64" }).superRefine((v, ctx) => {
+  if (v === UNKNOWN) return;
+  const c = parseCidr(v);
+  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: c.replace("e.g. 10.10.10.1/24", "e.g. fd00:4e47::1/64") });
+  if (c.family !== 6) return void ctx.addIssue({ code: "custom", message: `"${v}" is IPv4: address6 is this end's IPv6 tunnel address, e.g. fd00:4e47::1/64 (the IPv4 one is address)` });
+  const range = NOT_TUNNEL_RANGES6[ipaddr.IPv6.parse(c.address).range()];
+  if (range) return void ctx.addIssue({ code: "custom", message: `"${v}" is ${range}` });
+  const why = subnetHostProblem(v, c);
+  if (why) ctx.addIssue({ code: "custom", message: why });
 });
 
 const allowedIp = z.string({ error: "must be a string in CIDR form, e.g. 192.168.0.0/16" }).superRefine((v, ctx) => {
@@ -61,6 +89,8 @@ const sideFields = {
   connection: ConnectionSchema,
   /** this side's tunnel address with the tunnel's prefix, e.g. 10.10.10.1/24 */
   address: tunnelAddress,
+  /** dual stack: this side's IPv6 tunnel address besides the IPv4 `address`, e.g. fd00:4e47::1/64 (both sides or neither) */
+  address6: tunnelAddress6.optional(),
   /** overrides the top-level interfaceName on this side */
   interfaceName: interfaceName.optional(),
 };
@@ -102,6 +132,8 @@ export interface TunnelInputs {
   listener: {
     connection: ParsedArgs["listener"]["connection"];
     address: string;
+    /** absent on a single-stack tunnel */
+    address6?: string;
     interfaceName: string;
     endpoint: string;
     allowedIps: string[];
@@ -109,6 +141,7 @@ export interface TunnelInputs {
   dialer: {
     connection: ParsedArgs["dialer"]["connection"];
     address: string;
+    address6?: string;
     interfaceName: string;
     allowedIps: string[];
   };
@@ -116,10 +149,10 @@ export interface TunnelInputs {
 
 /** Checks across fields; values not known yet (preview) are left for later. */
 export function tunnelCrossCheck(a: TunnelInputs): Failure[] {
+  const out = dualStackCheck(a);
   const l = parseCidr(a.listener.address);
   const d = parseCidr(a.dialer.address);
-  if (typeof l === "string" || typeof d === "string") return []; // unknown (preview)
-  const out: Failure[] = [];
+  if (typeof l === "string" || typeof d === "string") return out; // unknown (preview)
   if (l.family !== d.family) {
     out.push({ property: "dialer.address", reason: `${d.text} is IPv${d.family} but listener.address ${l.text} is IPv${l.family}: both ends of the tunnel need the same family` });
   } else if (l.network !== d.network) {
@@ -139,6 +172,41 @@ export function tunnelCrossCheck(a: TunnelInputs): Failure[] {
   return out;
 }
 
+/** The second (IPv6) addresses: both ends or neither, one subnet, two addresses, on an IPv4 tunnel. */
+function dualStackCheck(a: TunnelInputs): Failure[] {
+  const out: Failure[] = [];
+  const l6 = a.listener.address6, d6 = a.dialer.address6;
+  if (l6 === undefined && d6 === undefined) return out;
+  if (l6 === undefined || d6 === undefined) {
+    const [given, missing] = l6 === undefined ? ["dialer", "listener"] : ["listener", "dialer"];
+    out.push({
+      property: `${missing}.address6`,
+      reason: `${given}.address6 ${l6 ?? d6} is given but ${missing}.address6 is not: the tunnel carries IPv6 only with an IPv6 address on both ends (give both, or neither)`,
+    });
+  }
+  for (const role of ["listener", "dialer"] as const) {
+    const c = parseCidr(a[role].address);
+    if (a[role].address6 !== undefined && typeof c !== "string" && c.family === 6) {
+      out.push({
+        property: `${role}.address6`,
+        reason: `${role}.address ${c.text} is already IPv6: address6 adds an IPv6 address to an IPv4 tunnel; leave it out, or give ${role}.address the IPv4 address`,
+      });
+    }
+  }
+  const primary = parseCidr(a.listener.address);
+  if (l6 !== undefined && a.mtu < 1280 && (typeof primary === "string" || primary.family === 4)) {
+    out.push({ property: "mtu", reason: `${a.mtu} is below 1280, the IPv6 minimum, and the tunnel carries IPv6 (address6)` });
+  }
+  const l = l6 === undefined ? "" : parseCidr(l6), d = d6 === undefined ? "" : parseCidr(d6);
+  if (typeof l === "string" || typeof d === "string") return out; // absent, or unknown (preview)
+  if (l.network !== d.network) {
+    out.push({ property: "dialer.address6", reason: `${d.text} is not in the listener's IPv6 subnet ${l.network} (listener.address6 ${l.text}): give both ends addresses in one subnet, e.g. ${l.network}` });
+  } else if (l.address === d.address) {
+    out.push({ property: "dialer.address6", reason: `${d.address} is also listener.address6: the two ends need different addresses` });
+  }
+  return out;
+}
+
 function canonicalCidr(text: string, pick: (c: Cidr) => string): string {
   const c = parseCidr(text);
   return typeof c === "string" ? text : pick(c);
@@ -148,10 +216,19 @@ function uniqueSorted(items: string[]): string[] {
   return [...new Set(items)].sort();
 }
 
-/** Family of the tunnel: it decides the dialer's default allowed IPs (everything of that family). */
-function defaultDialerAllowedIps(address: string): string[] {
+/**
+ * Family of the tunnel: it decides the dialer's default allowed IPs (everything of that family;
+ * both families for a dual-stack tunnel, whose replies to clients of either go into it).
+ */
+function defaultDialerAllowedIps(address: string, address6: string | undefined): string[] {
+  if (address6 !== undefined) return ["0.0.0.0/0", "::/0"];
   const c = parseCidr(address);
   return typeof c !== "string" && c.family === 6 ? ["::/0"] : ["0.0.0.0/0"];
+}
+
+/** `{ address6 }` in canonical form when it is given, else nothing (single-stack state stays as it was). */
+function address6Of(address6: string | undefined): { address6?: string } {
+  return address6 === undefined ? {} : { address6: canonicalCidr(address6, (c) => c.text) };
 }
 
 /** Defaults that depend on other fields, and every address in canonical form. */
@@ -166,6 +243,7 @@ export function normalizeTunnel(a: ParsedArgs): TunnelInputs {
     listener: {
       connection: a.listener.connection,
       address: canonicalCidr(a.listener.address, (c) => c.text),
+      ...address6Of(a.listener.address6),
       interfaceName: a.listener.interfaceName ?? a.interfaceName,
       endpoint: canonicalEndpointHost(a.listener.endpoint ?? a.listener.connection.host),
       allowedIps: uniqueSorted(a.listener.allowedIps.map((x) => canonicalCidr(x, (c) => c.network))),
@@ -173,8 +251,9 @@ export function normalizeTunnel(a: ParsedArgs): TunnelInputs {
     dialer: {
       connection: a.dialer.connection,
       address: canonicalCidr(a.dialer.address, (c) => c.text),
+      ...address6Of(a.dialer.address6),
       interfaceName: a.dialer.interfaceName ?? a.interfaceName,
-      allowedIps: uniqueSorted((a.dialer.allowedIps ?? defaultDialerAllowedIps(a.dialer.address)).map((x) => canonicalCidr(x, (c) => c.network))),
+      allowedIps: uniqueSorted((a.dialer.allowedIps ?? defaultDialerAllowedIps(a.dialer.address, a.dialer.address6)).map((x) => canonicalCidr(x, (c) => c.network))),
     },
   };
 }
