@@ -75,4 +75,35 @@ describe("Tunnel through the real dynamic-provider server (lab)", function () {
     assert.equal((await vps.exec("ip link show dev wg0")).code !== 0, true);
     assert.equal((await router.exec("test -e /etc/natgate/wg/wg0.key")).code !== 0, true);
   });
+
+  it("dual stack (address6): a preview names a bad address6, then create → diff → read → delete", async () => {
+    const news = {
+      __provider: providerText,
+      listener: { connection: connectionOf(vps), address: "10.10.10.1/24", address6: "fd00:4e47::1/64" },
+      dialer: { connection: connectionOf(router), address: "10.10.10.2/24", address6: "fd00:4e47::2/64" },
+    };
+    const bad = await server.check(urn, {}, { ...news, dialer: { ...news.dialer, address6: "fd00:4e48::2/64" } });
+    assert.deepEqual(bad.failures.map((f) => f.property), ["dialer.address6"]);
+    const half = await server.check(urn, {}, { ...news, dialer: { ...news.dialer, address6: undefined } });
+    assert.deepEqual(half.failures.map((f) => f.property), ["dialer.address6"]);
+    const preview = await server.check(urn, {}, { ...news, listener: { ...news.listener, address6: UNKNOWN } });
+    assert.deepEqual(preview.failures, []);
+
+    const checked = await server.check(urn, {}, news);
+    assert.deepEqual(checked.failures, []);
+    assert.deepEqual((checked.inputs.dialer as { allowedIps: string[] }).allowedIps, ["0.0.0.0/0", "::/0"]);
+    const created = await server.create(urn, checked.inputs);
+    try {
+      const outs = created.properties;
+      assert.ok((outs.renderedDialer as string[]).includes("ip address add fd00:4e47::2/64 dev wg0"));
+      assert.match(await router.run("ip -6 -o addr show dev wg0 scope global"), /inet6 fd00:4e47::2\/64 /);
+      assert.equal((await server.diff(created.id, urn, outs, checked.inputs)).changes, "none");
+      const read = await server.read(created.id, urn, outs);
+      assert.deepEqual(read.properties, outs);
+    } finally {
+      await server.delete(created.id, urn, created.properties);
+    }
+    assert.equal((await server.read(created.id, urn, created.properties)).id, "");
+    assert.equal((await vps.exec("ip link show dev wg0")).code !== 0, true);
+  });
 });

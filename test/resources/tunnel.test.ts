@@ -77,6 +77,50 @@ async function secondsUntilPing(from: LabHost, to: string, limit: number): Promi
   return undefined;
 }
 
+/** Dual stack (issue 10): the same tunnel with an IPv6 address on each end besides the IPv4 one. */
+const args6 = {
+  listener: { ...args.listener, address6: "fd00:4e47::1/64" },
+  dialer: { ...args.dialer, address6: "fd00:4e47::2/64" },
+};
+
+async function ping6Until(from: LabHost, to: string, limit: number): Promise<boolean> {
+  const t0 = Date.now();
+  while (secondsSince(t0) < limit) {
+    if ((await from.exec(`ping -6 -c 1 -W 1 ${to}`)).code === 0) return true;
+    await sleep(300);
+  }
+  return false;
+}
+
+/** The global (not link-local) addresses on an interface, as `ip -6 addr` lists them. */
+async function globalAddrs6(h: LabHost, ifname: string): Promise<string[]> {
+  const out = await h.run(`ip -6 -o addr show dev ${ifname} scope global`);
+  return out.split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/)[3]!).sort();
+}
+
+/** A ping every 200 ms from `from` to `to` until stop(), which says how many were sent and answered. */
+async function continuousPing(from: LabHost, to: string): Promise<{ stop(): Promise<{ sent: number; received: number; summary: string }> }> {
+  const p = await from.start(`exec ping -n -i 0.2 -W 1 ${to}`);
+  return {
+    async stop() {
+      process.kill(p.pid, "SIGINT"); // ping prints its statistics on SIGINT
+      for (let i = 0; i < 40; i++) {
+        try {
+          process.kill(p.pid, 0);
+        } catch {
+          break;
+        }
+        await sleep(50);
+      }
+      await p.stop();
+      const log = fs.readFileSync(p.log, "utf8");
+      const m = /(\d+) packets transmitted, (\d+) received/.exec(log);
+      assert.ok(m, `no statistics from ping:\n${log}`);
+      return { sent: Number(m[1]), received: Number(m[2]), summary: log.split("\n").filter((l) => /packets transmitted|rtt/.test(l)).join("; ") };
+    },
+  };
+}
+
 describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function () {
   this.timeout(180_000);
   const snap: Record<string, string> = {};
@@ -270,6 +314,134 @@ describe("Tunnel (lab: VPS listener <-> router dialer behind CGNAT)", function (
       assert.equal(await snapshot(vps), snap.vps, "the VPS's key was not rolled back");
     } finally {
       await router.run("ip link del ng-foreign");
+    }
+  });
+
+  it("dual stack: carries IPv4 and IPv6 at once (address6), reads back in sync, a boot entry restores both, delete leaves both hosts as before", async () => {
+    const c = await tunnelProvider.check!({}, args6);
+    assert.equal(c.failures, undefined, JSON.stringify(c.failures));
+    try {
+      const t0 = Date.now();
+      const r = await tunnelProvider.create(c.inputs);
+      console.log(`      dual-stack create: ${secondsSince(t0).toFixed(2)} s`);
+      const o = r.outs as TunnelOutputs;
+      assert.ok(o.renderedListener.includes(`wg set wg0 peer ${o.dialerPublicKey} allowed-ips 10.10.10.2/32,fd00:4e47::2/128`), o.renderedListener.join("\n"));
+      assert.ok(o.renderedDialer.includes(`wg set wg0 peer ${o.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0,::/0`), o.renderedDialer.join("\n"));
+      assert.deepEqual(await globalAddrs6(vps, "wg0"), ["fd00:4e47::1/64"]);
+      assert.deepEqual(await globalAddrs6(router, "wg0"), ["fd00:4e47::2/64"]);
+      assert.match(await vps.run("ip -4 -o addr show dev wg0"), /inet 10\.10\.10\.1\/24 /);
+      assert.equal((await router.run(`wg show wg0 allowed-ips`)).trim(), `${o.listenerPublicKey}\t0.0.0.0/0 ::/0`);
+      assert.equal((await vps.run(`wg show wg0 allowed-ips`)).trim(), `${o.dialerPublicKey}\t10.10.10.2/32 fd00:4e47::2/128`);
+
+      assert.ok(await ping6Until(router, "fd00:4e47::1", 15), "router could not ping -6 the VPS's tunnel address fd00:4e47::1");
+      assert.ok(await ping6Until(vps, "fd00:4e47::2", 5), "VPS could not ping -6 the router's tunnel address fd00:4e47::2");
+      assert.ok(await pingOnce(router, "10.10.10.1"), "IPv4 does not cross the dual-stack tunnel");
+      // still no default route of either family in the router's main table
+      assert.equal((await router.run("ip -6 route show table main default")).trim(), "");
+      assert.equal((await router.run("ip route show table main default")).trim(), routerMainBefore.split("\n").find((l) => l.startsWith("default"))?.trim());
+
+      // refresh: no drift, no change
+      const fresh = await tunnelProvider.read!(r.id, o);
+      assert.deepEqual(fresh.props, o);
+      assert.equal((await tunnelProvider.diff!(r.id, o, c.inputs)).changes, false);
+
+      // one address gone is drift, and the update puts exactly it back
+      await router.run("ip address del fd00:4e47::2/64 dev wg0");
+      const drifted = (await tunnelProvider.read!(r.id, o)).props as TunnelOutputs;
+      assert.ok(!drifted.renderedDialer.includes("ip address add fd00:4e47::2/64 dev wg0"), drifted.renderedDialer.join("\n"));
+      assert.ok(drifted.renderedDialer.includes("ip address add 10.10.10.2/24 dev wg0"));
+      assert.deepEqual(await tunnelProvider.diff!(r.id, drifted, c.inputs), { changes: true });
+      const u = await converge(inputsFromProps(c.inputs), "update", drifted);
+      assert.deepEqual(u.plans, { listener: [], dialer: ["ip address add fd00:4e47::2/64 dev wg0"] });
+      assert.ok(await ping6Until(router, "fd00:4e47::1", 10), "no IPv6 after the repair");
+
+      // the boot entries restore both addresses (a reboot loses the interface; boot.sh runs them)
+      for (const h of [vps, router]) {
+        const entry = await h.run("cat /etc/natgate/boot.d/tunnel-wg0.sh");
+        assert.match(entry, /\nip address replace fd00:4e47::[12]\/64 dev wg0\n/, h.name);
+        await h.run("ip link del wg0");
+        for (let k = 0; k < 50 && processes(h).includes("wireguard-go wg0"); k++) await sleep(100);
+      }
+      for (const h of [vps, router]) {
+        const b = await h.exec("sh /etc/natgate/boot.sh", { timeoutMs: 60_000 });
+        assert.equal(b.code, 0, `${h.name}: boot.sh failed:\n${b.stderr}`);
+      }
+      assert.deepEqual(await globalAddrs6(vps, "wg0"), ["fd00:4e47::1/64"]);
+      assert.deepEqual(await globalAddrs6(router, "wg0"), ["fd00:4e47::2/64"]);
+      assert.ok(await ping6Until(router, "fd00:4e47::1", 15), "no IPv6 across the tunnel after the boot entries ran");
+      assert.ok(await pingOnce(router, "10.10.10.1"), "no IPv4 across the tunnel after the boot entries ran");
+      assert.deepEqual((await tunnelProvider.read!(r.id, o)).props, o, "drift after the boot entries ran");
+
+      await tunnelProvider.delete!(r.id, o);
+    } finally {
+      await tunnelProvider.delete!("", c.inputs);
+    }
+    for (const h of [vps, router]) {
+      const after = await snapshot(h);
+      assert.equal(after, snap[h.name], `${h.name} differs after delete:\n${lineDiff(snap[h.name]!, after)}`);
+      assert.doesNotMatch(await h.run("ip -6 addr; ip -6 route show table all"), /fd00:4e47|wg0/, h.name);
+    }
+  });
+
+  it("dual stack: address6 is added to a running IPv4 tunnel and removed again without a lost ping (same interface, same daemon)", async () => {
+    const c4 = await tunnelProvider.check!({}, args);
+    const c6 = await tunnelProvider.check!({}, args6);
+    assert.equal(c6.failures, undefined, JSON.stringify(c6.failures));
+    try {
+      const r = await tunnelProvider.create(c4.inputs);
+      let o = r.outs as TunnelOutputs;
+      assert.ok((await secondsUntilPing(router, "10.10.10.1", 15)) !== undefined, "the IPv4 tunnel does not carry traffic");
+      assert.deepEqual(await globalAddrs6(router, "wg0"), []);
+      const ids = async () => [
+        await vps.run("cat /sys/class/net/wg0/ifindex"),
+        await router.run("cat /sys/class/net/wg0/ifindex"),
+        processes(vps).join(","),
+        processes(router).join(","),
+      ].join("|");
+      const idsBefore = await ids();
+
+      const ping = await continuousPing(router, "10.10.10.1");
+      await sleep(1000);
+      // add address6
+      assert.deepEqual(await tunnelProvider.diff!(r.id, o, c6.inputs), { changes: true });
+      let t0 = Date.now();
+      const up = await converge(inputsFromProps(c6.inputs), "update", o);
+      console.log(`      add address6: ${secondsSince(t0).toFixed(2)} s`);
+      assert.deepEqual(up.plans, {
+        listener: [`wg set wg0 peer ${o.dialerPublicKey} allowed-ips 10.10.10.2/32,fd00:4e47::2/128`, "ip address add fd00:4e47::1/64 dev wg0"],
+        dialer: [`wg set wg0 peer ${o.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0,::/0`, "ip address add fd00:4e47::2/64 dev wg0"],
+      });
+      o = { ...up.outputs, natgateVersion: NATGATE_VERSION };
+      assert.ok(await ping6Until(router, "fd00:4e47::1", 10), "no IPv6 across the tunnel after address6 was added");
+      assert.deepEqual((await tunnelProvider.read!(r.id, o)).props, o, "drift after adding address6");
+      await sleep(1000);
+      // and remove it
+      t0 = Date.now();
+      const down = await converge(inputsFromProps(c4.inputs), "update", o);
+      console.log(`      remove address6: ${secondsSince(t0).toFixed(2)} s`);
+      assert.deepEqual(down.plans, {
+        listener: [`wg set wg0 peer ${o.dialerPublicKey} allowed-ips 10.10.10.2/32`, "ip address del fd00:4e47::1/64 dev wg0"],
+        dialer: [`wg set wg0 peer ${o.listenerPublicKey} endpoint 198.51.100.1:51820 persistent-keepalive 25 allowed-ips 0.0.0.0/0`, "ip address del fd00:4e47::2/64 dev wg0"],
+      });
+      o = { ...down.outputs, natgateVersion: NATGATE_VERSION };
+      await sleep(1000);
+      const stats = await ping.stop();
+      console.log(`      IPv4 ping across both updates: ${stats.summary}`);
+      assert.ok(stats.sent >= 10, `too few pings to judge (${stats.sent})`);
+      assert.equal(stats.sent - stats.received, 0, `pings lost while address6 was added and removed: ${stats.summary}`);
+      assert.equal(await ids(), idsBefore, "the interface or its wireguard-go was recreated");
+      assert.deepEqual(await globalAddrs6(vps, "wg0"), []);
+      assert.deepEqual(await globalAddrs6(router, "wg0"), []);
+      assert.deepEqual((await tunnelProvider.read!(r.id, o)).props, o, "drift after removing address6");
+      assert.deepEqual(o.renderedDialer, (r.outs as TunnelOutputs).renderedDialer, "removing address6 gives back the IPv4 tunnel's state");
+      assert.deepEqual(o.renderedListener, (r.outs as TunnelOutputs).renderedListener);
+      await tunnelProvider.delete!(r.id, o);
+    } finally {
+      await tunnelProvider.delete!("", c6.inputs);
+    }
+    for (const h of [vps, router]) {
+      const after = await snapshot(h);
+      assert.equal(after, snap[h.name], `${h.name} differs after delete:\n${lineDiff(snap[h.name]!, after)}`);
     }
   });
 
