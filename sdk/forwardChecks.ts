@@ -1,12 +1,16 @@
 import * as ipaddr from "ipaddr.js";
-import { interfaceNameProblem, ipv4, networkCidr, sourceNetwork, unicastProblem } from "../provider/resources/common/fields";
+import { interfaceNameProblem, ipv4, ipv6, networkCidr, networkCidr6, sourceNetwork, unicastProblem, unicastProblem6 } from "../provider/resources/common/fields";
 import { isNetworkOrBroadcast, parseCidr } from "../provider/resources/common/addresses";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
 export interface ForwardLayout {
   lanSubnet: string;
   lanHost?: string;
-  forwards: { protocol?: string; ports: number | string; to?: string; toPorts?: number | string; allowFrom?: string[]; refuse?: string }[];
+  /** Dual stack: whether a VPS has publicAddress6 (the forwards are published on IPv6 too), the LAN's prefix and host. */
+  ipv6?: boolean;
+  lanSubnet6?: string;
+  lanHost6?: string;
+  forwards: { protocol?: string; ports: number | string; to?: string; to6?: string; toPorts?: number | string; allowFrom?: string[]; refuse?: string }[];
   routerForwards: { protocol?: string; ports: number | string; toPorts?: number | string; allowFrom?: string[]; refuse?: string }[];
   priority?: number;
   localSourcePriority?: number;
@@ -68,6 +72,12 @@ function inSubnet(address: string, subnet: string): boolean | undefined {
   }
 }
 
+/** Why an address cannot be an IPv6 LAN host: not IPv6, not one host's own. */
+function hostProblem6(address: string): string | undefined {
+  if (!ipv6.safeParse(address).success) return `${JSON.stringify(address)} must be an IPv6 address like fd00:1::10`;
+  return unicastProblem6(address);
+}
+
 /** Why an address cannot be a LAN host: not IPv4, not one host's own, the subnet's network or broadcast address. */
 function hostProblem(address: string, subnet: string | undefined): string | undefined {
   if (!ipv4.safeParse(address).success) return `${JSON.stringify(address)} must be an IPv4 address like 192.168.1.10`;
@@ -80,17 +90,40 @@ function hostProblem(address: string, subnet: string | undefined): string | unde
   return `${address} is the ${c.network === c.text ? "network" : "broadcast"} address of router.lanSubnet ${subnet}, not a host: give the LAN host's own address`;
 }
 
-/** A forward's allowFrom and refuse, named as the user wrote them (the VPS's DnatRule would name its own fields). */
-function allowFromProblems(field: string, f: { allowFrom?: unknown; refuse?: unknown }): string[] {
+/**
+ * A forward's allowFrom and refuse, named as the user wrote them (the VPS's DnatRule would name its
+ * own fields). `families`: where the forward is published. Each published family's rule admits
+ * that family's entries only, so a list without any of one family would leave that family open to
+ * every source: refused, since that is never what an allow-list means.
+ */
+function allowFromProblems(field: string, f: { allowFrom?: unknown; refuse?: unknown }, families: { v4: boolean; v6: boolean }): string[] {
   const out: string[] = [];
   if (f.allowFrom !== undefined) {
     if (!Array.isArray(f.allowFrom)) return [`${field}.allowFrom: must be a list of addresses or networks like ["203.0.113.0/24"]`];
     if (f.allowFrom.length === 0) out.push(`${field}.allowFrom: must list at least one source: omit allowFrom to admit everyone`);
+    let valid = true;
     f.allowFrom.forEach((a, k) => {
       const r = sourceNetwork.safeParse(a);
-      if (!r.success) out.push(`${field}.allowFrom[${k}] ${JSON.stringify(a)}: ${r.error.issues[0]!.message}`);
-      else if (a.includes(":")) out.push(`${field}.allowFrom[${k}] ${a}: is an IPv6 source, but the VPS's forwards are IPv4: list IPv4 sources like 203.0.113.0/24`);
+      if (!r.success) {
+        valid = false;
+        out.push(`${field}.allowFrom[${k}] ${JSON.stringify(a)}: ${r.error.issues[0]!.message}`);
+      } else if (a.includes(":") && !families.v6) {
+        out.push(`${field}.allowFrom[${k}] ${a}: is an IPv6 source, but the forward is published on the VPS's IPv4 address only: list IPv4 sources like 203.0.113.0/24 (or give vps.publicAddress6 and an IPv6 target)`);
+      } else if (!a.includes(":") && !families.v4) {
+        out.push(`${field}.allowFrom[${k}] ${a}: is an IPv4 source, but the forward is published on IPv6 only (it has no IPv4 target): list IPv6 sources like 2001:db8::/32`);
+      }
     });
+    const has = (six: boolean) => (f.allowFrom as unknown[]).some((a) => typeof a === "string" && a.includes(":") === six);
+    if (valid && f.allowFrom.length > 0 && families.v4 && families.v6) {
+      for (const six of [false, true]) {
+        if (!has(six)) {
+          out.push(
+            `${field}.allowFrom: lists no IPv${six ? 6 : 4} source, but the forward is published on the VPS's IPv${six ? 6 : 4} address too, which would then admit every source: ` +
+              `add IPv${six ? 6 : 4} sources (like ${six ? "2001:db8::/32" : "203.0.113.0/24"})`,
+          );
+        }
+      }
+    }
   }
   if (f.refuse !== undefined && f.refuse !== "drop" && f.refuse !== "reject") out.push(`${field}.refuse ${JSON.stringify(f.refuse)}: must be "drop" or "reject"`);
   else if (f.refuse !== undefined && f.allowFrom === undefined) out.push(`${field}.refuse: is only used with allowFrom (which sources to admit): give allowFrom too, or remove refuse`);
@@ -115,17 +148,16 @@ export function forwardLayoutProblems(l: ForwardLayout): string[] {
   // (routes[1].to of home-routes, toAddress of home-router-0) would report them under their names.
   const subnet = networkCidr.safeParse(l.lanSubnet);
   if (!subnet.success) out.push(`router.lanSubnet ${JSON.stringify(l.lanSubnet)}: ${subnet.error.issues[0]!.message}`);
+  out.push(...dualStackProblems(l));
   const hosts: Array<[string, string | undefined]> = [["lanHost", l.lanHost], ...l.forwards.map((f, i): [string, string | undefined] => [`forwards[${i}].to`, f.to])];
   for (const [field, address] of hosts) {
     if (address === undefined) continue;
     const problem = hostProblem(address, subnet.success ? l.lanSubnet : undefined);
     if (problem) out.push(`${field}: ${problem}`);
   }
-  const publics: Array<[string, ForwardLayout["forwards"][number]]> = [
-    ...l.forwards.map((f, i): [string, ForwardLayout["forwards"][number]] => [`forwards[${i}]`, f]),
-    ...l.routerForwards.map((f, i): [string, ForwardLayout["forwards"][number]] => [`routerForwards[${i}]`, f]),
-  ];
-  for (const [field, f] of publics) out.push(...allowFromProblems(field, f));
+  const v6 = !!l.ipv6;
+  l.forwards.forEach((f, i) => out.push(...allowFromProblems(`forwards[${i}]`, f, { v4: (f.to ?? l.lanHost) !== undefined, v6: v6 && (f.to6 ?? l.lanHost6) !== undefined })));
+  l.routerForwards.forEach((f, i) => out.push(...allowFromProblems(`routerForwards[${i}]`, f, { v4: true, v6 })));
   l.forwards.forEach((f, i) => {
     const to = f.to ?? l.lanHost;
     if (to !== undefined && inSubnet(to, l.lanSubnet) === false) {
@@ -150,5 +182,36 @@ export function forwardLayoutProblems(l: ForwardLayout): string[] {
         `after the main table's 32766; choose a priority of at most 32764, or set returnPath.localSourcePriority`,
     );
   }
+  return out;
+}
+
+/**
+ * The IPv6 half of the layout: its prefix and hosts, which need a VPS with publicAddress6 (and it
+ * them), and every forward published on at least one family.
+ */
+function dualStackProblems(l: ForwardLayout): string[] {
+  const out: string[] = [];
+  const given6 = [["router.lanSubnet6", l.lanSubnet6], ["lanHost6", l.lanHost6], ...l.forwards.map((f, i) => [`forwards[${i}].to6`, f.to6])].filter(([, v]) => v !== undefined);
+  if (!l.ipv6) {
+    for (const [field] of given6) out.push(`${field}: is only used when the forwards are also published on IPv6: give vps.publicAddress6 too, or remove ${field}`);
+  } else if (l.lanSubnet6 === undefined) {
+    out.push("router.lanSubnet6: is required with vps.publicAddress6 (the return path's IPv6 routes reach the LAN by it): give the LAN's IPv6 prefix, like fd00:1::/64");
+  } else if (!networkCidr6.safeParse(l.lanSubnet6).success) {
+    out.push(`router.lanSubnet6 ${JSON.stringify(l.lanSubnet6)}: ${networkCidr6.safeParse(l.lanSubnet6).error!.issues[0]!.message}`);
+  }
+  const hosts6: Array<[string, string | undefined]> = [["lanHost6", l.lanHost6], ...l.forwards.map((f, i): [string, string | undefined] => [`forwards[${i}].to6`, f.to6])];
+  for (const [field, address] of hosts6) {
+    if (address === undefined || !l.ipv6) continue;
+    const problem = hostProblem6(address);
+    if (problem) out.push(`${field}: ${problem}`);
+    else if (l.lanSubnet6 !== undefined && inSubnet(address, l.lanSubnet6) === false) {
+      out.push(`${field} ${address} is not in router.lanSubnet6 ${l.lanSubnet6}: the return path's IPv6 routes only reach lanSubnet6; fix lanSubnet6 or the address`);
+    }
+  }
+  l.forwards.forEach((f, i) => {
+    if ((f.to ?? l.lanHost) === undefined && (!l.ipv6 || (f.to6 ?? l.lanHost6) === undefined)) {
+      out.push(`forwards[${i}] has no target: give "to" (or the component's lanHost)${l.ipv6 ? ', "to6" (or lanHost6), or both' : ""}`);
+    }
+  });
   return out;
 }

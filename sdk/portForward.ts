@@ -1,14 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "./connection";
-import { Tunnel } from "./tunnel";
-import { DnatRule, Protocol, type Admission } from "./dnatRule";
-import { ConnmarkReturnPath } from "./connmarkReturnPath";
-import { PolicyRouteTable } from "./policyRouteTable";
-import { PathCheck } from "./pathCheck";
+import type { Tunnel } from "./tunnel";
+import type { DnatRule, Protocol, Admission } from "./dnatRule";
+import type { ConnmarkReturnPath } from "./connmarkReturnPath";
+import type { PolicyRouteTable } from "./policyRouteTable";
+import type { PathCheck } from "./pathCheck";
 import { forwardLayoutProblems, type ForwardLayout } from "./forwardChecks";
 import type { Backend } from "./hostResource";
-import { SLOTS, slotDefaults, slotProblem } from "../provider/plan/slots";
+import { SLOTS, slotProblem } from "../provider/plan/slots";
 import { redact } from "../provider/engine/redact";
+import { buildPath, type ForwardPath } from "./forwardPath";
+
+export type { ForwardPath };
 
 /** One public port (or range) on the VPS forwarded to a LAN host. */
 export interface ForwardArgs extends Admission {
@@ -18,6 +21,12 @@ export interface ForwardArgs extends Admission {
   ports: pulumi.Input<number | string>;
   /** LAN host for this forward (default: the component's `lanHost`). */
   to?: pulumi.Input<string>;
+  /**
+   * The LAN host's IPv6 address for this forward (default: the component's `lanHost6`): with
+   * `vps.publicAddress6`, the forward is also published on the VPS's IPv6 address, to this one.
+   * A forward with only `to6` (and no `to`/`lanHost`) is IPv6 only.
+   */
+  to6?: pulumi.Input<string>;
   /** Port or equally sized range on the LAN host (default: the same as `ports`). */
   toPorts?: pulumi.Input<number | string>;
 }
@@ -38,6 +47,9 @@ export interface ForwardCounters {
   /** On the VPS; `refused`: packets of sources outside allowFrom, dropped or rejected there. */
   vps: Partial<Record<"tcp" | "udp" | "refused", { packets: number; bytes: number }>>;
   router: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
+  /** The same for the forward's IPv6 half, when it is published on the VPS's IPv6 address. */
+  vps6?: Partial<Record<"tcp" | "udp" | "refused", { packets: number; bytes: number }>>;
+  router6?: Partial<Record<"tcp" | "udp", { packets: number; bytes: number }>>;
 }
 
 /** The VPS end of a path: where clients connect and the router's tunnel goes. */
@@ -51,6 +63,12 @@ export interface VpsArgs {
    * arrive for the VPS's private address. Default: publicAddress.
    */
   localAddress?: pulumi.Input<string>;
+  /**
+   * The VPS's public IPv6 address (dual stack): the same forwards are published on it too, each to
+   * its LAN host's IPv6 address (`to6`/`lanHost6`), through IPv6 addresses inside the tunnel. The
+   * tunnel's own endpoint stays `publicAddress`. Needs `router.lanSubnet6`.
+   */
+  publicAddress6?: pulumi.Input<string>;
   /** Which tool writes natgate's rules on the VPS: `auto` (default: nftables where nft works, else iptables), `nftables`, `iptables`. */
   backend?: pulumi.Input<Backend>;
 }
@@ -67,11 +85,15 @@ export interface PortForwardArgs {
     lanInterface: pulumi.Input<string>;
     /** The LAN's subnet, e.g. `192.168.1.0/24`. */
     lanSubnet: pulumi.Input<string>;
+    /** The LAN's IPv6 prefix (dual stack), e.g. `fd00:1::/64` or the /64 your ISP delegates. */
+    lanSubnet6?: pulumi.Input<string>;
     /** Which tool writes natgate's rules on the router: `auto` (default), `nftables`, `iptables` (OpenWrt 21.02 and older with fw3). */
     backend?: pulumi.Input<Backend>;
   };
   /** The LAN host that receives the forwards (each forward may name another with `to`). */
   lanHost?: pulumi.Input<string>;
+  /** The LAN host's IPv6 address (dual stack: ULA or global, not link-local), for forwards without `to6`. */
+  lanHost6?: pulumi.Input<string>;
   forwards: ForwardArgs[];
   /** Forwards to services running on the router itself. */
   routerForwards?: RouterForwardArgs[];
@@ -83,6 +105,9 @@ export interface PortForwardArgs {
     interfaceName?: pulumi.Input<string>;
     vpsAddress?: pulumi.Input<string>;
     routerAddress?: pulumi.Input<string>;
+    /** Dual stack: the tunnel's IPv6 addresses with prefix (default from slot: fd00:4e47:0:<slot>::1/64 and ::2/64). */
+    vpsAddress6?: pulumi.Input<string>;
+    routerAddress6?: pulumi.Input<string>;
     listenPort?: pulumi.Input<number>;
     mtu?: pulumi.Input<number>;
     persistentKeepalive?: pulumi.Input<number>;
@@ -101,6 +126,9 @@ export interface PortForwardArgs {
     vpsAddress: pulumi.Input<string>;
     /** The router's address inside the tunnel (no prefix), e.g. `10.10.10.2`. */
     routerAddress: pulumi.Input<string>;
+    /** Dual stack: the tunnel's IPv6 addresses (no prefix); needed with vps.publicAddress6. */
+    vpsAddress6?: pulumi.Input<string>;
+    routerAddress6?: pulumi.Input<string>;
   };
   /**
    * This path's slot on the router, 0-7 (default 0). Two PortForwards on one router need different
@@ -132,21 +160,6 @@ export interface PortForwardArgs {
   persist?: pulumi.Input<boolean>;
 }
 
-const withoutPrefix = (cidr: pulumi.Input<string>) => pulumi.output(cidr).apply((c) => c.split("/")[0]);
-
-/** One VPS's path through the router: what a PortForward creates for each of its VPSes. */
-export interface ForwardPath {
-  slot: number;
-  tunnel?: Tunnel;
-  routeTable: PolicyRouteTable;
-  returnPath: ConnmarkReturnPath;
-  routerRules: DnatRule[];
-  vpsRules: DnatRule[];
-  pathCheck?: PathCheck;
-  routerTunnelAddress: pulumi.Output<string>;
-  counters: pulumi.Output<ForwardCounters[]>;
-}
-
 /** Whether a value holds no Output or Promise anywhere (the program wrote it out). */
 function isPlain(v: unknown): boolean {
   if (pulumi.Output.isInstance(v) || v instanceof Promise) return false;
@@ -169,7 +182,7 @@ function argumentProblems(args: PortForwardArgs, vpses: VpsArgs[]): string[] {
     // Every path after the first takes its numbers from its own slot; one value for all would collide.
     const shared = [
       ...(args.existingTunnel ? ["existingTunnel"] : []),
-      ...(["interfaceName", "vpsAddress", "routerAddress", "listenPort"] as const).filter((k) => args.tunnel?.[k] !== undefined).map((k) => `tunnel.${k}`),
+      ...(["interfaceName", "vpsAddress", "routerAddress", "vpsAddress6", "routerAddress6", "listenPort"] as const).filter((k) => args.tunnel?.[k] !== undefined).map((k) => `tunnel.${k}`),
       ...(["mark", "mask", "table", "priority", "localSourcePriority"] as const).filter((k) => args.returnPath?.[k] !== undefined).map((k) => `returnPath.${k}`),
     ];
     if (shared.length) out.push(`${shared.join(", ")}: with several VPSes each path takes these from its slot (slot, slot + 1...); remove them, or use one PortForward per VPS`);
@@ -191,6 +204,10 @@ export class PortForward extends pulumi.ComponentResource {
   public readonly returnPath: ConnmarkReturnPath;
   public readonly routerRules: DnatRule[];
   public readonly vpsRules: DnatRule[];
+  /** Dual stack: the (first VPS's) IPv6 rules, and the router's IPv6 address inside the tunnel. */
+  public readonly routerRules6: DnatRule[];
+  public readonly vpsRules6: DnatRule[];
+  public readonly routerTunnelAddress6?: pulumi.Output<string>;
   public readonly pathCheck?: PathCheck;
   /** Every VPS's path, in the order of `vps`. */
   public readonly paths: ForwardPath[];
@@ -208,13 +225,22 @@ export class PortForward extends pulumi.ComponentResource {
     const vpses = Array.isArray(args.vps) ? args.vps : [args.vps];
     const problems = argumentProblems(args, vpses);
     if (problems.length) throw new Error(`PortForward ${name}: ${problems.join("; ")}`);
+    const ipv6 = vpses.some((v) => v.publicAddress6 !== undefined);
     args.forwards.forEach((f, i) => {
-      if ((f.to ?? args.lanHost) === undefined) throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost`);
+      if ((f.to ?? args.lanHost) === undefined && (!ipv6 || (f.to6 ?? args.lanHost6) === undefined)) {
+        throw new Error(`PortForward ${name}: forwards[${i}] has no "to" and the component has no lanHost` + (ipv6 ? ' (nor "to6" / lanHost6)' : ""));
+      }
     });
+    if (ipv6 && args.existingTunnel && (args.existingTunnel.vpsAddress6 === undefined || args.existingTunnel.routerAddress6 === undefined)) {
+      throw new Error(`PortForward ${name}: vps.publicAddress6 with existingTunnel needs existingTunnel.vpsAddress6 and routerAddress6 (the tunnel's IPv6 addresses, which the IPv6 forwards go through)`);
+    }
     const rp = args.returnPath ?? {};
     const layout = {
       lanSubnet: args.router.lanSubnet,
       lanHost: args.lanHost,
+      ipv6,
+      lanSubnet6: args.router.lanSubnet6,
+      lanHost6: args.lanHost6,
       forwards: args.forwards,
       routerForwards: args.routerForwards ?? [],
       priority: rp.priority,
@@ -248,6 +274,9 @@ export class PortForward extends pulumi.ComponentResource {
     this.returnPath = first.returnPath;
     this.routerRules = first.routerRules;
     this.vpsRules = first.vpsRules;
+    this.routerRules6 = first.routerRules6;
+    this.vpsRules6 = first.vpsRules6;
+    this.routerTunnelAddress6 = first.routerTunnelAddress6;
     this.pathCheck = first.pathCheck;
     this.routerTunnelAddress = first.routerTunnelAddress;
     this.counters = pulumi.all(this.paths.map((p) => p.counters)).apply((lists) => lists.flat());
@@ -255,140 +284,3 @@ export class PortForward extends pulumi.ComponentResource {
   }
 }
 
-/** One VPS's path: children named `<prefix>-tunnel`, `<prefix>-routes`..., numbers from `slot` where not given. */
-function buildPath(
-  parent: PortForward,
-  prefix: string,
-  args: PortForwardArgs,
-  vps: VpsArgs,
-  slot: number,
-  vpsConn: pulumi.Output<ConnectionArgs>,
-  routerConn: pulumi.Output<ConnectionArgs>,
-  several: boolean,
-): ForwardPath {
-  const child = { parent };
-  const d = slotDefaults(slot);
-  const rp = args.returnPath ?? {};
-  // Slot 0 leaves these unset, so a stack from before slots keeps the inputs it had (the provider's
-  // defaults are slot 0's numbers).
-  const fromSlot = <T>(given: pulumi.Input<T> | undefined, derived: T): pulumi.Input<T> | undefined => given ?? (slot === 0 ? undefined : derived);
-
-  let routerIf: pulumi.Input<string>;
-  let vpsTunnelIp: pulumi.Output<string>;
-  let routerTunnelIp: pulumi.Output<string>;
-  let tunnel: Tunnel | undefined;
-  if (args.existingTunnel) {
-    const t = args.existingTunnel;
-    routerIf = t.interfaceName;
-    vpsTunnelIp = pulumi.output(t.vpsAddress);
-    routerTunnelIp = pulumi.output(t.routerAddress);
-  } else {
-    const t = args.tunnel ?? {};
-    const vpsAddress = t.vpsAddress ?? d.vpsAddress;
-    const routerAddress = t.routerAddress ?? d.routerAddress;
-    tunnel = new Tunnel(`${prefix}-tunnel`, {
-      interfaceName: t.interfaceName ?? d.interfaceName,
-      mtu: t.mtu,
-      listenPort: fromSlot(t.listenPort, d.listenPort),
-      persistentKeepalive: t.persistentKeepalive,
-      persist: args.persist,
-      listener: { connection: vpsConn, address: vpsAddress, endpoint: vps.publicAddress },
-      dialer: { connection: routerConn, address: routerAddress },
-    }, child);
-    routerIf = tunnel.interfaceName;
-    vpsTunnelIp = withoutPrefix(vpsAddress);
-    routerTunnelIp = withoutPrefix(routerAddress);
-  }
-
-  const table = fromSlot(rp.table, d.table);
-  const mark = fromSlot<number | string>(rp.mark, d.mark);
-  const priority = fromSlot(rp.priority, d.priority);
-  const routeTable = new PolicyRouteTable(`${prefix}-routes`, {
-    connection: routerConn,
-    table,
-    persist: args.persist,
-    routes: [
-      { to: "default", via: vpsTunnelIp, dev: routerIf },
-      { to: args.router.lanSubnet, dev: args.router.lanInterface },
-    ],
-  }, { ...child, dependsOn: tunnel ? [tunnel] : [] });
-
-  const hasRouterLocal = (args.routerForwards ?? []).length > 0;
-  const returnPath = new ConnmarkReturnPath(`${prefix}-return`, {
-    connection: routerConn,
-    tunnelInterface: routerIf,
-    table,
-    mark,
-    mask: rp.mask,
-    priority,
-    localSourcePriority: rp.localSourcePriority,
-    // Router-local services answer from the tunnel address; those replies never pass PREROUTING.
-    localSource: hasRouterLocal ? routerTunnelIp : undefined,
-    persist: args.persist,
-    backend: args.router.backend,
-  }, { ...child, dependsOn: [routeTable] });
-
-  // The VPS forwards every public port unchanged; the router does all remapping, also for its
-  // own services (2222 → its sshd on 22): a DNAT to one of its own addresses is what puts the
-  // accept where an INPUT policy of drop (ufw, fw4's input REJECT) would stop it.
-  const routerDnat = (ruleName: string, f: { protocol?: pulumi.Input<Protocol>; ports: pulumi.Input<number | string>; toPorts?: pulumi.Input<number | string> }, to: pulumi.Input<string>) =>
-    new DnatRule(ruleName, {
-      connection: routerConn,
-      inInterface: routerIf,
-      destination: routerTunnelIp,
-      protocol: f.protocol,
-      ports: f.ports,
-      toAddress: to,
-      toPorts: f.toPorts,
-      persist: args.persist,
-      backend: args.router.backend,
-    }, { ...child, dependsOn: [returnPath] });
-  const routerRules = [
-    ...args.forwards.map((f, i) => routerDnat(`${prefix}-router-${i}`, f, (f.to ?? args.lanHost)!)),
-    ...(args.routerForwards ?? []).map((f, i) => routerDnat(`${prefix}-router-local-${i}`, f, routerTunnelIp)),
-  ];
-
-  const publicPorts = [...args.forwards, ...(args.routerForwards ?? [])];
-  const vpsRules = publicPorts.map((f, i) =>
-    new DnatRule(`${prefix}-vps-${i}`, {
-      connection: vpsConn,
-      destination: vps.localAddress ?? vps.publicAddress,
-      protocol: f.protocol,
-      ports: f.ports,
-      toAddress: routerTunnelIp,
-      allowFrom: f.allowFrom,
-      refuse: f.refuse,
-      persist: args.persist,
-      backend: vps.backend,
-    }, { ...child, dependsOn: [returnPath, ...routerRules] }),
-  );
-  const counters = pulumi.all(
-    publicPorts.map((f, i) =>
-      pulumi.all([f.protocol ?? "tcp", f.ports, vps.publicAddress, vpsRules[i]!.counters, routerRules[i]!.counters]).apply(([protocol, ports, via, vpsCounts, routerCounts]) => ({
-        forward: `${protocol} ${ports}`,
-        ...(several ? { via } : {}),
-        vps: vpsCounts ?? {},
-        router: routerCounts ?? {},
-      })),
-    ),
-  );
-
-  let pathCheck: PathCheck | undefined;
-  if (args.verify) {
-    const v = args.verify;
-    pathCheck = new PathCheck(`${prefix}-check`, {
-      vpsConnection: vpsConn,
-      routerConnection: routerConn,
-      publicAddress: vps.publicAddress,
-      vpsAddress: vps.localAddress,
-      port: v.port,
-      routerTunnelAddress: routerTunnelIp,
-      tunnelInterface: routerIf,
-      mark,
-      mask: rp.mask,
-      routerLocal: pulumi.output(v.port).apply((p) =>
-        (args.routerForwards ?? []).some((f) => f.ports === p || f.ports === String(p))),
-    }, { ...child, dependsOn: [...vpsRules] });
-  }
-  return { slot, tunnel, routeTable, returnPath, routerRules, vpsRules, pathCheck, routerTunnelAddress: routerTunnelIp, counters };
-}

@@ -16,6 +16,9 @@ export interface SlotDefaults {
   interfaceName: string;
   vpsAddress: string;
   routerAddress: string;
+  /** The tunnel's IPv6 subnet (dual stack only): a ULA /64 per slot, "NG" (0x4e47) in its global ID. */
+  vpsAddress6: string;
+  routerAddress6: string;
   listenPort: number;
   mark: number;
   table: number;
@@ -38,6 +41,8 @@ export function slotDefaults(slot: number): SlotDefaults {
     interfaceName: `wg${slot}`,
     vpsAddress: `10.10.${10 + slot}.1/24`,
     routerAddress: `10.10.${10 + slot}.2/24`,
+    vpsAddress6: `fd00:4e47:${slot ? `0:${slot}:` : ""}:1/64`,
+    routerAddress6: `fd00:4e47:${slot ? `0:${slot}:` : ""}:2/64`,
     listenPort: TUNNEL_DEFAULTS.listenPort + slot,
     mark: 2 ** MARK_BITS[slot]!,
     table: DEFAULT_TABLE + slot,

@@ -76,6 +76,36 @@ describe("allowFrom: bad input is named at preview", () => {
       'forwards[0].allowFrom[0] "203.0.113.5/24": has host bits set: write 203.0.113.0/24 (or 203.0.113.5 for that one host)',
       "routerForwards[0].refuse: is only used with allowFrom (which sources to admit): give allowFrom too, or remove refuse",
     ]);
-    assert.match(forwardLayoutProblems({ ...seed, forwards: [{ ports: 443, allowFrom: ["fd00::/8"] }], routerForwards: [] })[0]!, /forwards\[0\]\.allowFrom\[0\] fd00::\/8: is an IPv6 source, but the VPS's forwards are IPv4/);
+    assert.match(forwardLayoutProblems({ ...seed, forwards: [{ ports: 443, allowFrom: ["fd00::/8"] }], routerForwards: [] })[0]!, /forwards\[0\]\.allowFrom\[0\] fd00::\/8: is an IPv6 source, but the forward is published on the VPS's IPv4 address only/);
+  });
+});
+
+describe("dual stack: the component's IPv6 fields", () => {
+  const base: ForwardLayout = { lanSubnet: "192.168.1.0/24", lanHost: "192.168.1.99", ipv6: true, lanSubnet6: "fd00:1::/64", lanHost6: "fd00:1::99", forwards: [{ ports: 443 }], routerForwards: [] };
+  it("a valid dual-stack layout, and an IPv6-only forward, have no problems", () => {
+    assert.deepEqual(forwardLayoutProblems(base), []);
+    assert.deepEqual(forwardLayoutProblems({ ...base, lanHost: undefined, forwards: [{ ports: 443, allowFrom: ["2001:db8::/32"] }] }), []);
+    assert.deepEqual(forwardLayoutProblems({ ...base, forwards: [{ ports: 443, allowFrom: ["203.0.113.0/24", "2001:db8::/32"] }] }), []);
+  });
+  it("names what IPv6 needs, and IPv6 fields without a VPS address to publish on", () => {
+    assert.deepEqual(forwardLayoutProblems({ ...base, lanSubnet6: undefined }), [
+      "router.lanSubnet6: is required with vps.publicAddress6 (the return path's IPv6 routes reach the LAN by it): give the LAN's IPv6 prefix, like fd00:1::/64",
+    ]);
+    assert.match(forwardLayoutProblems({ ...base, ipv6: false })[0]!, /^router\.lanSubnet6: is only used when the forwards are also published on IPv6: give vps\.publicAddress6 too/);
+    assert.match(forwardLayoutProblems({ ...base, lanSubnet6: "fd00:1::5/64" })[0]!, /^router\.lanSubnet6 "fd00:1::5\/64": has host bits set: write fd00:1::\/64/);
+  });
+  it("v4/v6 mix-ups and targets that are not one host's are named by field", () => {
+    assert.match(forwardLayoutProblems({ ...base, lanHost6: "192.168.1.99" })[0]!, /^lanHost6: "192\.168\.1\.99" must be an IPv6 address like fd00:1::10/);
+    assert.match(forwardLayoutProblems({ ...base, lanHost: "fd00:1::99" })[0]!, /^lanHost: "fd00:1::99" must be an IPv4 address/);
+    assert.match(forwardLayoutProblems({ ...base, lanHost6: "fe80::1" })[0]!, /^lanHost6: fe80::1 is a link-local address/);
+    assert.match(forwardLayoutProblems({ ...base, forwards: [{ ports: 443, to6: "ff02::1" }] })[0]!, /^forwards\[0\]\.to6: ff02::1 is a multicast address/);
+    assert.match(forwardLayoutProblems({ ...base, lanHost6: "fd00:2::99" })[0]!, /^lanHost6 fd00:2::99 is not in router\.lanSubnet6 fd00:1::\/64/);
+  });
+  it("an allow-list published on both families must list sources of both (else one family would admit everyone)", () => {
+    assert.deepEqual(forwardLayoutProblems({ ...base, forwards: [{ ports: 443, allowFrom: ["203.0.113.0/24"] }] }), [
+      "forwards[0].allowFrom: lists no IPv6 source, but the forward is published on the VPS's IPv6 address too, which would then admit every source: add IPv6 sources (like 2001:db8::/32)",
+    ]);
+    assert.match(forwardLayoutProblems({ ...base, lanHost: undefined, forwards: [{ ports: 443, allowFrom: ["203.0.113.0/24"] }] })[0]!, /^forwards\[0\]\.allowFrom\[0\] 203\.0\.113\.0\/24: is an IPv4 source, but the forward is published on IPv6 only/);
+    assert.match(forwardLayoutProblems({ ...base, lanHost: undefined, lanHost6: undefined })[0]!, /^forwards\[0\] has no target: give "to" \(or the component's lanHost\), "to6" \(or lanHost6\), or both/);
   });
 });

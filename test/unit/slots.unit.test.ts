@@ -15,6 +15,8 @@ describe("slots: one number per path on a router", () => {
       interfaceName: TUNNEL_DEFAULTS.interfaceName,
       vpsAddress: "10.10.10.1/24",
       routerAddress: "10.10.10.2/24",
+      vpsAddress6: "fd00:4e47::1/64",
+      routerAddress6: "fd00:4e47::2/64",
       listenPort: TUNNEL_DEFAULTS.listenPort,
       mark: DEFAULT_MARK,
       table: DEFAULT_TABLE,
@@ -26,6 +28,7 @@ describe("slots: one number per path on a router", () => {
     const distinct = (what: string, values: unknown[]) => assert.equal(new Set(values.map(String)).size, values.length, `${what}: ${values.join(", ")}`);
     distinct("interface", all.map((d) => d.interfaceName));
     distinct("subnet", all.map((d) => d.vpsAddress.split(".").slice(0, 3).join(".")));
+    distinct("IPv6 subnet", all.map((d) => d.vpsAddress6.replace(/::1\/64$/, "")));
     distinct("listen port", all.map((d) => d.listenPort));
     distinct("table", all.map((d) => d.table));
     distinct("priorities", all.flatMap((d) => [d.priority, d.priority + 1]));
