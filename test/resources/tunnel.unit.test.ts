@@ -416,6 +416,11 @@ describe("Tunnel (unit)", () => {
         const d = await tunnelProvider.diff!("id", olds, await news({ ...seed(), ...change }));
         assert.deepEqual(d, { changes: true }, JSON.stringify(change));
       }
+      // dual stack on and off (address6): in place, the tunnel stays up
+      const dual = { listener: { ...seed().listener, address6: "fd00:4e47::1/64" }, dialer: { ...seed().dialer, address6: "fd00:4e47::2/64" } };
+      assert.deepEqual(await tunnelProvider.diff!("id", olds, await news(dual)), { changes: true });
+      assert.deepEqual(await tunnelProvider.diff!("id", outputsFor(checked(dual)), await news(seed())), { changes: true });
+      assert.deepEqual(await tunnelProvider.diff!("id", outputsFor(checked(dual)), await news(dual)), { changes: false });
     });
 
     it("replaces (old first) when a host, SSH port or interface name changes", async () => {
