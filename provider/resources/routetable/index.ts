@@ -58,10 +58,21 @@ export function foreignRoutes(i: PolicyRouteTableInputs, live: LiveRoute[]): str
     .map((l) => routeShort(l, i.table));
 }
 
+/**
+ * The live routes as lines in the order the desired ones are written in (then any others): the
+ * kernel lists a table's IPv6 routes in its trie's order, which changes as routes come and go,
+ * and a refresh must not show a reordering as a change.
+ */
+function liveLinesInOrder(i: PolicyRouteTableInputs, live: LiveRoute[]): string[] {
+  const want = i.routes.map((r) => routeLine(i.table, normalizeRoute(r)));
+  const rank = (l: string) => (want.includes(l) ? want.indexOf(l) : want.length);
+  return live.map((r) => liveRouteLine(i.table, r)).map((l, k) => ({ l, k })).sort((a, b) => rank(a.l) - rank(b.l) || a.k - b.k).map((x) => x.l);
+}
+
 function observation(i: PolicyRouteTableInputs, live: RoutesLive, legacy = false): Observation {
   const boot = observeBoot(routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, live.boot, legacy);
   return {
-    rendered: [...live.routes.map((r) => liveRouteLine(i.table, r)), ...boot.rendered],
+    rendered: [...liveLinesInOrder(i, live.routes), ...boot.rendered],
     drift: [...planRoutes(i, live.routes).drift, ...claimDrift(i, live), ...boot.drift],
     facts: { ...boot.facts },
   };
