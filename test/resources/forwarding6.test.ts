@@ -187,6 +187,22 @@ describe("IPv6: DnatRule + ConnmarkReturnPath + PolicyRouteTable (lab: a pre-mad
     }
   });
 
+  it("an update that changes a rule's family (IPv4 → IPv6) removes the IPv4 objects and their sysctl hold first", async () => {
+    const v4 = { connection: vpsConn, name: "flip", ports: 9000, destination: "198.51.100.1", toAddress: "10.99.0.2" };
+    const flip = await create("DnatRule", v4);
+    assert.equal((await vps.run("cat /proc/sys/net/ipv4/ip_forward")).trim(), "1");
+    try {
+      const r = await providers.DnatRule!.update!(flip.id, flip.outs, await check("DnatRule", { ...v4, destination: PUBLIC6, toAddress: ROUTER_TUN6 }));
+      flip.outs = r.outs!;
+      assert.deepEqual(r.outs!.drift, []);
+      assert.equal((await vps.exec("nft list table ip natgate_dnat_flip")).code, 1, "the IPv4 table is gone");
+      assert.match(await vps.run("nft list table ip6 natgate_dnat_flip"), /dnat to fd00:10::2/);
+      assert.equal((await vps.run("cat /proc/sys/net/ipv4/ip_forward")).trim(), "0", "ip_forward back to what it was");
+    } finally {
+      await providers.DnatRule!.delete!(flip.id, flip.outs);
+    }
+  });
+
   it("delete leaves both hosts' IPv4 and IPv6 state exactly as before (rules, routes, nft, ip6tables, sysctls)", async () => {
     for (const k of ["vpsLocal", "vpsWeb", "vpsFwd", "routerWeb", "routerFwd", "returnPath", "routes"]) {
       await providers[res[k]!.kind]!.delete!(res[k]!.id, res[k]!.outs);

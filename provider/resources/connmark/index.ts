@@ -82,7 +82,9 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
   for (const r of release) drift.push(`${sysctlName(r)} is still held by this resource`);
   // The table as one nft transaction: what the apply sends, and on fw4 what its include holds.
   const six = cmarkFamilies(i).includes(6);
-  const transaction = replaceTableTransaction(cmarkTable(i)) + (six ? replaceTableTransaction(cmarkTable(i, 6)) : deleteTableTransaction("ip6", table));
+  const transaction = replaceTableTransaction(cmarkTable(i)) + (six ? replaceTableTransaction(cmarkTable(i, 6)) : "");
+  // An IPv6 twin left from before ipv6 was turned off goes in the same transaction (not in fw4's include).
+  const stale6 = !six && live.nft.includes(`nft add table ip6 ${table}`) ? deleteTableTransaction("ip6", table) : "";
   const fw4 = fw4Change(live.fw4?.available && backend === "nftables" ? [fw4TableInclude(table, transaction)] : [], live.fw4 ?? NO_FW4);
   drift.push(...fw4.drift);
   const claims = cmarkClaims(i);
@@ -94,7 +96,7 @@ export function planConnmark(i: ConnmarkReturnPathInputs, live: Omit<CmarkLive, 
     conflict: claimed.conflict,
     fw4Del: fw4.del,
     fw4Put: fw4.put,
-    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? transaction : deleteTableTransaction("ip", table) + deleteTableTransaction("ip6", table),
+    nft: nftDrift.length === 0 ? "" : backend === "nftables" ? transaction + stale6 : deleteTableTransaction("ip", table) + deleteTableTransaction("ip6", table),
     ipt: iptDrift.length ? iptChange(backend === "iptables" ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt) : NO_IPT_CHANGE,
     ip6t: iptDrift.length ? iptChange(backend === "iptables" && six ? iptReturnPathChains(cmarkFirewall(i)) : [], live.ipt6 ?? []) : NO_IPT_CHANGE,
     // Deletes first: an old rule identical in priority and table to a new one would be matched by `del`.

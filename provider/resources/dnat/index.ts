@@ -222,7 +222,11 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
   // until the old one goes, so creating first is safe.
   deleteBeforeReplace: false,
 
-  async converge(host, i) {
+  async converge(host, i, olds) {
+    // A rule whose toAddress changed family keeps its name, but its objects are the other
+    // family's (ip vs ip6 table, iptables vs ip6tables, the other forwarding sysctl): those go first.
+    const before = previousOfOtherFamily(i, olds);
+    if (before) await DnatRuleKind.remove(host, before, olds ?? {});
     const live = await readLive(host, i);
     const backend = requireBackend(`DnatRule ${i.name} on ${host.label}`, i.backend, live.facts);
     const problem = localityProblem(i, host.connection.host, live.locality);
@@ -281,6 +285,14 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     if (left.length) throw new NatgateError("remote", `DnatRule ${i.name} on ${host.label}: still present after delete:\n  ${left.join("\n  ")}`);
   },
 };
+
+/** The previous inputs (from state) when they were of the other IP version than `i`. */
+function previousOfOtherFamily(i: DnatRuleInputs, olds: Record<string, unknown> | undefined): DnatRuleInputs | undefined {
+  if (!olds || typeof olds.toAddress !== "string") return undefined;
+  const keys = Object.keys(DnatRuleSchema.shape).filter((k) => olds[k] !== undefined);
+  const r = DnatRuleSchema.safeParse(Object.fromEntries(keys.map((k) => [k, olds[k]])));
+  return r.success && r.data.name === i.name && dnatFamily(r.data) !== dnatFamily(i) ? r.data : undefined;
+}
 
 /** Runs the plan (non-empty); returns the state read back (its check is converge's). */
 async function apply(host: Host, i: DnatRuleInputs, plan: DnatPlan): Promise<DnatLive> {
