@@ -51,6 +51,11 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
   declare public readonly appliedAt: pulumi.Output<string>;
   /** The host key seen on first use (a later connection that sees another key is refused). */
   declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+  /**
+   * The jump host's key (`connection.proxy`) seen on first use, kept the same way while the jump
+   * host's host:port stays the same; undefined without a jump host.
+   */
+  declare public readonly proxyHostKeyFingerprint: pulumi.Output<string | undefined>;
   declare public readonly name: pulumi.Output<string>;
   /** What restores it at boot: the host's init system (`systemd`, `procd`, `none`: run /etc/natgate/boot.sh yourself), or `off`. */
   declare public readonly boot: pulumi.Output<string>;
@@ -72,6 +77,7 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
       drift: undefined,
       appliedAt: undefined,
       hostKeyFingerprint: undefined,
+      proxyHostKeyFingerprint: undefined,
       boot: undefined,
       bootNote: undefined,
     };

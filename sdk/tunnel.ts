@@ -71,6 +71,12 @@ export class Tunnel extends pulumi.dynamic.Resource {
   /** Host-key fingerprints seen on first use (trust on first use; a changed key is refused). */
   declare public readonly listenerFingerprint: pulumi.Output<string>;
   declare public readonly dialerFingerprint: pulumi.Output<string>;
+  /**
+   * The same for a side's jump host (its `connection.proxy`), kept while the jump host's host:port
+   * stays the same; undefined for a side without one.
+   */
+  declare public readonly listenerProxyFingerprint: pulumi.Output<string | undefined>;
+  declare public readonly dialerProxyFingerprint: pulumi.Output<string | undefined>;
   /** The commands that build this tunnel on each host, as `pulumi preview --diff` shows them. */
   declare public readonly renderedListener: pulumi.Output<string[]>;
   declare public readonly renderedDialer: pulumi.Output<string[]>;
@@ -99,6 +105,8 @@ export class Tunnel extends pulumi.dynamic.Resource {
         dialerPublicKey: undefined,
         listenerFingerprint: undefined,
         dialerFingerprint: undefined,
+        listenerProxyFingerprint: undefined,
+        dialerProxyFingerprint: undefined,
         renderedListener: undefined,
         renderedDialer: undefined,
         listenerBackend: undefined,

@@ -13,18 +13,49 @@ export interface ScriptOutput {
   stderr: string;
 }
 
+type Endpoint = { host?: unknown; port?: unknown } | undefined;
+const endpointOf = (e: Endpoint): string | undefined => (e && typeof e === "object" ? `${String(e.host)}:${String(e.port ?? 22)}` : undefined);
+
 /**
- * One host as a resource operation sees it: the connection plus the host key fingerprint from
- * state (trust on first use), updated with what the host presents.
+ * The jump host's fingerprint kept in state, for a connection that still goes through the same
+ * jump host address (`before` is the connection in state): a new address may be another machine,
+ * which is trusted on first use. Undefined without a jump host or a kept key (a state from before
+ * natgate kept it).
+ */
+export function keptProxyFingerprint(before: unknown, now: Pick<Connection, "proxy">, kept: unknown): string | undefined {
+  const was = (before as { proxy?: Endpoint } | undefined)?.proxy;
+  if (!was || !now.proxy || endpointOf(was) !== endpointOf(now.proxy)) return undefined;
+  return typeof kept === "string" && kept !== "" ? kept : undefined;
+}
+
+/**
+ * One host as a resource operation sees it: the connection plus the host key fingerprints from
+ * state (trust on first use) of the host and of its jump host (connection.proxy), updated with
+ * what they present.
  */
 export class Host {
   fingerprint: string | undefined;
+  /** The jump host's key; undefined without connection.proxy, or before first use. */
+  proxyFingerprint: string | undefined;
 
   constructor(
     readonly connection: Connection,
     knownFingerprint: string | undefined,
+    knownProxyFingerprint?: string | undefined,
   ) {
     this.fingerprint = knownFingerprint;
+    this.proxyFingerprint = connection.proxy ? knownProxyFingerprint : undefined;
+  }
+
+  /** What the host and its jump host presented, for the next run of the same script set. */
+  private saw(r: { fingerprint: string; proxyFingerprint?: string }): void {
+    this.fingerprint = r.fingerprint;
+    if (r.proxyFingerprint) this.proxyFingerprint = r.proxyFingerprint;
+  }
+
+  /** The options that hold a run to the keys seen so far. */
+  get expectations(): { knownFingerprint: string | undefined; knownProxyFingerprint: string | undefined } {
+    return { knownFingerprint: this.fingerprint, knownProxyFingerprint: this.proxyFingerprint };
   }
 
   get label(): string {
@@ -42,8 +73,8 @@ export class Host {
     const ssh = require("../../ssh") as typeof import("../../ssh");
     remoteStats.scripts++;
     if (opts.writes) remoteStats.writes++;
-    const r = await ssh.runScript(this.connection, ssh.SH_PRELUDE + script, args, { knownFingerprint: this.fingerprint });
-    this.fingerprint = r.fingerprint;
+    const r = await ssh.runScript(this.connection, ssh.SH_PRELUDE + script, args, this.expectations);
+    this.saw(r);
     const claimed = claimConflict(r.code, r.stderr, this.label);
     if (claimed) throw claimed;
     if (r.code !== 0) {
@@ -85,7 +116,7 @@ export async function confirmFreshLogin(host: Host, what: string, token: string)
   let r: Awaited<ReturnType<typeof ssh.runScript>>;
   try {
     r = await ssh.runScript(host.connection, ssh.SH_PRELUDE + DEADMAN_CANCEL_SH, [token], {
-      knownFingerprint: host.fingerprint,
+      ...host.expectations,
       fresh: true,
       timeoutSeconds: DEADMAN_SECONDS - 5,
     });

@@ -4,7 +4,7 @@ import { NatgateError } from "../../ssh/errors";
 import type { Failure } from "../../engine/failures";
 import type { Kind, Outputs } from "../../engine/kind";
 import { makeProvider } from "../../engine/provider";
-import { Host } from "./host";
+import { Host, keptProxyFingerprint } from "./host";
 import { SUSPECTS_SH, suspectsOf } from "../../backends/suspects";
 
 export { containsUnknown, UNKNOWN } from "../../engine/unknown";
@@ -51,7 +51,7 @@ export interface ResourceKind<I extends BaseInputs> {
 }
 
 /** Output fields of a one-host kind (a resource class declares them as inputs, as undefined, to get them back). */
-const OUTPUT_KEYS = ["drift", "hostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote", "activeBackend", "counters", "appliedAt"];
+const OUTPUT_KEYS = ["drift", "hostKeyFingerprint", "proxyHostKeyFingerprint", "sysctlPrevious", "forwardAccept", "boot", "bootNote", "activeBackend", "counters", "appliedAt"];
 
 const knownFingerprint = (props: Outputs | undefined): string | undefined =>
   typeof props?.hostKeyFingerprint === "string" ? props.hostKeyFingerprint : undefined;
@@ -61,6 +61,21 @@ const hostOf = (v: Outputs | undefined): string => {
   return c ? `${String(c.host)}:${String(c.port ?? 22)}` : "";
 };
 
+/**
+ * The host, expecting the keys `props` (the state: olds of an update, props of a read or delete)
+ * kept: its own while its host:port is the same, its jump host's while the jump host's is.
+ */
+export function hostFor(connection: Connection, props: Outputs | undefined): Host {
+  const same = hostOf(props) === hostOf({ connection });
+  return new Host(connection, same ? knownFingerprint(props) : undefined, keptProxyFingerprint(props?.connection, connection, props?.proxyHostKeyFingerprint));
+}
+
+/** The fingerprint outputs: the jump host's only where there is one, so a stack without a proxy keeps its outputs as they were. */
+const fingerprintOutputs = (host: Host): Outputs => ({
+  hostKeyFingerprint: host.fingerprint,
+  ...(host.connection.proxy && host.proxyFingerprint ? { proxyHostKeyFingerprint: host.proxyFingerprint } : {}),
+});
+
 /** A one-host kind as the engine's Kind: its host is its connection; its state, what it read back. */
 export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
   const outputsOf = (i: I, host: Host, obs: Observation, rendered: string[]): Outputs => ({
@@ -68,7 +83,7 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
     ...obs.facts,
     rendered,
     drift: obs.drift,
-    hostKeyFingerprint: host.fingerprint,
+    ...fingerprintOutputs(host),
   });
   return {
     kind: k.kind,
@@ -85,7 +100,7 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
     versioned: true,
     id: (i) => `${i.connection.host}/${k.kind}/${i.name}`,
     async apply(i, olds) {
-      const host = new Host(i.connection, hostOf(olds) === hostOf(i as Outputs) ? knownFingerprint(olds) : undefined);
+      const host = hostFor(i.connection, olds);
       const obs = await k.converge(host, i, olds);
       if (obs.drift.length) {
         throw new NatgateError("remote", `${k.kind} ${i.name} on ${host.label} does not read back as applied:\n  ${obs.drift.join("\n  ")}`);
@@ -95,14 +110,14 @@ export function hostKind<I extends BaseInputs>(k: ResourceKind<I>): Kind<I> {
       return { ...outputsOf(i, host, obs, obs.desired ?? k.render(i)), appliedAt: new Date().toISOString() };
     },
     async read(i, props) {
-      const host = new Host(i.connection, knownFingerprint(props));
+      const host = hostFor(i.connection, props);
       const obs = await k.observe(host, i, props);
       if (obs.drift.length) obs.drift = [...obs.drift, ...(await byWhat(host, props, obs.drift))];
       const { __provider: _p, ...before } = props;
       return { ...before, ...outputsOf(i, host, obs, obs.rendered) };
     },
     async remove(i, props) {
-      await k.remove(new Host(i.connection, knownFingerprint(props)), i, props);
+      await k.remove(hostFor(i.connection, props), i, props);
     },
   };
 }

@@ -16,8 +16,10 @@ export interface SideTarget {
   role: Role;
   connection: Connection;
   interfaceName: string;
-  /** TOFU fingerprint from state, if any */
+  /** TOFU fingerprint from state, if any; then what the host presented */
   knownFingerprint?: string | undefined;
+  /** The same for the jump host (connection.proxy): from state while its host:port is the same */
+  knownProxyFingerprint?: string | undefined;
   /** Who holds the interface's claim on this host (none: a Tunnel without a host-side name takes no claim). */
   owner?: string;
   /** The owner under the name in state, when that differs (a rename, or a state from before names): its claim passes to `owner`. */
@@ -27,6 +29,8 @@ export interface SideTarget {
 export interface SideRead {
   live: LiveSide;
   fingerprint: string;
+  /** the jump host's, when connection.proxy is set */
+  proxyFingerprint?: string | undefined;
   /** the prepare step generated the key file just now */
   generated: boolean;
   boot: BootStatus;
@@ -49,7 +53,11 @@ function ssh(): typeof import("../../ssh") {
 }
 
 async function run(t: SideTarget, script: string, args: string[], what: string): Promise<RunResult> {
-  const r = await ssh().runScript(t.connection, script, args, { knownFingerprint: t.knownFingerprint, timeoutSeconds: 120 });
+  const r = await ssh().runScript(t.connection, script, args, {
+    knownFingerprint: t.knownFingerprint,
+    knownProxyFingerprint: t.knownProxyFingerprint,
+    timeoutSeconds: 120,
+  });
   if (r.code === FOREIGN_INTERFACE_EXIT && /natgate-foreign-interface/.test(r.stderr)) {
     throw new NatgateError(
       "config",
@@ -74,7 +82,7 @@ function bootOf(sections: Map<string, string>): BootStatus {
 function toRead(t: SideTarget, r: RunResult): SideRead {
   const sections = splitSections(r.stdout);
   const live = liveSideFromSections(t.role, t.interfaceName, keyFileFor(t.interfaceName), sections);
-  return { live, fingerprint: r.fingerprint, generated: sections.has("generated"), boot: bootOf(sections) };
+  return { live, fingerprint: r.fingerprint, proxyFingerprint: r.proxyFingerprint, generated: sections.has("generated"), boot: bootOf(sections) };
 }
 
 function args(t: SideTarget, mode?: "create" | "update", claim?: "take" | "drop"): string[] {
@@ -109,7 +117,7 @@ export async function syncSideBoot(t: SideTarget, entry: BootEntry | undefined, 
   const r = entry
     ? await run(t, ssh().SH_PRELUDE + persistWriteScript(entry.body), persistWriteArgs(entry), "writing the tunnel's boot entry")
     : await run(t, ssh().SH_PRELUDE + PERSIST_REMOVE_SH, [name], "removing the tunnel's boot entry");
-  t.knownFingerprint = r.fingerprint;
+  sawKeys(t, r);
   return bootOf(splitSections(r.stdout));
 }
 
@@ -117,6 +125,12 @@ export async function syncSideBoot(t: SideTarget, entry: BootEntry | undefined, 
 export async function deleteSide(t: SideTarget): Promise<{ fingerprint: string }> {
   const r = await run(t, DELETE_SCRIPT, args(t, undefined, "drop"), "removing the tunnel");
   return { fingerprint: r.fingerprint };
+}
+
+/** Hold the side's next runs to the keys its host (and jump host) just presented. */
+export function sawKeys(t: SideTarget, r: { fingerprint: string; proxyFingerprint?: string | undefined }): void {
+  t.knownFingerprint = r.fingerprint;
+  if (t.connection.proxy && r.proxyFingerprint) t.knownProxyFingerprint = r.proxyFingerprint;
 }
 
 export function describeSide(t: SideTarget): string {

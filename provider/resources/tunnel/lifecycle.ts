@@ -3,7 +3,8 @@ import { inputsOf } from "../../engine/check";
 import { NatgateError } from "../../ssh";
 import { bootEntry, bootEntryPath, bootEntryText, observeBoot, type BootEntry, type BootObservation, type BootStatus, type InitSystem } from "../../backends/persist";
 import type { WireGuardBackend } from "../../backends/wireguard";
-import { describeSide, applySide, deleteSide, prepareSide, readSide, syncSideBoot, tunnelBootEntryName, type SideRead, type SideTarget } from "./effects";
+import { keptProxyFingerprint } from "../common/host";
+import { describeSide, applySide, deleteSide, prepareSide, readSide, sawKeys, syncSideBoot, tunnelBootEntryName, type SideRead, type SideTarget } from "./effects";
 import { keyFileFor, type Role, type SideState } from "../../plan/wireguard";
 import { bootPlan, planSide, renderLive } from "./plan";
 import { desiredSide, renderSide, renderTunnel, type PublicKeys } from "./render";
@@ -19,6 +20,9 @@ export interface TunnelOutputs extends TunnelInputs {
   dialerPublicKey?: string;
   listenerFingerprint?: string;
   dialerFingerprint?: string;
+  /** Each side's jump host key (connection.proxy), only for a side that has one. */
+  listenerProxyFingerprint?: string;
+  dialerProxyFingerprint?: string;
   listenerBackend?: WireGuardBackend;
   dialerBackend?: WireGuardBackend;
   /** What restores each side at boot: the host's init system, or "off" (persist false). */
@@ -40,6 +44,8 @@ export const OUTPUT_KEYS = [
   "dialerPublicKey",
   "listenerFingerprint",
   "dialerFingerprint",
+  "listenerProxyFingerprint",
+  "dialerProxyFingerprint",
   "listenerBackend",
   "dialerBackend",
   "listenerBoot",
@@ -81,14 +87,29 @@ export function tunnelId(a: TunnelInputs): string {
   return `${a.listener.connection.host}/${a.listener.interfaceName}~${a.dialer.connection.host}/${a.dialer.interfaceName}`;
 }
 
-function target(a: TunnelInputs, role: Role, knownFingerprint?: string, nameBefore?: unknown): SideTarget {
+/** A side's host, expecting the keys the state (`olds`, or a read's or delete's props) kept for it. */
+function target(a: TunnelInputs, role: Role, olds: Partial<TunnelOutputs> | undefined, nameBefore?: unknown): SideTarget {
   const owner = a.name === undefined ? undefined : `tunnel_${a.name}`;
   const before = typeof nameBefore === "string" && nameBefore !== a.name ? `tunnel_${nameBefore}` : undefined;
-  return { role, connection: a[role].connection, interfaceName: a[role].interfaceName, knownFingerprint, owner, ownerBefore: before };
+  const connection = a[role].connection;
+  // The side's host and port are its identity (a change replaces the Tunnel), its jump host is not:
+  // a new jump host address may be another machine, so its key is trusted on first use again.
+  const knownProxyFingerprint = keptProxyFingerprint(olds?.[role]?.connection, connection, olds?.[PROXY_FINGERPRINT[role]]);
+  return { role, connection, interfaceName: a[role].interfaceName, knownFingerprint: olds?.[FINGERPRINT[role]], knownProxyFingerprint, owner, ownerBefore: before };
 }
 
-function fingerprintsOf(olds: Partial<TunnelOutputs> | undefined): Record<Role, string | undefined> {
-  return { listener: olds?.listenerFingerprint, dialer: olds?.dialerFingerprint };
+const FINGERPRINT = { listener: "listenerFingerprint", dialer: "dialerFingerprint" } as const;
+const PROXY_FINGERPRINT = { listener: "listenerProxyFingerprint", dialer: "dialerProxyFingerprint" } as const;
+
+/** The host key outputs: a side's jump host key only where it has one, so a Tunnel without a proxy keeps its outputs as they were. */
+function fingerprintOutputs(targets: SideTarget[], seen: Pick<SideRead, "fingerprint" | "proxyFingerprint">[]): Partial<TunnelOutputs> {
+  const out: Partial<TunnelOutputs> = {};
+  targets.forEach((t, i) => {
+    out[FINGERPRINT[t.role]] = seen[i]!.fingerprint;
+    const proxy = seen[i]!.proxyFingerprint;
+    if (t.connection.proxy && proxy) out[PROXY_FINGERPRINT[t.role]] = proxy;
+  });
+  return out;
 }
 
 /** Drops undefined members: protobuf Structs refuse them. */
@@ -130,8 +151,7 @@ export interface ConvergeResult {
  * like the desired state. A failed create removes what it made, like wg-quick's `up`.
  */
 export async function converge(a: TunnelInputs, mode: "create" | "update", olds?: Partial<TunnelOutputs>): Promise<ConvergeResult> {
-  const known = fingerprintsOf(olds);
-  const targets = ROLES.map((r) => target(a, r, known[r], (olds as { name?: unknown } | undefined)?.name));
+  const targets = ROLES.map((r) => target(a, r, olds, (olds as { name?: unknown } | undefined)?.name));
   const prepared = await Promise.allSettled(targets.map((t) => prepareSide(t, mode)));
   if (prepared.some((p) => p.status === "rejected")) {
     if (mode === "create") {
@@ -144,9 +164,7 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
     throw firstError(prepared);
   }
   const reads = prepared.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
-  for (const [i, t] of targets.entries()) {
-    t.knownFingerprint = reads[i]!.fingerprint;
-  }
+  for (const [i, t] of targets.entries()) sawKeys(t, reads[i]!);
   try {
     targets.forEach((t, i) => assertWireGuard(t, reads[i]!));
     const keys: PublicKeys = { listener: publicKeyFrom(targets[0]!, reads[0]!), dialer: publicKeyFrom(targets[1]!, reads[1]!) };
@@ -174,8 +192,7 @@ export async function converge(a: TunnelInputs, mode: "create" | "update", olds?
       ...renderTunnel(a, keys),
       listenerPublicKey: keys.listener,
       dialerPublicKey: keys.dialer,
-      listenerFingerprint: targets[0]!.knownFingerprint ?? after[0]!.fingerprint,
-      dialerFingerprint: targets[1]!.knownFingerprint ?? after[1]!.fingerprint,
+      ...fingerprintOutputs(targets, after),
       listenerBackend: after[0]!.live.backend,
       dialerBackend: after[1]!.live.backend,
       ...bootFacts(observed),
@@ -208,8 +225,7 @@ async function rollback(targets: SideTarget[], cause?: unknown): Promise<void> {
 
 /** Live state of both sides in the shape of the outputs (`pulumi refresh`); undefined when both sides are gone. */
 export async function readTunnel(a: TunnelInputs, props: Partial<TunnelOutputs>): Promise<TunnelOutputs | undefined> {
-  const known = fingerprintsOf(props);
-  const targets = ROLES.map((r) => target(a, r, known[r]));
+  const targets = ROLES.map((r) => target(a, r, props));
   const settled = await Promise.allSettled(targets.map((t) => readSide(t)));
   if (settled.some((p) => p.status === "rejected")) throw firstError(settled);
   const reads = settled.map((p) => (p as PromiseFulfilledResult<SideRead>).value);
@@ -224,8 +240,7 @@ export async function readTunnel(a: TunnelInputs, props: Partial<TunnelOutputs>)
     renderedDialer: rendered[1]!,
     listenerPublicKey: keys.listener,
     dialerPublicKey: keys.dialer,
-    listenerFingerprint: reads[0]!.fingerprint,
-    dialerFingerprint: reads[1]!.fingerprint,
+    ...fingerprintOutputs(targets, reads),
     listenerBackend: reads[0]!.live.backend,
     dialerBackend: reads[1]!.live.backend,
     ...bootFacts(observed),
@@ -259,8 +274,7 @@ function bootFacts(observed: BootObservation[]): Pick<TunnelOutputs, "listenerBo
 
 /** Removes both sides; each side's absence is success. Both are attempted even if one fails. */
 export async function deleteTunnel(a: TunnelInputs, props: Partial<TunnelOutputs>): Promise<void> {
-  const known = fingerprintsOf(props);
-  const settled = await Promise.allSettled(ROLES.map((r) => deleteSide(target(a, r, known[r]))));
+  const settled = await Promise.allSettled(ROLES.map((r) => deleteSide(target(a, r, props))));
   if (settled.some((p) => p.status === "rejected")) throw firstError(settled);
 }
 
