@@ -188,6 +188,38 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
     assert.deepEqual(Object.values(await refreshDrift(stack!)).flat(), []);
   });
 
+  // The lab's fw4 (firewall4 b6e5157) has no zone `option rpfilter`: its templates have no fib
+  // rule. What such an option would add, `fib saddr . iif oif missing drop` for the tunnel, goes
+  // where fw4 would put it (its mangle_prerouting chain, an include file fw4 loads) by hand.
+  it("a strict reverse-path rule on the tunnel in fw4's mangle_prerouting (before DNAT): both families still work (the lookup's source is the router's tunnel address, natgate's `from` rule routes it back into the tunnel); control: the same rule after the router's DNAT drops the LAN forwards", async () => {
+    const r = lab.hosts.router;
+    const tun = (await r.run("ip -6 route show table all default | awk '{for(i=1;i<=NF;i++) if ($i==\"dev\") print $(i+1)}' | head -1")).trim();
+    assert.ok(tun, "the tunnel interface (natgate's IPv6 default route's device)");
+    const dir = `${INCLUDES}/mangle_prerouting`;
+    const hadDir = (await r.exec(`[ -d ${dir} ]`)).code === 0;
+    const rule = `iifname "${tun}" fib saddr . iif oif missing counter drop comment "lab: rpfilter"`;
+    try {
+      await r.run(`mkdir -p ${dir} && printf '%s\\n' '${rule}' > ${dir}/lab-rpfilter.nft`);
+      await fw4(lab, "reload");
+      assert.match(await r.run("nft list chain inet fw4 mangle_prerouting"), /fib saddr \. iif oif missing counter packets 0 bytes 0 drop comment "lab: rpfilter"/);
+      await traffic("with the rpfilter rule in mangle_prerouting");
+      assert.match(await r.run("nft list chain inet fw4 mangle_prerouting"), /counter packets 0 bytes 0 drop comment "lab: rpfilter"/, "it dropped nothing");
+      // After dstnat the lookup's source is the LAN host's address, which no `from` rule covers.
+      await r.run(`nft -f - <<'EOF'\ntable inet lab_rpf_late {\n  chain pre {\n    type filter hook prerouting priority dstnat + 10; policy accept;\n    ${rule}\n  }\n}\nEOF`);
+      try {
+        assert.notEqual(await ask(lab, "tcp", PUBLIC6, 5000), canonical(CLIENT6), "after DNAT the rule drops the IPv6 forward");
+        assert.notEqual(await ask(lab, "tcp", PUBLIC, 5000), canonical(CLIENT), "and the IPv4 one");
+        assert.equal(await ask(lab, "tcp", PUBLIC6, 7000), canonical(CLIENT6), "the router-local service (still the tunnel address) passes");
+      } finally {
+        await r.run("nft delete table inet lab_rpf_late");
+      }
+    } finally {
+      await r.run(`rm -f ${dir}/lab-rpfilter.nft; ${hadDir ? "true" : `rmdir ${dir}`}`);
+      await fw4(lab, "reload");
+    }
+    await traffic("after the rpfilter rules went");
+  });
+
   it("destroy removes natgate's include files and leaves both hosts' IPv4 and IPv6 state as before", async () => {
     await timedDestroy("fw4 dual stack", stack!);
     await stack!.close();
