@@ -1,7 +1,7 @@
 import { NatgateError } from "../../ssh/errors";
 import { randomBytes } from "node:crypto";
 import { DEADMAN_CANCEL_SH, DEADMAN_SECONDS } from "../../backends/iproute";
-import { PERSIST_REMOVE_SH, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
+import { PERSIST_REMOVE_SH, bootEntryPath, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Connection } from "../../ssh";
 import { claimConflict } from "../../backends/claims";
 
@@ -166,4 +166,31 @@ export async function syncBoot(host: Host, what: string, entryName: string, entr
   const boot = splitSections(out.stdout).get("boot");
   if (!boot) throw new NatgateError("unexpected-output", `unexpected output from the boot entry script:\n${out.stdout.slice(0, 500)}`);
   return parseBootShow(boot.lines);
+}
+
+/**
+ * The boot entry first, then the apply. A boot runner that opened the resource's old entry waits
+ * for the host lock and skips the entry once its file has been replaced (the " (deleted)" check in
+ * hoststate.ts); with the entry written after the apply, an old entry run in between would put the
+ * previous state back over the new one. When the apply fails and the entry is new, it is taken away
+ * again, so a failed create leaves nothing to run at boot.
+ */
+export async function bootFirst<L extends { boot: BootStatus }>(
+  host: Host,
+  what: string,
+  entryName: string,
+  entry: BootEntry | undefined,
+  live: L,
+  apply: (() => Promise<L>) | undefined,
+): Promise<L> {
+  const had = (live.boot.files.get(bootEntryPath(entryName)) ?? "-") !== "-";
+  const boot = await syncBoot(host, what, entryName, entry, live.boot);
+  if (!apply) return { ...live, boot };
+  try {
+    const after = await apply();
+    return after;
+  } catch (e) {
+    if (entry && !had) await syncBoot(host, what, entryName, undefined, boot).catch(() => undefined);
+    throw e;
+  }
 }

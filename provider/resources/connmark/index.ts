@@ -11,7 +11,7 @@ import { claimKeys, claimPlan, claimsHeldBy } from "../../backends/claims";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
-import { confirmFreshLogin, deadmanToken, runGuarded, shPrelude, syncBoot } from "../common/host";
+import { bootFirst, confirmFreshLogin, deadmanToken, runGuarded, shPrelude } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../../engine/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFamilies, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
@@ -197,8 +197,9 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     const backend = requireBackend(`ConnmarkReturnPath ${i.name} on ${host.label}`, i.backend, after.facts);
     const plan = planConnmark(i, after, backend, host.label);
     if (plan.conflict) throw plan.conflict;
-    if (plan.drift.length > 0 || plan.claimChanges.length > 0) after = await apply(host, i, scope, plan);
-    after.boot = await syncBoot(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined, after.boot);
+    const entry = i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined;
+    after = await bootFirst(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), entry, after,
+      plan.drift.length > 0 || plan.claimChanges.length > 0 ? () => apply(host, i, scope, plan) : undefined);
     return observation(i, after, backend);
   },
 

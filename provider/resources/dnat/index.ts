@@ -11,7 +11,7 @@ import type { Backend } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
-import { shPrelude, syncBoot } from "../common/host";
+import { bootFirst, shPrelude } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState, withoutUpgradeDrift } from "../../engine/version";
 import { dnatLiveIptLines, localityProblem, parseDnatShow, parseLocality, type DnatLive, type Locality } from "./live";
@@ -231,10 +231,12 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     const backend = requireBackend(`DnatRule ${i.name} on ${host.label}`, i.backend, live.facts);
     const problem = localityProblem(i, host.connection.host, live.locality);
     if (problem) throw new NatgateError("config", `DnatRule ${i.name}: ${problem}`);
-    let after: DnatLive = live;
-    const plan = planDnat(i, after, backend);
-    if (plan.drift.length > 0) after = { ...(await apply(host, i, plan)), locality: live.locality };
-    after.boot = await syncBoot(host, `DnatRule ${i.name}`, dnatBootEntryName(i.name), i.persist ? dnatBootEntry(i, after, backend) : undefined, after.boot);
+    const plan = planDnat(i, live, backend);
+    // The entry from the host as read: what it depends on (the other firewalls' chains, the
+    // locality) is not what the apply changes.
+    const entry = i.persist ? dnatBootEntry(i, live, backend) : undefined;
+    const after: DnatLive = await bootFirst(host, `DnatRule ${i.name}`, dnatBootEntryName(i.name), entry, live as DnatLive,
+      plan.drift.length > 0 ? async () => ({ ...(await apply(host, i, plan)), locality: live.locality }) : undefined);
     return observation(i, after, backend);
   },
 

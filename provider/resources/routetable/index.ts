@@ -2,7 +2,7 @@ import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, r
 import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH, routesArgs } from "../../backends/routesSh";
 import { bootEntryPath, observeBoot } from "../../backends/persist";
 import type { Host } from "../common/host";
-import { confirmFreshLogin, deadmanToken, runGuarded, syncBoot } from "../common/host";
+import { bootFirst, confirmFreshLogin, deadmanToken, runGuarded } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { NatgateError } from "../../ssh/errors";
 import { isLegacyState } from "../../engine/version";
@@ -113,8 +113,8 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
       );
     }
     const plan = planRoutes(i, after.routes);
-    if (plan.drift.length > 0 || claim.changes.length > 0) after = await apply(host, i, plan);
-    after.boot = await syncBoot(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after.boot);
+    after = await bootFirst(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after,
+      plan.drift.length > 0 || claim.changes.length > 0 ? () => apply(host, i, plan) : undefined);
     return observation(i, after);
   },
 
