@@ -10,7 +10,7 @@
  * backends put them there.
  */
 import { createHash } from "node:crypto";
-import type { Counters, DnatFirewall, Family, Proto, ReturnPathFirewall } from "../plan/firewall";
+import { identityMapping, type Counters, type DnatFirewall, type Family, type Proto, type ReturnPathFirewall } from "../plan/firewall";
 import { runCidrs } from "../plan/sources";
 
 export type IptTable = "nat" | "mangle" | "filter";
@@ -51,9 +51,15 @@ function toDestination(fw: DnatFirewall): string {
 }
 
 /** The conntrack match of a forward's packets (both directions): DNATed to the target's address and ports. */
-function replyTuple(p: Proto, fw: DnatFirewall): string {
+function replyTuple(p: Proto, fw: DnatFirewall, tcpFlags = ""): string {
   const { toAddress, toPorts } = fw.mapping;
-  return `-p ${p} -m conntrack --ctstate DNAT --ctreplsrc ${toAddress} --ctreplsrcport ${ports(toPorts.lo, toPorts.hi)}`;
+  return `${conntrackOf(fw)[0]}-p ${p}${tcpFlags} ${conntrackOf(fw)[1]} --ctreplsrc ${toAddress} --ctreplsrcport ${ports(toPorts.lo, toPorts.hi)}`;
+}
+
+/** `-i` before `-p` and the conntrack words, as iptables -S prints them; see identityMapping. */
+export function conntrackOf(fw: DnatFirewall): [string, string] {
+  if (!identityMapping(fw.mapping)) return ["", "-m conntrack --ctstate DNAT"];
+  return [fw.mapping.inInterface !== undefined ? `-i ${fw.mapping.inInterface} ` : "", "-m conntrack"];
 }
 
 /** `-d`/`-i` of the mapping, in the order `iptables -S` prints them. */
@@ -89,7 +95,7 @@ export function iptDnatChains(fw: DnatFirewall): IptChain[] {
       table: "mangle",
       name: iptChainName("mss", fw.name),
       from: ["FORWARD"],
-      rules: [`-p tcp -m tcp --tcp-flags SYN,RST SYN -m conntrack --ctstate DNAT --ctreplsrc ${m.toAddress} --ctreplsrcport ${ports(m.toPorts.lo, m.toPorts.hi)} -j TCPMSS --clamp-mss-to-pmtu`],
+      rules: [`${replyTuple("tcp", fw, " -m tcp --tcp-flags SYN,RST SYN")} -j TCPMSS --clamp-mss-to-pmtu`],
     });
   }
   // Counting rules (no target): forwarded packets in both directions, and inbound ones of a target on the host itself.

@@ -2,7 +2,7 @@
  * nftables backend for natgate's own packet-filter objects: a DnatRule's or ConnmarkReturnPath's
  * plan becomes one table natgate owns (see nftables.ts for the printer, parser and transaction).
  */
-import type { Counters, DnatFirewall, Family, Proto, ReturnPathFirewall } from "../plan/firewall";
+import { identityMapping, type Counters, type DnatFirewall, type Family, type Proto, type ReturnPathFirewall } from "../plan/firewall";
 import {
   PRIORITY,
   and,
@@ -71,8 +71,9 @@ function preroutingRule(fw: DnatFirewall): NftStmt[] {
 
 /** A forward's packets, both directions, by conntrack's reply tuple (the post-DNAT address and ports). */
 function replyTuple(fw: DnatFirewall): NftStmt[] {
-  const { toAddress, toPorts } = fw.mapping;
-  return [match(ct("status"), "dnat", "in"), match(ct(`${l3(fw)} saddr`, "reply"), toAddress), match(ct("proto-src", "reply"), range(toPorts.lo, toPorts.hi))];
+  const { toAddress, toPorts, inInterface } = fw.mapping;
+  const dnatted = identityMapping(fw.mapping) ? (inInterface !== undefined ? [match(meta("iifname"), inInterface)] : []) : [match(ct("status"), "dnat", "in")];
+  return [...dnatted, match(ct(`${l3(fw)} saddr`, "reply"), toAddress), match(ct("proto-src", "reply"), range(toPorts.lo, toPorts.hi))];
 }
 
 /**

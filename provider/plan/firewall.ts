@@ -43,6 +43,15 @@ export interface DnatFirewall {
   refuse?: "drop" | "reject";
 }
 
+/**
+ * Whether a mapping rewrites nothing: a forward to the host's own destination address on the same
+ * ports (a router forward that keeps its port). The kernel then marks no connection as DNATed, so
+ * `ct status dnat` never matches; the mapping's packets are told by arriving on its inInterface.
+ */
+export function identityMapping(m: DnatMapping): boolean {
+  return m.destination !== undefined && m.destination === m.toAddress && m.ports.lo === m.toPorts.lo && m.ports.hi === m.toPorts.hi;
+}
+
 /** Everything a ConnmarkReturnPath owns in the packet filter. */
 export interface ReturnPathFirewall {
   name: string;

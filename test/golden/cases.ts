@@ -18,6 +18,9 @@ export const DNAT_CASES: Record<string, object> = {
   long: { name: "a_rather_long_resource_name_32ch", ports: 80, inInterface: "wg0", toAddress: "192.168.1.99" },
   allow: { name: "allow", protocol: "both", ports: 8080, destination: "198.51.100.1", toAddress: "10.10.10.2", allowFrom: ["203.0.113.0/25", "10.0.2.0/24", "10.0.1.0/24", "198.51.100.7"], refuse: "reject" },
   allowone: { name: "allowone", ports: 443, destination: "198.51.100.1", toAddress: "10.10.10.2", allowFrom: ["203.0.113.10"] },
+  // A router forward that keeps its port: the DNAT rewrites nothing, so no `ct status dnat` (identityMapping)
+  local: { name: "local", protocol: "both", ports: 7000, inInterface: "wg0", destination: "10.10.10.2", toAddress: "10.10.10.2" },
+  local6: { name: "local6", ports: 7000, inInterface: "wg0", destination: "fd00:4e47::2", toAddress: "fd00:4e47::2" },
   // IPv6 (spelled as users may write them: output is canonical)
   vps6: { name: "vps6", protocol: "both", ports: "5000-6000", destination: "2001:DB8:100:0::1", toAddress: "fd00:10::2" },
   ssh6: { name: "ssh6", ports: 2222, destination: "2001:db8:100::1", toAddress: "fd00:10::2", toPorts: 22 },

@@ -69,10 +69,10 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
       router: { ...b.router, lanSubnet6: lab.addresses6.lanSubnet },
       lanHost6: lab.hosts.lan.addr6,
       forwards: [{ protocol: "both", ports: "5000-5001" }],
-      // toPorts differs from ports: with the same port the router's DNAT to its own tunnel address
-      // changes nothing, conntrack does not mark the flow dnat, and the `ct status dnat` input
-      // accept never matches (fw4 rejects it; a finding of issue 10's pitfalls, reported apart).
-      routerForwards: [{ protocol: "tcp", ports: 7000, toPorts: 7001 }],
+      // 7000 → 7001 remaps; 7002 keeps its port, where the router's DNAT to its own tunnel address
+      // changes nothing and conntrack marks no flow dnat: its input accept goes by the tunnel
+      // interface instead (fw4 rejected it while the accept asked for `ct status dnat`).
+      routerForwards: [{ protocol: "tcp", ports: 7000, toPorts: 7001 }, { protocol: "tcp", ports: 7002 }],
     };
   };
 
@@ -82,15 +82,17 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
       "tcp 5000 v4": await ask(lab, "tcp", PUBLIC, 5000),
       "udp 5001 v4": await ask(lab, "udp", PUBLIC, 5001),
       "tcp 7000 v4 (router)": await ask(lab, "tcp", PUBLIC, 7000),
+      "tcp 7002 v4 (router, same port)": await ask(lab, "tcp", PUBLIC, 7002),
       "tcp 5000 v6": await ask(lab, "tcp", PUBLIC6, 5000),
       "udp 5001 v6": await ask(lab, "udp", PUBLIC6, 5001),
       "tcp 7000 v6 (router)": await ask(lab, "tcp", PUBLIC6, 7000),
+      "tcp 7002 v6 (router, same port)": await ask(lab, "tcp", PUBLIC6, 7002),
     };
     const c4 = canonical(CLIENT);
     const c6 = canonical(CLIENT6);
     assert.deepEqual(got, {
-      "tcp 5000 v4": c4, "udp 5001 v4": c4, "tcp 7000 v4 (router)": c4,
-      "tcp 5000 v6": c6, "udp 5001 v6": c6, "tcp 7000 v6 (router)": c6,
+      "tcp 5000 v4": c4, "udp 5001 v4": c4, "tcp 7000 v4 (router)": c4, "tcp 7002 v4 (router, same port)": c4,
+      "tcp 5000 v6": c6, "udp 5001 v6": c6, "tcp 7000 v6 (router)": c6, "tcp 7002 v6 (router, same port)": c6,
     }, when);
   }
 
@@ -115,6 +117,7 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
     services.push(await lab.hosts.lan.start(`socat TCP6-LISTEN:5000,ipv6only=0,reuseaddr,fork ${echo}`, { waitForTcpPort: 5000 }));
     services.push(await lab.hosts.lan.start(`socat UDP6-RECVFROM:5001,ipv6only=0,fork ${echo}`, { waitForUdpPort: 5001 }));
     services.push(await lab.hosts.router.start(`socat TCP6-LISTEN:7001,ipv6only=0,reuseaddr,fork ${echo}`, { waitForTcpPort: 7001 }));
+    services.push(await lab.hosts.router.start(`socat TCP6-LISTEN:7002,ipv6only=0,reuseaddr,fork ${echo}`, { waitForTcpPort: 7002 }));
     initial = { vps: await state(lab.hosts.vps), router: await state(lab.hosts.router) };
     stack = variantStack();
   });

@@ -1,5 +1,5 @@
 import { commentOf, iptablesLine } from "../../backends/iptables";
-import { iptChainName, iptDnatChains, iptLines } from "../../backends/iptablesFirewall";
+import { conntrackOf, iptChainName, iptDnatChains, iptLines } from "../../backends/iptablesFirewall";
 import { DNAT_TABLE_PREFIX, nftDnatAccepts, nftDnatTable } from "../../backends/nftFirewall";
 import { tableLines, type ChainRef, type NftTable } from "../../backends/nftables";
 import { bootEntryName, bootRenderedLine } from "../../backends/persist";
@@ -80,8 +80,10 @@ export function dnatFirewallLines(i: DnatRuleInputs, backend: Backend): string[]
  */
 export function dnatForwardAccepts(i: DnatRuleInputs): string[] {
   const to = targetPorts(i);
-  return dnatFirewall(i).mapping.protocols.map((p) =>
-    [`-p ${p}`, "-m conntrack --ctstate DNAT", `--ctreplsrc ${i.toAddress}`, `--ctreplsrcport ${formatPortRange(to, ":")}`, `-m comment --comment ${commentOf(i.name)}`, "-j ACCEPT"].join(" "),
+  const fw = dnatFirewall(i);
+  const [iface, conntrack] = conntrackOf(fw);
+  return fw.mapping.protocols.map((p) =>
+    [`${iface}-p ${p}`, conntrack, `--ctreplsrc ${i.toAddress}`, `--ctreplsrcport ${formatPortRange(to, ":")}`, `-m comment --comment ${commentOf(i.name)}`, "-j ACCEPT"].join(" "),
   );
 }
 
