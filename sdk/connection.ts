@@ -21,6 +21,11 @@ export type ConnectionArgs = types.input.remote.ConnectionArgs & {
    * to the jump host too.
    */
   knownHosts?: pulumi.Input<string | false>;
+  /**
+   * How long one of natgate's remote scripts may run, in seconds (default 300; the Tunnel's 120):
+   * a host that accepts SSH and then stalls fails the step, naming the host, the step and the time.
+   */
+  scriptTimeout?: pulumi.Input<number>;
 };
 
 /**

@@ -131,12 +131,24 @@ export const ProxyConnectionSchema = z
   .refine(hasAuth, hasAuthParams)
   .superRefine(checkPrivateKey);
 
+// natgate's own: how long one remote script may run (no default here, so an older stack's inputs
+// stay as they were; DEFAULT_SCRIPT_TIMEOUT applies when unset).
+const scriptTimeout = z
+  .number({ error: typeError("must be a whole number of seconds 1-86400, like 300") })
+  .int({ error: "must be a whole number of seconds 1-86400, like 300" })
+  .min(1, { error: "must be at least 1 second: every script gets a deadline (a stalled host would otherwise hang pulumi up)" })
+  .max(86400, { error: "must be at most 86400 seconds (a day)" });
+
+/** Seconds one remote script may run when connection.scriptTimeout is unset. */
+export const DEFAULT_SCRIPT_TIMEOUT = 300;
+
 export const ConnectionSchema = z
   .strictObject({
     ...endpointFields,
     proxy: ProxyConnectionSchema.optional(),
     sudo: z.boolean({ error: typeError("must be true or false") }).default(false),
     knownHosts: knownHosts.optional(),
+    scriptTimeout: scriptTimeout.optional(),
   }, objectError)
   .refine(hasAuth, hasAuthParams)
   .superRefine(checkPrivateKey);

@@ -46,8 +46,8 @@ describe("ConnectionSchema", () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("has exactly the fields of @pulumi/command 1.2.1's remote.ConnectionArgs, plus sudo and knownHosts", () => {
-    assert.deepEqual(Object.keys(ConnectionSchema.shape).sort(), [...declaredFields("ConnectionArgs"), "sudo", "knownHosts"].sort());
+  it("has exactly the fields of @pulumi/command 1.2.1's remote.ConnectionArgs, plus sudo, knownHosts and scriptTimeout", () => {
+    assert.deepEqual(Object.keys(ConnectionSchema.shape).sort(), [...declaredFields("ConnectionArgs"), "sudo", "knownHosts", "scriptTimeout"].sort());
     assert.deepEqual(Object.keys(ProxyConnectionSchema.shape).sort(), declaredFields("ProxyConnectionArgs"));
   });
 

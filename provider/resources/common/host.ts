@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { DEADMAN_CANCEL_SH, DEADMAN_SECONDS } from "../../backends/iproute";
 import { PERSIST_REMOVE_SH, bootEntryPath, observeBoot, parseBootShow, persistWriteArgs, persistWriteScript, type BootEntry, type BootStatus } from "../../backends/persist";
 import type { Connection } from "../../ssh";
+import { DEFAULT_SCRIPT_TIMEOUT } from "../../ssh/schema";
 import { claimConflict } from "../../backends/claims";
 
 /** Counts of remote scripts run by this process, so tests and users can see what an operation cost. */
@@ -73,7 +74,21 @@ export class Host {
     const ssh = require("../../ssh") as typeof import("../../ssh");
     remoteStats.scripts++;
     if (opts.writes) remoteStats.writes++;
-    const r = await ssh.runScript(this.connection, ssh.SH_PRELUDE + script, args, this.expectations);
+    const seconds = this.connection.scriptTimeout ?? DEFAULT_SCRIPT_TIMEOUT;
+    let r: Awaited<ReturnType<typeof ssh.runScript>>;
+    try {
+      r = await ssh.runScript(this.connection, ssh.SH_PRELUDE + script, args, { ...this.expectations, timeoutSeconds: seconds });
+    } catch (e) {
+      if (e instanceof ssh.NatgateError && e.code === "timeout" && /did not finish within/.test(e.message)) {
+        throw new ssh.NatgateError(
+          "timeout",
+          `${what} on ${this.label}: the script did not finish within ${seconds} s (connection.scriptTimeout). It may still be running there, ` +
+            `holding natgate's host lock until it ends; each step is idempotent, so once it has, run pulumi up again and it converges ` +
+            `(raise scriptTimeout for a slow host).`,
+        );
+      }
+      throw e;
+    }
     this.saw(r);
     const claimed = claimConflict(r.code, r.stderr, this.label);
     if (claimed) throw claimed;

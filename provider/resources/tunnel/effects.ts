@@ -56,7 +56,7 @@ async function run(t: SideTarget, script: string, args: string[], what: string):
   const r = await ssh().runScript(t.connection, script, args, {
     knownFingerprint: t.knownFingerprint,
     knownProxyFingerprint: t.knownProxyFingerprint,
-    timeoutSeconds: 120,
+    timeoutSeconds: t.connection.scriptTimeout ?? 120,
   });
   if (r.code === FOREIGN_INTERFACE_EXIT && /natgate-foreign-interface/.test(r.stderr)) {
     throw new NatgateError(
