@@ -192,8 +192,17 @@ export function liveRouteLine(table: number, r: LiveRoute): string {
 }
 
 /** Run over a fresh SSH login after an apply: "cancelled" if the change stays, "gone" if it was rolled back. */
+/** ip_deadman_wake TOKEN: end the claimed job's sleep, by its PID, if that PID is still a sleep. */
+const DEADMAN_WAKE_SH = `ip_deadman_wake() {
+  ng_p=$(cat "$NG_STATE/deadman.$1.pid" 2>/dev/null) || return 0
+  test "$ng_p" -ge 1 2>/dev/null || return 0
+  case "$(tr '\\0' ' ' < "/proc/$ng_p/cmdline" 2>/dev/null)" in "sleep "*) kill "$ng_p" 2>/dev/null ;; esac
+  return 0
+}`;
+
 export const DEADMAN_CANCEL_SH = `if [ -d /run ]; then NG_STATE=/run/natgate; else NG_STATE=/var/run/natgate; fi
-if rm "$NG_STATE/deadman.$1" 2>/dev/null; then rmdir "$NG_STATE" 2>/dev/null; echo cancelled; else echo gone; fi
+${DEADMAN_WAKE_SH}
+if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_deadman_wake "$1"; rmdir "$NG_STATE" 2>/dev/null; echo cancelled; else echo gone; fi
 `;
 
 /** Seconds before an unconfirmed rule or route change is undone. */
@@ -263,18 +272,22 @@ ip_batch() {
 # it was applied through. ip_deadman_arm TOKEN SECONDS ROLLBACK schedules ROLLBACK (ip -batch lines
 # undoing the change) unless ip_deadman_cancel TOKEN, run over a fresh SSH login, claims the token
 # first. Whoever removes the token file wins; the background job holds no fd of the session.
+# The job's sleep is a process of its own, its PID in deadman.TOKEN.pid: whoever claims the token
+# wakes it (ip_deadman_wake), so a confirmed change leaves no job sleeping out its time on the host.
 ip_deadman_arm() {
   [ -n "$3" ] || return 0
   mkdir -p "$NG_STATE" && : > "$NG_STATE/deadman.$1" || return 1
-  ( sleep "$2"
-    if rm "$NG_STATE/deadman.$1" 2>/dev/null; then
-      ip_batch_run -force "$3"
-      rmdir "$NG_STATE" 2>/dev/null
-    fi ) </dev/null >/dev/null 2>&1 &
+  ( sleep "$2" & ng_s=$!
+    echo "$ng_s" > "$NG_STATE/deadman.$1.pid"
+    wait "$ng_s"
+    if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_batch_run -force "$3"; fi
+    rm -f "$NG_STATE/deadman.$1.pid"
+    rmdir "$NG_STATE" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
 }
+${DEADMAN_WAKE_SH}
 # ip_deadman_now TOKEN ROLLBACK: the apply failed part-way: undo at once
 ip_deadman_now() {
-  if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_batch_run -force "$2" >/dev/null 2>&1; fi
+  if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_deadman_wake "$1"; ip_batch_run -force "$2" >/dev/null 2>&1; fi
   return 0
 }
 # ip_flush_table TABLE: not-found is success
