@@ -6,46 +6,14 @@
 // destroy leaves both hosts' IPv4 and IPv6 state exactly as before.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/dual-stack.test.ts
 import { strict as assert } from "assert";
-import ipaddr from "ipaddr.js";
 import type { PortForwardArgs } from "natgate";
 import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
 import type { Stack } from "../engine/stack";
-import { baseArgs, CLIENT, hostState, portForwardProgram, PUBLIC, refreshChanges, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
+import { snapshotDiff } from "../engine/seedLab";
+import { baseArgs, CLIENT, portForwardProgram, PUBLIC, refreshChanges, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
+import { ask, canonical, stateBothFamilies as state } from "./dualStack";
 
 const STRANGER4 = "203.0.113.130"; // the ISP host
-const canonical = (a: string) => {
-  try {
-    return ipaddr.process(a.trim().replace(/^\[|\]$/g, "")).toString();
-  } catch {
-    return a.trim();
-  }
-};
-
-/** IPv6 and IPv4 state a destroy must leave as it found it (the variants' snapshot plus the IPv6 side). */
-async function state(h: LabHost): Promise<string> {
-  const v6 = await h.run("echo '# ip -6 rule'; ip -6 rule; echo '# ip -6 route'; ip -6 route show table all | grep -v ' proto kernel '; echo '# ip6tables'; ip6tables -w -S; ip6tables -w -t nat -S; sysctl net.ipv6.conf.all.forwarding; for f in /proc/sys/net/ipv6/conf/*/accept_ra; do echo \"$f $(cat $f)\"; done");
-  return (await hostState(h)) + "\n" + v6.replace(/counter packets \d+ bytes \d+/g, "counter");
-}
-
-function diff(was: string, now: string): string[] {
-  const a = was.split("\n");
-  const b = now.split("\n");
-  return [...a.filter((l) => !b.includes(l)).map((l) => `- ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`)];
-}
-
-/** What a service behind `address:port` saw, asked from `from` over tcp or udp. */
-async function ask(from: LabHost, proto: "tcp" | "udp", address: string, port: number): Promise<string> {
-  const six = address.includes(":");
-  const target = six ? `[${address}]:${port}` : `${address}:${port}`;
-  const cmd = proto === "tcp"
-    ? `socat -T3 - TCP${six ? "6" : "4"}:${target},connect-timeout=3 </dev/null`
-    : `echo hello | socat -T2 - UDP${six ? "6" : "4"}:${target}`;
-  let r = await from.exec(cmd, { timeoutMs: 10_000 });
-  if (proto === "udp" && !r.stdout.trim()) r = await from.exec(cmd, { timeoutMs: 10_000 }); // a datagram may be lost once
-  const line = r.stdout.trim().split("\n")[0] ?? "";
-  return line ? canonical(line) : `(no answer: ${r.stderr.trim().split("\n").pop()})`;
-}
-
 describe("variants: dual stack (IPv4 and IPv6 forwards in one PortForward, one tunnel carrying both)", function () {
   this.timeout(300_000);
   let lab: Lab;
@@ -127,7 +95,7 @@ describe("variants: dual stack (IPv4 and IPv6 forwards in one PortForward, one t
     await stack!.close();
     stack = undefined;
     for (const h of ["vps", "router"] as const) {
-      const d = diff(initial[h], await state(lab.hosts[h]));
+      const d = snapshotDiff(initial[h], await state(lab.hosts[h]));
       assert.deepEqual(d, [], `${h} after destroy differs from before:\n${d.join("\n")}`);
     }
   });

@@ -7,47 +7,15 @@
 // as before. See fw4-router.test.ts for the IPv4-only variant and test/lab/fw4.ts for the setup.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/fw4-dual-stack.test.ts
 import { strict as assert } from "assert";
-import ipaddr from "ipaddr.js";
 import type { PortForwardArgs } from "natgate";
 import { getLab, privateLib, type Lab, type LabHost, type LabProcess } from "../lab";
 import { fw4, installFw4, removeFw4 } from "../lab/fw4";
 import type { Stack } from "../engine/stack";
-import { baseArgs, CLIENT, cleanup, hostState, portForwardProgram, PUBLIC, refreshChanges, refreshDrift, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
+import { snapshotDiff } from "../engine/seedLab";
+import { ask, canonical, stateBothFamilies as state } from "./dualStack";
+import { baseArgs, CLIENT, cleanup, portForwardProgram, PUBLIC, refreshChanges, refreshDrift, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
 
 const INCLUDES = "/usr/share/nftables.d/chain-pre";
-
-const canonical = (a: string) => {
-  try {
-    return ipaddr.process(a.trim().replace(/^\[|\]$/g, "")).toString();
-  } catch {
-    return a.trim();
-  }
-};
-
-/** What a service behind address:port saw, asked from the client over tcp or udp. */
-async function ask(lab: Lab, proto: "tcp" | "udp", address: string, port: number): Promise<string> {
-  const six = address.includes(":");
-  const target = six ? `[${address}]:${port}` : `${address}:${port}`;
-  const cmd = proto === "tcp"
-    ? `socat -T3 - TCP${six ? "6" : "4"}:${target},connect-timeout=3 </dev/null`
-    : `echo hello | socat -T2 - UDP${six ? "6" : "4"}:${target}`;
-  let r = await lab.hosts.client.exec(cmd, { timeoutMs: 10_000 });
-  if (proto === "udp" && !r.stdout.trim()) r = await lab.hosts.client.exec(cmd, { timeoutMs: 10_000 });
-  const line = r.stdout.trim().split("\n")[0] ?? "";
-  return line ? canonical(line) : `(no answer: ${r.stderr.trim().split("\n").pop()})`;
-}
-
-/** IPv4 and IPv6 state a destroy must leave as it found it. */
-async function state(h: LabHost): Promise<string> {
-  const v6 = await h.run("echo '# ip -6 rule'; ip -6 rule; echo '# ip -6 route'; ip -6 route show table all | grep -v ' proto kernel '; echo '# ip6tables'; ip6tables -w -S; ip6tables -w -t nat -S; sysctl net.ipv6.conf.all.forwarding; for f in /proc/sys/net/ipv6/conf/*/accept_ra; do echo \"$f $(cat $f)\"; done");
-  return ((await hostState(h)) + "\n" + v6).replace(/counter packets \d+ bytes \d+/g, "counter");
-}
-
-function diff(was: string, now: string): string[] {
-  const a = was.split("\n");
-  const b = now.split("\n");
-  return [...a.filter((l) => !b.includes(l)).map((l) => `- ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`)];
-}
 
 describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (IPv6 forwards through fw4's REJECT)", function () {
   this.timeout(300_000);
@@ -79,14 +47,14 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
   /** Both families, both protocols, to the LAN host and to the router-local service. */
   async function traffic(when: string): Promise<void> {
     const got = {
-      "tcp 5000 v4": await ask(lab, "tcp", PUBLIC, 5000),
-      "udp 5001 v4": await ask(lab, "udp", PUBLIC, 5001),
-      "tcp 7000 v4 (router)": await ask(lab, "tcp", PUBLIC, 7000),
-      "tcp 7002 v4 (router, same port)": await ask(lab, "tcp", PUBLIC, 7002),
-      "tcp 5000 v6": await ask(lab, "tcp", PUBLIC6, 5000),
-      "udp 5001 v6": await ask(lab, "udp", PUBLIC6, 5001),
-      "tcp 7000 v6 (router)": await ask(lab, "tcp", PUBLIC6, 7000),
-      "tcp 7002 v6 (router, same port)": await ask(lab, "tcp", PUBLIC6, 7002),
+      "tcp 5000 v4": await ask(lab.hosts.client, "tcp", PUBLIC, 5000),
+      "udp 5001 v4": await ask(lab.hosts.client, "udp", PUBLIC, 5001),
+      "tcp 7000 v4 (router)": await ask(lab.hosts.client, "tcp", PUBLIC, 7000),
+      "tcp 7002 v4 (router, same port)": await ask(lab.hosts.client, "tcp", PUBLIC, 7002),
+      "tcp 5000 v6": await ask(lab.hosts.client, "tcp", PUBLIC6, 5000),
+      "udp 5001 v6": await ask(lab.hosts.client, "udp", PUBLIC6, 5001),
+      "tcp 7000 v6 (router)": await ask(lab.hosts.client, "tcp", PUBLIC6, 7000),
+      "tcp 7002 v6 (router, same port)": await ask(lab.hosts.client, "tcp", PUBLIC6, 7002),
     };
     const c4 = canonical(CLIENT);
     const c6 = canonical(CLIENT6);
@@ -100,7 +68,7 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
   async function secondsUntilBack(address: string, client: string, maxMs = 10_000): Promise<number> {
     const t = Date.now();
     while (Date.now() - t < maxMs) {
-      if ((await ask(lab, "tcp", address, 5000)) === canonical(client)) return (Date.now() - t) / 1000;
+      if ((await ask(lab.hosts.client, "tcp", address, 5000)) === canonical(client)) return (Date.now() - t) / 1000;
       await new Promise((r) => setTimeout(r, 200));
     }
     return Infinity;
@@ -180,9 +148,9 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
     const handles = [...(await r.run("nft -a list chain inet fw4 forward")).matchAll(/ct reply ip6 saddr fd00:1::99 .*natgate.* # handle (\d+)/g)].map((m) => m[1]);
     assert.ok(handles.length >= 2, "a tcp and a udp accept");
     for (const h of handles) await r.run(`nft delete rule inet fw4 forward handle ${h}`);
-    assert.notEqual(await ask(lab, "tcp", PUBLIC6, 5000), canonical(CLIENT6), "fw4's reject stops the IPv6 forward");
-    assert.equal(await ask(lab, "tcp", PUBLIC, 5000), canonical(CLIENT));
-    assert.equal(await ask(lab, "tcp", PUBLIC6, 7000), canonical(CLIENT6), "the router-local IPv6 service (its input accept) is untouched");
+    assert.notEqual(await ask(lab.hosts.client, "tcp", PUBLIC6, 5000), canonical(CLIENT6), "fw4's reject stops the IPv6 forward");
+    assert.equal(await ask(lab.hosts.client, "tcp", PUBLIC, 5000), canonical(CLIENT));
+    assert.equal(await ask(lab.hosts.client, "tcp", PUBLIC6, 7000), canonical(CLIENT6), "the router-local IPv6 service (its input accept) is untouched");
     const drift = Object.values(await refreshDrift(stack!)).flat();
     assert.ok(drift.some((d) => d.startsWith("missing accept in inet fw4 forward")), JSON.stringify(drift));
     await fw4(lab, "reload");
@@ -210,9 +178,9 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
       // After dstnat the lookup's source is the LAN host's address, which no `from` rule covers.
       await r.run(`nft -f - <<'EOF'\ntable inet lab_rpf_late {\n  chain pre {\n    type filter hook prerouting priority dstnat + 10; policy accept;\n    ${rule}\n  }\n}\nEOF`);
       try {
-        assert.notEqual(await ask(lab, "tcp", PUBLIC6, 5000), canonical(CLIENT6), "after DNAT the rule drops the IPv6 forward");
-        assert.notEqual(await ask(lab, "tcp", PUBLIC, 5000), canonical(CLIENT), "and the IPv4 one");
-        assert.equal(await ask(lab, "tcp", PUBLIC6, 7000), canonical(CLIENT6), "the router-local service (still the tunnel address) passes");
+        assert.notEqual(await ask(lab.hosts.client, "tcp", PUBLIC6, 5000), canonical(CLIENT6), "after DNAT the rule drops the IPv6 forward");
+        assert.notEqual(await ask(lab.hosts.client, "tcp", PUBLIC, 5000), canonical(CLIENT), "and the IPv4 one");
+        assert.equal(await ask(lab.hosts.client, "tcp", PUBLIC6, 7000), canonical(CLIENT6), "the router-local service (still the tunnel address) passes");
       } finally {
         await r.run("nft delete table inet lab_rpf_late");
       }
@@ -231,7 +199,7 @@ describe("variants: OpenWrt's real fw4 on the router, a dual-stack PortForward (
     assert.equal((await fw4(lab, "check")).code, 0);
     await fw4(lab, "reload");
     for (const h of ["vps", "router"] as const) {
-      const d = diff(initial[h], await state(lab.hosts[h]));
+      const d = snapshotDiff(initial[h], await state(lab.hosts[h]));
       assert.deepEqual(d, [], `${h} after destroy differs from before:\n${d.join("\n")}`);
     }
   });

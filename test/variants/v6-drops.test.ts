@@ -7,37 +7,19 @@
 // leaves the other's; destroy leaves the drop as it was. The drops go again after each case.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/v6-drops.test.ts
 import { strict as assert } from "assert";
-import ipaddr from "ipaddr.js";
 import type { PortForwardArgs } from "natgate";
 import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
 import type { Stack } from "../engine/stack";
+import { snapshotDiff } from "../engine/seedLab";
+import { ask as askFrom, canonical } from "./dualStack";
 import { baseArgs, CLIENT, hostState, portForwardProgram, PUBLIC, refreshChanges, refreshDrift, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
 
-const canonical = (a: string) => {
-  try {
-    return ipaddr.process(a.trim().replace(/^\[|\]$/g, "")).toString();
-  } catch {
-    return a.trim();
-  }
-};
-
 /** What the LAN service behind address:port saw for a tcp connection from the client. */
-async function ask(lab: Lab, address: string, port: number): Promise<string> {
-  const six = address.includes(":");
-  const r = await lab.hosts.client.exec(`socat -T3 - TCP${six ? "6" : "4"}:${six ? `[${address}]` : address}:${port},connect-timeout=3 </dev/null`, { timeoutMs: 10_000 });
-  const line = r.stdout.trim().split("\n")[0] ?? "";
-  return line ? canonical(line) : `(no answer: ${r.stderr.trim().split("\n").pop()})`;
-}
+const ask = (lab: Lab, address: string, port: number) => askFrom(lab.hosts.client, "tcp", address, port);
 
 async function state(h: LabHost): Promise<string> {
   const v6 = await h.run("echo '# ip6tables'; ip6tables -w -S; ip6tables -w -t nat -S; sysctl net.ipv6.conf.all.forwarding");
   return ((await hostState(h)) + "\n" + v6).replace(/counter packets \d+ bytes \d+/g, "counter");
-}
-
-function diff(was: string, now: string): string[] {
-  const a = was.split("\n");
-  const b = now.split("\n");
-  return [...a.filter((l) => !b.includes(l)).map((l) => `- ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`)];
 }
 
 interface DropCase {
@@ -106,7 +88,7 @@ describe("variants: a VPS that drops forwarded IPv6 (ip6tables FORWARD DROP, nft
 
   after(async () => {
     await stopAll(services);
-    const d = diff(initial, await state(vps));
+    const d = snapshotDiff(initial, await state(vps));
     assert.deepEqual(d, [], `the VPS after the test differs from the lab's:\n${d.join("\n")}`);
   });
 
@@ -173,7 +155,7 @@ describe("variants: a VPS that drops forwarded IPv6 (ip6tables FORWARD DROP, nft
         await timedDestroy(c.title, stack!);
         await stack!.close();
         stack = undefined;
-        const d = diff(withDrop, await state(vps));
+        const d = snapshotDiff(withDrop, await state(vps));
         assert.deepEqual(d, [], `the VPS after destroy differs from before up:\n${d.join("\n")}`);
         assert.doesNotMatch(await vps.run(c.list), /natgate/);
       });

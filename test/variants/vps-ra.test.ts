@@ -6,19 +6,12 @@
 // taken away first and put back at the end.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/vps-ra.test.ts
 import { strict as assert } from "assert";
-import ipaddr from "ipaddr.js";
 import type { PortForwardArgs } from "natgate";
 import { getLab, type Lab, type LabHost, type LabProcess } from "../lab";
 import type { Stack } from "../engine/stack";
+import { snapshotDiff } from "../engine/seedLab";
+import { ask, canonical } from "./dualStack";
 import { baseArgs, hostState, portForwardProgram, PUBLIC, refreshDrift, stopAll, timedDestroy, timedUp, variantStack } from "./variantLab";
-
-const canonical = (a: string) => {
-  try {
-    return ipaddr.process(a.trim().replace(/^\[|\]$/g, "")).toString();
-  } catch {
-    return a.trim();
-  }
-};
 
 // One router advertisement: cur hop limit 0 and reachable/retrans 0 (unspecified: the VPS keeps its
 // own), no flags, no options; only the router lifetime matters. The kernel fills in the checksum.
@@ -44,22 +37,12 @@ async function raRoute(vps: LabHost): Promise<{ via: string; expires: number } |
 const live = (r: { expires: number } | undefined) => r !== undefined && r.expires > 0;
 
 /** What the LAN service behind [PUBLIC6]:5000 saw for a connection from the client. */
-async function ask6(lab: Lab, address: string): Promise<string> {
-  const r = await lab.hosts.client.exec(`socat -T3 - TCP6:[${address}]:5000,connect-timeout=3 </dev/null`, { timeoutMs: 10_000 });
-  const line = r.stdout.trim().split("\n")[0] ?? "";
-  return line ? canonical(line) : `(no answer: ${r.stderr.trim().split("\n").pop()})`;
-}
+const ask6 = (lab: Lab, address: string) => ask(lab.hosts.client, "tcp", address, 5000);
 
 /** Host state with the RA route's countdown left out (it moves by itself). */
 async function state(h: LabHost): Promise<string> {
   const v6 = await h.run("echo '# ip -6 route'; ip -6 route show table all | grep -v ' proto kernel ' | sed 's/ expires -\\?[0-9]*sec//'; echo '# ip6tables'; ip6tables -w -S; sysctl net.ipv6.conf.all.forwarding; for f in /proc/sys/net/ipv6/conf/*/accept_ra; do echo \"$f $(cat $f)\"; done");
   return (await hostState(h)).replace(/ expires -?\d+sec/g, "") + "\n" + v6;
-}
-
-function diff(was: string, now: string): string[] {
-  const a = was.split("\n");
-  const b = now.split("\n");
-  return [...a.filter((l) => !b.includes(l)).map((l) => `- ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`)];
 }
 
 describe("variants: a VPS whose IPv6 default route comes from router advertisements", function () {
@@ -113,7 +96,7 @@ describe("variants: a VPS whose IPv6 default route comes from router advertiseme
       `ip -6 route del default proto ra 2>/dev/null; ip -6 route show default | grep -q . || ip -6 route add default via ${lab.addresses6.coreVpsSide} dev eth0;` +
         " echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_ra",
     );
-    const d = diff(initial, await state(vps));
+    const d = snapshotDiff(initial, await state(vps));
     assert.deepEqual(d, [], `the VPS after the test differs from the lab's:\n${d.join("\n")}`);
   });
 
@@ -179,7 +162,7 @@ describe("variants: a VPS whose IPv6 default route comes from router advertiseme
     await timedDestroy("vps ra", stack!);
     await stack!.close();
     stack = undefined;
-    const d = diff(raOnly, await state(vps));
+    const d = snapshotDiff(raOnly, await state(vps));
     assert.deepEqual(d, [], `the VPS after destroy differs from before up:\n${d.join("\n")}`);
     await sendRa(30);
     const r = await raRoute(vps);
