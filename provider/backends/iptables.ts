@@ -8,6 +8,7 @@
  * argument and is split by the shell with globbing off; nothing in it is ever evaluated.
  */
 import { NatgateError } from "../ssh/errors";
+import { iptCommand } from "./iptablesFirewall";
 
 /**
  * The filter chain a DNATed packet meets: FORWARD when it goes on to another host, INPUT when
@@ -80,7 +81,7 @@ export function assertSafeRule(rule: string): void {
 }
 
 export function iptablesLine(rule: string, chain: FilterChain = "FORWARD", family: 4 | 6 = 4): string {
-  return `${family === 6 ? "ip6tables" : "iptables"} -t filter -I ${chain} ${rule}`;
+  return `${iptCommand(family)} -t filter -I ${chain} ${rule}`;
 }
 
 export const IPTABLES_SH = `

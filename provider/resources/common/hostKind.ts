@@ -149,3 +149,13 @@ export function lineDrift(what: string, desired: string[], live: string[]): stri
   if (out.length === 0 && desired.join("\n") !== live.join("\n")) out.push(`${what} out of order`);
   return out;
 }
+
+/**
+ * A resource's inputs as its state (a previous run's outputs) holds them, checked by its schema
+ * again; undefined when there is no state or it no longer parses.
+ */
+export function inputsFromState<S extends z.ZodObject>(schema: S, olds: Record<string, unknown> | undefined): z.output<S> | undefined {
+  if (!olds) return undefined;
+  const r = schema.safeParse(Object.fromEntries(Object.keys(schema.shape).filter((k) => olds[k] !== undefined).map((k) => [k, olds[k]])));
+  return r.success ? r.data : undefined;
+}

@@ -12,7 +12,7 @@ import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
 import { bootFirst, confirmFreshLogin, deadmanToken, runGuarded, shPrelude } from "../common/host";
-import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
+import { hostProvider, inputsFromState, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../../engine/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFamilies, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
 import { ConnmarkReturnPathSchema, connmarkCrossCheck, effectiveMask, type ConnmarkReturnPathInputs } from "./schema";
@@ -159,11 +159,8 @@ function observation(i: ConnmarkReturnPathInputs, live: CmarkLive, backend: Back
 }
 
 function oldInputs(olds: Record<string, unknown> | undefined): ConnmarkReturnPathInputs[] {
-  if (!olds) return [];
-  const r = ConnmarkReturnPathSchema.safeParse(
-    Object.fromEntries(Object.keys(ConnmarkReturnPathSchema.shape).filter((k) => olds[k] !== undefined).map((k) => [k, olds[k]])),
-  );
-  return r.success ? [r.data] : [];
+  const before = inputsFromState(ConnmarkReturnPathSchema, olds);
+  return before ? [before] : [];
 }
 
 const showArgs = (i: ConnmarkReturnPathInputs, scope: Scope): ScriptArgs => ({

@@ -12,7 +12,7 @@ import { observedBackend, requireBackend } from "../common/backend";
 import { NatgateError } from "../../ssh/errors";
 import type { Host } from "../common/host";
 import { bootFirst, shPrelude } from "../common/host";
-import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
+import { hostProvider, inputsFromState, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState, withoutUpgradeDrift } from "../../engine/version";
 import { dnatLiveIptLines, localityProblem, parseDnatShow, parseLocality, type DnatLive, type Locality } from "./live";
 import { dnatBootEntryName, dnatFamily, dnatFirewall, dnatFirewallLines, dnatForwardAccepts, dnatForwarding, dnatNftAccepts, dnatOwner, dnatTable, dnatTableName, renderDnat } from "./render";
@@ -290,10 +290,8 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
 
 /** The previous inputs (from state) when they were of the other IP version than `i`. */
 function previousOfOtherFamily(i: DnatRuleInputs, olds: Record<string, unknown> | undefined): DnatRuleInputs | undefined {
-  if (!olds || typeof olds.toAddress !== "string") return undefined;
-  const keys = Object.keys(DnatRuleSchema.shape).filter((k) => olds[k] !== undefined);
-  const r = DnatRuleSchema.safeParse(Object.fromEntries(keys.map((k) => [k, olds[k]])));
-  return r.success && r.data.name === i.name && dnatFamily(r.data) !== dnatFamily(i) ? r.data : undefined;
+  const before = inputsFromState(DnatRuleSchema, olds);
+  return before && before.name === i.name && dnatFamily(before) !== dnatFamily(i) ? before : undefined;
 }
 
 /** Runs the plan (non-empty); returns the state read back (its check is converge's). */

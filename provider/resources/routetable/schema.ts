@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
-import { interfaceName, ipAddress as address, networkCidr, networkCidr6, resourceName, tableId } from "../common/fields";
+import { addressFamily, interfaceName, ipAddress as address, networkCidr, networkCidr6, resourceName, tableId } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 import { DEFAULT_TABLE } from "../connmark/schema";
 import { typeError } from "../../ssh/schema";
@@ -25,7 +25,7 @@ export function canonicalNetwork(to: string): string {
 
 /** A route's address family: that of its destination ("default" is IPv4's). */
 export function routeFamily(to: string): 4 | 6 {
-  return to.includes(":") ? 6 : 4;
+  return addressFamily(to);
 }
 
 export const RouteSchema = z.strictObject({
