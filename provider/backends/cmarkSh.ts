@@ -52,7 +52,7 @@ cmark_ipt6() { NG_IPT=ip6tables; "$@"; ng_rc=$?; NG_IPT=iptables; return $ng_rc;
 
 const PRELUDE = ARGS_SH + HOSTSTATE_SH + NFT_SH + IPTFW_SH + IPROUTE_SH + SYSCTL_SH + BOOT_SH + FW4_SH + CLAIMS_SH + SHOW_SH + 'ng_args "$@"\nip_need\n';
 
-export const CMARK_READ_SH = PRELUDE + "cmark_show\n";
+export const CMARK_READ_SH = PRELUDE + "cmark_show\nip_deadman_pending \"$A_owner\"\n";
 
 export const CMARK_APPLY_SH =
   PRELUDE +

@@ -191,7 +191,6 @@ export function liveRouteLine(table: number, r: LiveRoute): string {
   return routeLine(table, r) + (r.extra ? ` <also: ${r.extra}>` : "");
 }
 
-/** Run over a fresh SSH login after an apply: "cancelled" if the change stays, "gone" if it was rolled back. */
 /** ip_deadman_wake TOKEN: end the claimed job's sleep, by its PID, if that PID is still a sleep. */
 const DEADMAN_WAKE_SH = `ip_deadman_wake() {
   ng_p=$(cat "$NG_STATE/deadman.$1.pid" 2>/dev/null) || return 0
@@ -200,9 +199,17 @@ const DEADMAN_WAKE_SH = `ip_deadman_wake() {
   return 0
 }`;
 
+/**
+ * Run over a fresh SSH login after an apply: "cancelled" if the change stays, "gone" if it was
+ * rolled back. A rollback that has claimed the token but is still running is waited for (10 s at
+ * most), so what the caller reads next is what the rollback left.
+ */
 export const DEADMAN_CANCEL_SH = `if [ -d /run ]; then NG_STATE=/run/natgate; else NG_STATE=/var/run/natgate; fi
 ${DEADMAN_WAKE_SH}
-if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_deadman_wake "$1"; rmdir "$NG_STATE" 2>/dev/null; echo cancelled; else echo gone; fi
+if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_deadman_wake "$1"; rmdir "$NG_STATE" 2>/dev/null; echo cancelled; exit 0; fi
+ng_n=0
+while test -e "$NG_STATE/deadman.$1.pid" && test $ng_n -lt 100; do sleep 0.1 2>/dev/null || sleep 1; ng_n=$((ng_n + 1)); done
+echo gone
 `;
 
 /** Seconds before an unconfirmed rule or route change is undone. */
@@ -289,6 +296,16 @@ ${DEADMAN_WAKE_SH}
 ip_deadman_now() {
   if rm "$NG_STATE/deadman.$1" 2>/dev/null; then ip_deadman_wake "$1"; ip_batch_run -force "$2" >/dev/null 2>&1; fi
   return 0
+}
+# ip_deadman_pending OWNER: "@@deadman", then the token of each of OWNER's rollbacks still armed or
+# running: an apply whose confirming login was lost (connection cut, provider killed) left it
+ip_deadman_pending() {
+  echo "@@deadman"
+  for ng_f in "$NG_STATE"/deadman."$1".*; do
+    test -e "$ng_f" || continue
+    ng_t=\${ng_f##*/deadman.}
+    echo "\${ng_t%.pid}"
+  done | sort -u
 }
 # ip_flush_table TABLE: not-found is success
 ip_flush_table() {

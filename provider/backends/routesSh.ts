@@ -7,9 +7,9 @@ import { CLAIMS_SH } from "./claims";
 
 const PRELUDE = ARGS_SH + HOSTSTATE_SH + IPROUTE_SH + BOOT_SH + CLAIMS_SH + 'ng_args "$@"\nip_need\n';
 
-/** Args: table, entry. */
+/** Args: table, entry, deadman_owner (whose pending rollbacks are listed). */
 export const ROUTES_READ_SH = PRELUDE + `echo "@@routes"; ip_routes "$A_table" || exit 1
-echo "@@routes6"; ip_routes6 "$A_table" || exit 1\nboot_show "$A_entry"\nclaims_show\n`;
+echo "@@routes6"; ip_routes6 "$A_table" || exit 1\nboot_show "$A_entry"\nclaims_show\nip_deadman_pending "$A_deadman_owner"\n`;
 /**
  * Args: table, batch (ip -batch lines), token and seconds of the dead-man switch (none at boot),
  * undo (the batch that undoes batch), entry, claims taken for claim_owner (none at boot).
@@ -38,8 +38,10 @@ export function routesArgs(a: {
   batch?: string[];
   deadman?: { token: string; seconds: number; undo: string[] };
   claim?: { owner: string; keys: string[] };
+  deadmanOwner?: string;
 }): string[] {
   return encodeArgs({
+    deadman_owner: a.deadmanOwner,
     claim_owner: a.claim?.owner,
     claims: a.claim?.keys.join(" "),
     table: a.table,

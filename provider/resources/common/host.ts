@@ -146,6 +146,31 @@ export async function confirmFreshLogin(host: Host, what: string, token: string)
   }
 }
 
+/** The tokens of the owner's rollbacks still pending (the read script's ip_deadman_pending section). */
+export function pendingRollbacks(stdout: string): string[] {
+  return (splitSections(stdout).get("deadman")?.lines ?? []).filter((l) => l !== "");
+}
+
+/**
+ * An apply whose confirming login was lost (the connection cut after the change, the provider
+ * killed) leaves its rollback armed: unsettled, it would undo a re-run's work 30 s later, since
+ * the re-run finds the change in place and has nothing to apply. Settle each before planning, as
+ * the lost confirmation would have: a fresh login cancels it, or, when it already runs, waits for
+ * it. Returns whether any rolled back (what was read before is stale then).
+ */
+export async function settleRollbacks(host: Host, what: string, tokens: string[]): Promise<boolean> {
+  let rolledBack = false;
+  for (const token of tokens) {
+    try {
+      await confirmFreshLogin(host, what, token);
+    } catch (e) {
+      if (!(e instanceof Error) || !/rolled back by natgate's dead-man switch/.test(e.message)) throw e;
+      rolledBack = true;
+    }
+  }
+  return rolledBack;
+}
+
 /** Output split at lines "@@<section> [arg]": section name → its lines (and the arg after the name). */
 export function splitSections(stdout: string): Map<string, { arg: string; lines: string[] }> {
   const out = new Map<string, { arg: string; lines: string[] }>();

@@ -11,7 +11,7 @@ import { claimKeys, claimPlan, claimsHeldBy } from "../../backends/claims";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
-import { bootFirst, confirmFreshLogin, deadmanToken, runGuarded, shPrelude } from "../common/host";
+import { bootFirst, confirmFreshLogin, deadmanToken, pendingRollbacks, runGuarded, settleRollbacks, shPrelude } from "../common/host";
 import { hostProvider, inputsFromState, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../../engine/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFamilies, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
@@ -170,8 +170,11 @@ const showArgs = (i: ConnmarkReturnPathInputs, scope: Scope): ScriptArgs => ({
   sysctls: scope.sysctlPaths.join("\n"),
 });
 
-async function readLive(host: Host, i: ConnmarkReturnPathInputs, scope: Scope): Promise<CmarkLive> {
-  const out = await host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, encodeArgs(showArgs(i, scope)));
+/** The host's state; `settle`: first settle rollbacks an interrupted apply left (before a change). */
+async function readLive(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, settle = false): Promise<CmarkLive> {
+  const read = () => host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, encodeArgs(showArgs(i, scope)));
+  let out = await read();
+  if (settle && (await settleRollbacks(host, `ConnmarkReturnPath ${i.name}`, pendingRollbacks(out.stdout)))) out = await read();
   return parseCmarkShow(out.stdout, scope, i.name);
 }
 
@@ -190,7 +193,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 
   async converge(host, i, olds) {
     const scope = scopeOf([i, ...oldInputs(olds)]);
-    let after = await readLive(host, i, scope);
+    let after = await readLive(host, i, scope, true);
     const backend = requireBackend(`ConnmarkReturnPath ${i.name} on ${host.label}`, i.backend, after.facts);
     const plan = planConnmark(i, after, backend, host.label);
     if (plan.conflict) throw plan.conflict;
@@ -209,7 +212,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 
   async remove(host, i) {
     const scope = scopeOf([i]);
-    const live = await readLive(host, i, scope);
+    const live = await readLive(host, i, scope, true);
     const entry = bootEntryPath(cmarkBootEntryName(i.name));
     const hasEntry = (s: CmarkLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const fw4Files = [...(live.fw4 ?? NO_FW4).files.keys()];

@@ -2,7 +2,7 @@ import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, r
 import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH, routesArgs } from "../../backends/routesSh";
 import { bootEntryPath, observeBoot } from "../../backends/persist";
 import type { Host } from "../common/host";
-import { bootFirst, confirmFreshLogin, deadmanToken, runGuarded } from "../common/host";
+import { bootFirst, confirmFreshLogin, deadmanToken, pendingRollbacks, runGuarded, settleRollbacks } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { NatgateError } from "../../ssh/errors";
 import { isLegacyState } from "../../engine/version";
@@ -84,10 +84,16 @@ function claimDrift(i: PolicyRouteTableInputs, live: RoutesLive): string[] {
   return c.conflict ? [c.conflict.message] : [];
 }
 
-async function readLive(host: Host, i: PolicyRouteTableInputs): Promise<RoutesLive> {
-  const out = await host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, routesArgs({ table: i.table, entry: routesBootEntryName(i.table) }));
+/** The host's state; `settle`: first settle rollbacks an interrupted apply left (before a change). */
+async function readLive(host: Host, i: PolicyRouteTableInputs, settle = false): Promise<RoutesLive> {
+  const read = () => host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, routesArgs({ table: i.table, entry: routesBootEntryName(i.table), deadmanOwner: routesDeadmanOwner(i) }));
+  let out = await read();
+  if (settle && (await settleRollbacks(host, `PolicyRouteTable ${i.name}`, pendingRollbacks(out.stdout)))) out = await read();
   return parseRoutesLive(out.stdout);
 }
+
+/** Names this table's dead-man tokens. */
+const routesDeadmanOwner = (i: PolicyRouteTableInputs) => `routes_${i.table}`;
 
 export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
   kind: "PolicyRouteTable",
@@ -99,7 +105,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
   deleteBeforeReplace: true,
 
   async converge(host, i, olds) {
-    let after = await readLive(host, i);
+    let after = await readLive(host, i, true);
     const claim = claimPlan(routesOwner(i), routesClaim(i).keys, after.claims, host.label);
     if (claim.conflict) throw claim.conflict;
     const foreign = olds === undefined ? foreignRoutes(i, after.routes) : [];
@@ -123,7 +129,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
   },
 
   async remove(host, i) {
-    const live = await readLive(host, i);
+    const live = await readLive(host, i, true);
     const entry = bootEntryPath(routesBootEntryName(i.table));
     const hasEntry = (s: RoutesLive) => (s.boot.files.get(entry) ?? "-") !== "-";
     const owned = (s: RoutesLive) => claimsHeldBy(s.claims, routesOwner(i));
@@ -144,7 +150,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
 
 /** Runs the plan behind the dead-man switch (none when only the claim changes); returns the state read back. */
 async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typeof planRoutes>): Promise<RoutesLive> {
-  const token = deadmanToken(`routes_${i.table}`);
+  const token = deadmanToken(routesDeadmanOwner(i));
   const armed = plan.batch.length > 0;
   const out = await runGuarded(armed, () =>
     host.run(
