@@ -10,6 +10,12 @@ const KEY_BLOCK = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z
 // What is left of a key without its armour: a long unbroken base64 run (public keys in messages
 // are shorter than this after "ssh-ed25519 ", and fingerprints are 43 characters).
 const LONG_BASE64 = /[A-Za-z0-9+/]{120,}={0,2}/g;
+// The same run still wrapped as in the key file, e.g. a key's body copied from between its BEGIN
+// and END lines into a field whose error quotes it: lines of 40+ base64 characters (the last one
+// may be short) joined by newlines, escaped newlines or spaces. Judged by its length without the
+// breaks, as LONG_BASE64 is: two lines of a PEM body are already past it.
+const WRAPPED_BASE64 = /[A-Za-z0-9+/]{40,}(?:(?:\r?\n|(?:\\r)?\\n| )[A-Za-z0-9+/]{40,})*(?:(?:\r?\n|(?:\\r)?\\n| )[A-Za-z0-9+/]{4,})?={0,2}/g;
+const base64Length = (s: string) => s.replace(/\\r|\\n|[^A-Za-z0-9+/]/g, "").length;
 
 /** The secret values in a record of inputs: every password, key and passphrase, at any depth (the jump host's too). */
 export function secretsOf(v: unknown, out: string[] = []): string[] {
@@ -27,5 +33,8 @@ export function redact(text: string, secrets: readonly string[] = []): string {
   let out = text;
   // Longest first, so a secret that contains another is removed whole.
   for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join("<redacted>");
-  return out.replace(KEY_BLOCK, "<redacted: private key>").replace(LONG_BASE64, "<redacted>");
+  return out
+    .replace(KEY_BLOCK, "<redacted: private key>")
+    .replace(WRAPPED_BASE64, (m) => (base64Length(m) >= 120 ? "<redacted>" : m))
+    .replace(LONG_BASE64, "<redacted>");
 }

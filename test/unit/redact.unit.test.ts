@@ -47,4 +47,25 @@ describe("redaction of secrets in messages", () => {
     assert.equal(redact(`x ${priv.replace(/\n/g, " ")} y`).includes(body), false, "a flattened key");
     assert.equal(redact(`x ${priv.slice(0, 120)}`).includes(body.slice(0, 30)), false, "a key cut short");
   });
+
+  it("a key's body without its BEGIN/END lines, still wrapped, is taken out: by lines, escaped newlines or spaces", () => {
+    const lines = priv.split("\n").filter((l) => l && !l.startsWith("-----"));
+    for (const [how, text] of [
+      ["lines", lines.join("\n")],
+      ["CRLF lines", lines.join("\r\n")],
+      ["JSON-escaped lines", JSON.stringify(lines.join("\n")).slice(1, -1)],
+      ["spaces", lines.join(" ")],
+      ["the first two lines", lines.slice(0, 2).join("\n")],
+    ]) {
+      const out = redact(`connection.host: "${text}" is not a hostname`);
+      assert.ok(lines.every((l) => l.length < 16 || !out.includes(l)), `${how}: ${out}`);
+      assert.match(out, /^connection\.host: "<redacted>" is not a hostname$/, how);
+    }
+    // What must stay readable: one public key line, WireGuard keys one per line, fingerprints, words.
+    const wg = ["x".repeat(43) + "=", "y".repeat(43) + "="].join("\n");
+    const fp = "SHA256:" + "B".repeat(43);
+    for (const text of [pub, wg, `${fp}\n${fp}`, "interface wg0 already exists on the router\nchoose another interfaceName"]) {
+      assert.equal(redact(text), text);
+    }
+  });
 });
