@@ -7,11 +7,21 @@ import { checkPrivateKeyText, type KeyProblem } from "./keyFormat";
 const HOSTNAME =
   /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
+const KEY_EXAMPLE = 'give the key file\'s contents, e.g. fs.readFileSync("/home/me/.ssh/id_ed25519", "utf8")';
+
+const HOST_EXAMPLE = "give an address like 198.51.100.1 or a hostname like vps.example.com";
+
+// No host answers at these (ssh to 0.0.0.0 or :: reaches this machine itself); loopback stays allowed.
+function nonHostIp(host: string): boolean {
+  if (isIP(host) === 4) return /^(0\.|255\.255\.255\.255$|22[4-9]\.|2[3-5][0-9]\.)/.test(host);
+  return /^(::|0*:(0*:)*:?0*)$/.test(host) || /^ff/i.test(host);
+}
+
 function hostProblem(host: string): string | undefined {
-  if (isIP(host) !== 0) return undefined;
+  if (isIP(host) !== 0) return nonHostIp(host) ? `${host} is no one host's address (unspecified, broadcast or multicast): ${HOST_EXAMPLE}` : undefined;
   if (/^\[.*\]$/.test(host)) return "write an IPv6 address without brackets";
-  if (/^[0-9.]+$/.test(host)) return `"${host}" is not a valid IPv4 address`;
-  if (!HOSTNAME.test(host)) return `"${host}" is not a hostname or an IP address`;
+  if (/^[0-9.]+$/.test(host)) return `"${host}" is not a valid IPv4 address: ${HOST_EXAMPLE}`;
+  if (!HOSTNAME.test(host)) return `"${host}" is not a hostname or an IP address: ${HOST_EXAMPLE}`;
   return undefined;
 }
 
@@ -38,8 +48,8 @@ const port = z
 
 const user = z
   .string({ error: "must be a string" })
-  .min(1, { error: "must not be empty" })
-  .regex(/^[^\s\x00-\x1f\x7f]*$/, { error: "must not contain spaces or control characters" })
+  .min(1, { error: "must not be empty: give the login name, like root (the default when user is unset)" })
+  .regex(/^[^\s\x00-\x1f\x7f]*$/, { error: "must not contain spaces or control characters: give the login name, like root" })
   .default("root");
 
 const secret = (what: string) => z.string({ error: typeError(`must be a string (${what})`) });
@@ -56,9 +66,11 @@ const perDialTimeout = z
   .min(0, { error: "must be 0 (no limit) or more seconds" })
   .default(15);
 
-const hostKey = z.string({ error: typeError("must be a string") }).superRefine((v, ctx) => {
+const PIN_EXAMPLE = 'give the key line ssh-keyscan prints ("ssh-ed25519 AAAA...") or its fingerprint as ssh-keygen -lf prints it ("SHA256:...")';
+const hostKey = z.string({ error: typeError(`must be a string: ${PIN_EXAMPLE}`) }).superRefine((v, ctx) => {
   const pin = parseHostKeyPin(v);
-  if (typeof pin === "string") ctx.addIssue({ code: "custom", message: pin });
+  // hostkey.ts says what is wrong with the key data; the way to a right one is said here once.
+  if (typeof pin === "string") ctx.addIssue({ code: "custom", message: /ssh-keygen|AAAA\.\.\./.test(pin) ? pin : `${pin}: ${PIN_EXAMPLE}` });
 });
 
 // natgate's own: which known_hosts to honour (ssh's files when unset), for the target and the jump host.
@@ -74,9 +86,12 @@ const endpointFields = {
   port,
   user,
   password: secret("the password").optional(),
-  privateKey: secret("the private key text").min(1, { error: "must not be empty" }).optional(),
+  privateKey: secret("the private key text").min(1, { error: `must not be empty: ${KEY_EXAMPLE}, or leave privateKey out` }).optional(),
   privateKeyPassword: secret("the private key's passphrase").optional(),
-  agentSocketPath: z.string({ error: typeError("must be a string (path of the ssh-agent socket)") }).min(1, { error: "must not be empty" }).optional(),
+  agentSocketPath: z
+    .string({ error: typeError("must be a string (path of the ssh-agent socket, like process.env.SSH_AUTH_SOCK)") })
+    .min(1, { error: "must not be empty: give the ssh-agent socket's path, like process.env.SSH_AUTH_SOCK" })
+    .optional(),
   dialErrorLimit,
   perDialTimeout,
   hostKey: hostKey.optional(),
@@ -110,7 +125,7 @@ function checkPrivateKey(v: AuthFields, ctx: z.RefinementCtx): void {
 // Checked without ssh2 (keyFormat.ts), which a preview must not load (issue 8). Messages are
 // fixed texts per problem, so no part of the key text or passphrase can leak into them.
 const KEY_PROBLEMS: Record<KeyProblem, string> = {
-  unreadable: "is not a private key ssh can read (OpenSSH or PEM format, the text of the file, not its path)",
+  unreadable: `is not a private key ssh can read (OpenSSH or PEM format, the text of the file, not its path): ${KEY_EXAMPLE}`,
   public: "is a public key: give the private key text (the file without .pub)",
   "unsupported-type": "is a key of a type natgate's SSH client cannot use: give an ed25519, RSA or ECDSA (nistp256/384/521) key",
   "unsupported-cipher":

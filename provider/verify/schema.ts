@@ -1,12 +1,16 @@
 import { isIP } from "net";
 import { z } from "zod";
-import { interfaceName, mark32, portNumber } from "../resources/common/fields";
+import { interfaceName, mark32, nonHostProblem, portNumber } from "../resources/common/fields";
 import { ConnectionSchema, typeError } from "../ssh/schema";
 
 const ipAddress = (example: string) =>
   z
     .string({ error: typeError(`must be an IP address like ${example}`) })
-    .refine((s) => isIP(s) !== 0, { error: `must be an IP address like ${example} (no prefix length, no hostname)` });
+    .refine((s) => isIP(s) !== 0, { error: `must be an IP address like ${example} (no prefix length, no hostname)` })
+    .superRefine((s, ctx) => {
+      const why = nonHostProblem(s);
+      if (why) ctx.addIssue({ code: "custom", message: why.replace(/e\.g\. [^ ]+$/, `e.g. ${example}`) });
+    });
 
 export const PathCheckSchema = z.strictObject({
   /** SSH to the VPS, where the probe must arrive. */

@@ -13,9 +13,9 @@ export const NAME_MAX = 32;
 export const resourceName = z
   .string({ error: typeError("must be a string of a-z, 0-9 and _") })
   .regex(/^[a-z][a-z0-9_]*$/, {
-    error: "must start with a-z and contain only a-z, 0-9 and _ (it becomes part of an nft table name)",
+    error: "must start with a-z and contain only a-z, 0-9 and _ (it becomes part of an nft table name), like web or home_vps",
   })
-  .max(NAME_MAX, { error: `must be at most ${NAME_MAX} characters` });
+  .max(NAME_MAX, { error: `must be at most ${NAME_MAX} characters, like web or home_vps` });
 
 /**
  * Names the kernel or the tools read as something other than one interface, with what is wrong.
@@ -78,6 +78,30 @@ export function unicastProblem(address: string): string | undefined {
     : a === 169 && b === 254 ? "a link-local address (not routed)"
     : undefined;
   return kind && `${address} is ${kind}: give one host's own address, e.g. 192.168.1.10`;
+}
+
+/**
+ * Why an address is no single host's at all (the unspecified address, broadcast, multicast, the
+ * reserved 240.0.0.0/4), for fields that name a host or a gateway: a rule or a probe with it
+ * would match or reach nothing. Loopback and link-local are hosts, so fields that allow them keep them.
+ */
+export function nonHostProblem(address: string): string | undefined {
+  const ip = parseIp(address);
+  if (!ip) return undefined; // the format rule reports it
+  const kind = ip.family === 6
+    ? ({ unspecified: "the unspecified address", multicast: "a multicast address" } as Record<string, string>)[ipaddr.IPv6.parse(ip.address).range()]
+    : ip.address === "255.255.255.255" ? "the broadcast address"
+    : ip.address.startsWith("0.") ? "in 0.0.0.0/8 (\"this network\", never a destination)"
+    : Number(ip.address.split(".")[0]) >= 240 ? "in the reserved 240.0.0.0/4"
+    : Number(ip.address.split(".")[0]) >= 224 ? "a multicast address"
+    : undefined;
+  return kind && `${address} is ${kind}, no one host's address: give a host's own address, e.g. ${ip.family === 6 ? "fd00:1::10" : "192.168.1.10"}`;
+}
+
+/** nonHostProblem as a refinement of a string field. */
+export function refuseNonHost(v: string, ctx: z.RefinementCtx): void {
+  const why = nonHostProblem(v);
+  if (why) ctx.addIssue({ code: "custom", message: why });
 }
 
 /** An IPv6 address (any spelling; rendered canonical, RFC 5952, the way `ip -j` and nft print it). */

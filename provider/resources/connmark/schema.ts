@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { hex, interfaceName, ipv4, ipv6, mark32, resourceName, rulePriority, tableId } from "../common/fields";
+import { hex, interfaceName, ipv4, ipv6, mark32, refuseNonHost, resourceName, rulePriority, tableId } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -33,7 +33,7 @@ export const ConnmarkReturnPathSchema = z.strictObject({
   /** Priority of `ip rule fwmark <mark>/<mask> lookup <table>`. */
   priority: rulePriority.default(DEFAULT_PRIORITY),
   /** The router's tunnel address: adds `ip rule from <it> lookup <table>` (for router-local services). */
-  localSource: ipv4.optional(),
+  localSource: ipv4.superRefine(refuseNonHost).optional(),
   /** Priority of the `from` rule; default priority + 1. */
   localSourcePriority: rulePriority.optional(),
   /**
@@ -42,7 +42,7 @@ export const ConnmarkReturnPathSchema = z.strictObject({
    */
   ipv6: z.boolean({ error: "must be true or false" }).default(false),
   /** The router's IPv6 tunnel address: adds `ip -6 rule from <it> lookup <table>` (router-local IPv6 services), at localSourcePriority. */
-  localSource6: ipv6.optional(),
+  localSource6: ipv6.superRefine(refuseNonHost).optional(),
   /** Also restore the mark on locally generated packets (replies of the router's own services). */
   restoreInOutput: z.boolean({ error: "must be true or false" }).default(true),
   /** Set rp_filter=2 (loose) on the interface: strict mode drops tunnel packets from internet sources. */

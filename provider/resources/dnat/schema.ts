@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { addressFamily, hostAddress, interfaceName, ipAddress, portRangeOf, portSpec, resourceName, sourceNetwork } from "../common/fields";
+import { addressFamily, hostAddress, interfaceName, ipAddress, portRangeOf, portSpec, refuseNonHost, resourceName, sourceNetwork } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -21,7 +21,7 @@ export const DnatRuleSchema = z.strictObject({
   /** Match packets arriving on this interface (e.g. the tunnel on the router). */
   inInterface: interfaceName.optional(),
   /** Match packets to this address (e.g. the VPS's public address); of toAddress's family. */
-  destination: ipAddress.optional(),
+  destination: ipAddress.superRefine(refuseNonHost).optional(),
   /**
    * Where to send them: an IPv4 or an IPv6 address. Its family is the rule's: an IPv6 rule matches
    * IPv6 packets only (nft table ip6, ip6tables), so a dual-stack forward is two rules.

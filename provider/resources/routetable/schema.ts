@@ -1,11 +1,20 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
-import { addressFamily, interfaceName, ipAddress as address, networkCidr, networkCidr6, resourceName, tableId } from "../common/fields";
+import { addressFamily, interfaceName, ipAddress, networkCidr, networkCidr6, refuseNonHost, resourceName, tableId } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 import { DEFAULT_TABLE } from "../connmark/schema";
 import { typeError } from "../../ssh/schema";
 import ipaddr from "ipaddr.js";
 import { parseCidr, parseIp } from "../common/addresses";
+
+/**
+ * A gateway or a source address: one host's. An IPv6 multicast one is the cross-check's to name,
+ * beside the route's other link-local and family rules.
+ */
+const address = ipAddress.superRefine((v, ctx) => {
+  if (v.includes(":") && parseIp(v) && ipaddr.IPv6.parse(parseIp(v)!.address).range() === "multicast") return;
+  refuseNonHost(v, ctx);
+});
 
 const TO_ERROR = 'must be "default" (IPv4), "::/0" (IPv6) or a network like 192.168.1.0/24 or fd00:1::/64';
 /** v4 routes keep their schema (and messages); a destination with a ":" is judged as IPv6. */
@@ -70,7 +79,7 @@ export function routeTableCrossCheck(i: PolicyRouteTableInputs): Failure[] {
     if (r.via === undefined && r.dev === undefined) {
       out.push({ property: `routes[${k}]`, reason: "give via (a gateway), dev (an interface) or both" });
     }
-    if (r.onlink && r.via === undefined) out.push({ property: `routes[${k}].onlink`, reason: "needs via: onlink applies to a gateway" });
+    if (r.onlink && r.via === undefined) out.push({ property: `routes[${k}].onlink`, reason: 'needs via: onlink applies to a gateway; give via (like "10.10.10.1") or remove onlink' });
     const fam = routeFamily(r.to);
     for (const f of ["via", "src"] as const) {
       const v = r[f];
@@ -83,7 +92,7 @@ export function routeTableCrossCheck(i: PolicyRouteTableInputs): Failure[] {
     }
     if (fam === 6 && r.via !== undefined && routeFamily(r.via) === 6) {
       const range = ipaddr.IPv6.parse(parseIp(r.via)!.address).range();
-      if (range === "multicast") out.push({ property: `routes[${k}].via`, reason: `${r.via} is a multicast address: a gateway is one host` });
+      if (range === "multicast") out.push({ property: `routes[${k}].via`, reason: `${r.via} is a multicast address: a gateway is one host; give its own address, like fd00:4e47::1` });
       else if (range === "linkLocal" && r.dev === undefined) {
         out.push({ property: `routes[${k}].via`, reason: `${r.via} is link-local (fe80::/10): give dev too, the interface the gateway is on` });
       }

@@ -2,7 +2,7 @@ import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh";
 import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
-import { interfaceName, resourceName } from "../common/fields";
+import { interfaceName, nonHostProblem, resourceName } from "../common/fields";
 import { containsUnknown, UNKNOWN } from "../../engine/unknown";
 import { checkInputs } from "../../engine/check";
 import type { Failure } from "../../engine/failures";
@@ -38,10 +38,15 @@ function subnetHostProblem(v: string, c: Cidr): string | undefined {
   return undefined;
 }
 
+/** parseCidr's reason, with an example when it has none ("prefix /33 is longer than /32"). */
+function withExample(reason: string, example: string): string {
+  return /e\.g\./.test(reason) ? reason : `${reason}: give address/prefix, e.g. ${example}`;
+}
+
 const tunnelAddress = z.string({ error: "must be a string in CIDR form, e.g. 10.10.10.1/24" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   const c = parseCidr(v);
-  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: c });
+  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: withExample(c, "10.10.10.1/24") });
   const why = subnetHostProblem(v, c);
   if (why) ctx.addIssue({ code: "custom", message: why });
 });
@@ -59,7 +64,7 @@ const NOT_TUNNEL_RANGES6: Record<string, string> = {
 const tunnelAddress6 = z.string({ error: "must be a string in CIDR form, e.g. fd00:4e47::1/64" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   const c = parseCidr(v);
-  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: c.replace("e.g. 10.10.10.1/24", "e.g. fd00:4e47::1/64") });
+  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: withExample(c.replace("e.g. 10.10.10.1/24", "e.g. fd00:4e47::1/64"), "fd00:4e47::1/64") });
   if (c.family !== 6) return void ctx.addIssue({ code: "custom", message: `"${v}" is IPv4: address6 is this end's IPv6 tunnel address, e.g. fd00:4e47::1/64 (the IPv4 one is address)` });
   const range = NOT_TUNNEL_RANGES6[ipaddr.IPv6.parse(c.address).range()];
   if (range) return void ctx.addIssue({ code: "custom", message: `"${v}" is ${range}` });
@@ -70,7 +75,7 @@ const tunnelAddress6 = z.string({ error: "must be a string in CIDR form, e.g. fd
 const allowedIp = z.string({ error: "must be a string in CIDR form, e.g. 192.168.0.0/16" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   const c = parseCidr(v);
-  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: c });
+  if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: withExample(c.replace("e.g. 10.10.10.1/24", "e.g. 192.168.0.0/16"), "192.168.0.0/16") });
   if (c.network !== c.text) {
     ctx.addIssue({ code: "custom", message: `"${v}" has host bits set: did you mean ${c.network}?` });
   }
@@ -78,12 +83,19 @@ const allowedIp = z.string({ error: "must be a string in CIDR form, e.g. 192.168
 
 const endpointHost = z.string({ error: "must be a string (hostname or IP address, without port)" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
-  if (parseIp(v) || isHostName(v)) return;
+  if (parseIp(v)) {
+    const why = nonHostProblem(v);
+    if (why) ctx.addIssue({ code: "custom", message: why.replace(/e\.g\. [^ ]+$/, "e.g. the VPS's public address 198.51.100.1") });
+    return;
+  }
+  if (isHostName(v)) return;
   const why = /:\d+$/.test(v) && !v.includes("::")
     ? "give the host only: the port is listenPort"
-    : "is not a hostname or an IP address";
+    : "is not a hostname or an IP address: give the listener's public address or DNS name, e.g. 198.51.100.1 or vps.example.com";
   ctx.addIssue({ code: "custom", message: `"${v}" ${why}` });
 });
+
+const ALLOWED_IPS_ERROR = 'must be a list of networks, e.g. ["192.168.0.0/16"]';
 
 const sideFields = {
   connection: ConnectionSchema,
@@ -109,12 +121,12 @@ export const TunnelArgsSchema = z.strictObject({
     /** host the dialer dials; defaults to the listener connection's host */
     endpoint: endpointHost.optional(),
     /** sources the listener accepts from the dialer besides the dialer's tunnel address */
-    allowedIps: z.array(allowedIp).default([]),
+    allowedIps: z.array(allowedIp, { error: ALLOWED_IPS_ERROR }).default([]),
   }),
   dialer: z.strictObject({
     ...sideFields,
     /** sources the dialer accepts from the listener; default everything (forwarded packets keep their internet source) */
-    allowedIps: z.array(allowedIp).optional(),
+    allowedIps: z.array(allowedIp, { error: ALLOWED_IPS_ERROR }).optional(),
   }),
 });
 
@@ -154,20 +166,20 @@ export function tunnelCrossCheck(a: TunnelInputs): Failure[] {
   const d = parseCidr(a.dialer.address);
   if (typeof l === "string" || typeof d === "string") return out; // unknown (preview)
   if (l.family !== d.family) {
-    out.push({ property: "dialer.address", reason: `${d.text} is IPv${d.family} but listener.address ${l.text} is IPv${l.family}: both ends of the tunnel need the same family` });
+    out.push({ property: "dialer.address", reason: `${d.text} is IPv${d.family} but listener.address ${l.text} is IPv${l.family}: both ends of the tunnel need the same family: give dialer.address an IPv${l.family} address of the listener's subnet ${l.network}` });
   } else if (l.network !== d.network) {
     out.push({ property: "dialer.address", reason: `${d.text} is not in the listener's subnet ${l.network} (listener.address ${l.text}): give both ends addresses in one subnet, e.g. ${l.network}` });
   } else if (l.address === d.address) {
-    out.push({ property: "dialer.address", reason: `${d.address} is also listener.address: the two ends need different addresses` });
+    out.push({ property: "dialer.address", reason: `${d.address} is also listener.address: the two ends need different addresses: give the dialer another address of ${l.network}` });
   }
   if (l.family === 6 && a.mtu < 1280) {
-    out.push({ property: "mtu", reason: `${a.mtu} is below 1280, the IPv6 minimum, and the tunnel addresses are IPv6` });
+    out.push({ property: "mtu", reason: `${a.mtu} is below 1280, the IPv6 minimum, and the tunnel addresses are IPv6: give an mtu of at least 1280 (default ${TUNNEL_DEFAULTS.mtu})` });
   }
   const li = a.listener.interfaceName ?? a.interfaceName;
   const di = a.dialer.interfaceName ?? a.interfaceName;
   const lh = a.listener.connection.host, dh = a.dialer.connection.host;
   if (lh === dh && a.listener.connection.port === a.dialer.connection.port && li === di && lh !== UNKNOWN && li !== UNKNOWN) {
-    out.push({ property: "dialer.connection", reason: `the listener and the dialer are the same host (${lh}) with the same interface ${li}: a tunnel joins two hosts` });
+    out.push({ property: "dialer.connection", reason: `the listener and the dialer are the same host (${lh}) with the same interface ${li}: a tunnel joins two hosts; give each end its own host's connection` });
   }
   return out;
 }
@@ -195,14 +207,14 @@ function dualStackCheck(a: TunnelInputs): Failure[] {
   }
   const primary = parseCidr(a.listener.address);
   if (l6 !== undefined && a.mtu < 1280 && (typeof primary === "string" || primary.family === 4)) {
-    out.push({ property: "mtu", reason: `${a.mtu} is below 1280, the IPv6 minimum, and the tunnel carries IPv6 (address6)` });
+    out.push({ property: "mtu", reason: `${a.mtu} is below 1280, the IPv6 minimum, and the tunnel carries IPv6 (address6): give an mtu of at least 1280 (default ${TUNNEL_DEFAULTS.mtu})` });
   }
   const l = l6 === undefined ? "" : parseCidr(l6), d = d6 === undefined ? "" : parseCidr(d6);
   if (typeof l === "string" || typeof d === "string") return out; // absent, or unknown (preview)
   if (l.network !== d.network) {
     out.push({ property: "dialer.address6", reason: `${d.text} is not in the listener's IPv6 subnet ${l.network} (listener.address6 ${l.text}): give both ends addresses in one subnet, e.g. ${l.network}` });
   } else if (l.address === d.address) {
-    out.push({ property: "dialer.address6", reason: `${d.address} is also listener.address6: the two ends need different addresses` });
+    out.push({ property: "dialer.address6", reason: `${d.address} is also listener.address6: the two ends need different addresses: give the dialer another address of ${l.network}` });
   }
   return out;
 }
