@@ -122,6 +122,22 @@ function checkPrivateKey(v: AuthFields, ctx: z.RefinementCtx): void {
   }
 }
 
+/**
+ * Unlimited dial attempts each without a deadline never end on a host whose sshd accepts the TCP
+ * connection and then stalls: one of the two must be bounded.
+ */
+function checkDialBounds(v: { dialErrorLimit?: number; perDialTimeout?: number }, ctx: z.RefinementCtx): void {
+  if (v.dialErrorLimit === -1 && v.perDialTimeout === 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["dialErrorLimit"],
+      message:
+        "-1 (retry without limit) together with perDialTimeout 0 (no deadline per attempt) would wait for ever on a host that accepts and stalls: " +
+        "give perDialTimeout a deadline like 15 (seconds), or dialErrorLimit a count like 10",
+    });
+  }
+}
+
 // Checked without ssh2 (keyFormat.ts), which a preview must not load (issue 8). Messages are
 // fixed texts per problem, so no part of the key text or passphrase can leak into them.
 const KEY_PROBLEMS: Record<KeyProblem, string> = {
@@ -144,7 +160,8 @@ const objectError = { error: typeError("must be an object like @pulumi/command's
 export const ProxyConnectionSchema = z
   .strictObject(endpointFields, objectError)
   .refine(hasAuth, hasAuthParams)
-  .superRefine(checkPrivateKey);
+  .superRefine(checkPrivateKey)
+  .superRefine(checkDialBounds);
 
 // natgate's own: how long one remote script may run (no default here, so an older stack's inputs
 // stay as they were; DEFAULT_SCRIPT_TIMEOUT applies when unset).
@@ -166,7 +183,8 @@ export const ConnectionSchema = z
     scriptTimeout: scriptTimeout.optional(),
   }, objectError)
   .refine(hasAuth, hasAuthParams)
-  .superRefine(checkPrivateKey);
+  .superRefine(checkPrivateKey)
+  .superRefine(checkDialBounds);
 
 export type ConnectionInput = z.input<typeof ConnectionSchema>;
 export type Connection = z.output<typeof ConnectionSchema>;

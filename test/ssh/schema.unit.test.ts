@@ -70,7 +70,7 @@ describe("ConnectionSchema", () => {
       privateKeyPassword: "s3cret-passphrase",
       agentSocketPath: "/tmp/agent",
       dialErrorLimit: -1,
-      perDialTimeout: 0,
+      perDialTimeout: 30, // not 0: with dialErrorLimit -1 that is refused (a host that accepts and stalls would hang the dial for ever)
       hostKey: "SHA256:" + "A".repeat(43),
       proxy: { host: "jump.example.", port: 22, user: "u", privateKey: key, dialErrorLimit: 3, perDialTimeout: 5, hostKey: "SHA256:" + "B".repeat(43) },
     };

@@ -113,6 +113,8 @@ const CONNECTION_BAD: { at: string; value: unknown; extra?: Record<string, unkno
   { at: "perDialTimeout", value: -1 },
   { at: "perDialTimeout", value: 0.5 },
   { at: "perDialTimeout", value: "15" },
+  // A host whose sshd accepts and then stalls: unlimited retries without a per-dial deadline never end.
+  { at: "dialErrorLimit", value: -1, extra: { perDialTimeout: 0 }, hint: /perDialTimeout/ },
   { at: "hostKey", value: "" },
   { at: "hostKey", value: "SHA256:" },
   { at: "hostKey", value: "MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48" },
@@ -138,6 +140,7 @@ const CONNECTION_BAD: { at: string; value: unknown; extra?: Record<string, unkno
   { at: "proxy", value: { host: "jump.example.com" }, hint: /agentSocketPath/ },
   { at: "proxy", value: { host: "jump.example.com", password: "x", sudo: true }, field: "proxy.sudo", hint: /ConnectionArgs/ },
   { at: "proxy", value: { host: "jump.example.com", password: "x", hostKey: "MD5:aa" }, field: "proxy.hostKey" },
+  { at: "proxy", value: { host: "jump.example.com", password: "x", dialErrorLimit: -1, perDialTimeout: 0 }, field: "proxy.dialErrorLimit", hint: /perDialTimeout/ },
 ];
 
 const CONNECTIONS: [Exclude<Kind, "PortForward">, string][] = [
