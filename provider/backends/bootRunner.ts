@@ -1,5 +1,6 @@
 /** The boot runner and the init systems' hooks that start it (see persist.ts). */
 import { FW4_INCLUDE_DIR } from "./fw4Include";
+import { HOSTSTATE_SH } from "./hoststate";
 import { BOOT_DIR, BOOT_ORDER, NATGATE_DIR, RUNNER_PATH, WG_KEY_DIR, type InitSystem } from "./bootPaths";
 
 // ---------- the runner and the init systems' hooks ----------
@@ -46,7 +47,8 @@ if [ "\${1:-}" = save ]; then
   done
   exit 0
 fi
-if [ -d /run ]; then ng_run=/run/natgate; else ng_run=/var/run/natgate; fi
+${HOSTSTATE_SH}
+ng_run=$NG_STATE
 ng_log() {
   if command -v logger >/dev/null 2>&1 && logger -t natgate -- "$1" 2>/dev/null; then
     [ ! -t 2 ] || printf 'natgate: %s\\n' "$1" >&2
@@ -55,19 +57,12 @@ ng_log() {
   fi
   return 0
 }
-# One run at a time: init and an interface coming up may start it together.
-mkdir -p "$ng_run" || exit 1
-ng_i=0
-until mkdir "$ng_run/boot.lock" 2>/dev/null; do
-  ng_pid=$(cat "$ng_run/boot.lock/pid" 2>/dev/null)
-  if [ -n "$ng_pid" ] && ! kill -0 "$ng_pid" 2>/dev/null; then rm -rf "$ng_run/boot.lock"; continue; fi
-  ng_i=$((ng_i + 1))
-  if [ "$ng_i" -gt 300 ]; then ng_log "another boot.sh (process $ng_pid) has been running for 5 minutes: not running the entries"; exit 1; fi
-  sleep 1
-done
-echo $$ > "$ng_run/boot.lock/pid"
-trap 'rm -rf "$ng_run/boot.lock" "$ng_run/boot.err"; rmdir "$ng_run" 2>/dev/null' EXIT
-trap 'exit 1' HUP INT TERM
+# One run at a time (init and an interface coming up may start it together), and none while natgate
+# applies over SSH: the host lock, with its owner token (hoststate.ts), held for the whole run.
+# Each entry's own ng_lock finds it held by its runner (NG_LOCK_TOKEN) and goes on under it. Held
+# by another for 30 s, ng_lock says so on stderr (the init system's log) and the run ends (exit 75).
+ng_lock
+trap 'rm -f "$ng_run/boot.err"; ng_unlock' EXIT
 ng_n=0
 ng_failed=0
 for ng_kind in ${BOOT_ORDER.join(" ")}; do

@@ -256,7 +256,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     await assertNoDrift();
     // The previous values were recorded again at boot: a later delete restores them.
     assert.deepEqual(res.vpsFwd!.outs.sysctlPrevious, { "net.ipv4.ip_forward": ipForward.vps });
-    for (const h of [vps, router]) assert.equal(await h.exec("test -e /run/natgate/boot.lock").then((x) => x.code), 1, "the runner's lock is gone");
+    for (const h of [vps, router]) assert.equal(await h.exec("test -e /run/natgate/lock").then((x) => x.code), 1, "the runner's lock is gone");
   });
 
   it("running boot.sh again (an interface coming up) changes nothing", async () => {
@@ -268,6 +268,30 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.deepEqual(snapshotDiff(before[1]!, await snapshotHost(router)), []);
     assert.equal(await router.run("cat /sys/class/net/wg0/ifindex"), ids, "the interface was kept, not recreated");
     assert.deepEqual(await traffic(), WORKS);
+  });
+
+  it("boot.sh runs one at a time under the host lock: three started together, and one finding a dead holder's lock", async () => {
+    const logger = await fakeLogger(router);
+    try {
+      // a holder killed while it held the lock (its token names a process that has ended)
+      const dead = (await router.run("sh -c 'echo $$'")).trim();
+      await router.run(`mkdir -p /run/natgate && echo ${dead}.1.x > /run/natgate/lock.${dead}.1.x && ln /run/natgate/lock.${dead}.1.x /run/natgate/lock`);
+      const runs = await Promise.all([1, 2, 3].map(() => router.exec(`PATH=${logger.path} sh /etc/natgate/boot.sh`, { timeoutMs: 60_000 })));
+      for (const r of runs) assert.equal(r.code, 0, r.stderr);
+      const log = await logger.lines();
+      // each run's lines stand together: its entries, then its summary, before the next run's first
+      const summaries = log.map((l, k) => (l.startsWith("boot entries:") ? k : -1)).filter((k) => k >= 0);
+      assert.equal(summaries.length, 3, log.join("\n"));
+      for (const [n, end] of summaries.entries()) {
+        const start = n === 0 ? 0 : summaries[n - 1]! + 1;
+        assert.deepEqual(log.slice(start, end + 1).filter((l) => / applied$/.test(l)), ["tunnel-wg0.sh: applied", "routes-8764.sh: applied", "ret-home.sh: applied", "dnat-fwd.sh: applied"], log.join("\n"));
+      }
+      assert.equal((await router.exec("test -e /run/natgate/lock")).code, 1, "the lock is gone after the runs");
+      assert.deepEqual(await traffic(), WORKS);
+    } finally {
+      await router.run("rm -f /run/natgate/lock /run/natgate/lock.* /run/natgate/stale.*");
+      await logger.remove();
+    }
   });
 
   it("a failing entry is logged and the others still run; the exit status says so", async () => {
