@@ -1,5 +1,6 @@
 import * as ipaddr from "ipaddr.js";
-import { interfaceNameProblem, ipv4, ipv6, networkCidr, networkCidr6, sourceNetwork, unicastProblem, unicastProblem6 } from "../provider/resources/common/fields";
+import { interfaceNameProblem, ipv4, ipv6, networkCidr, networkCidr6, nonHostProblem, parsePortSpec, sourceNetwork, unicastProblem, unicastProblem6 } from "../provider/resources/common/fields";
+import { tunnelAddress, tunnelAddress6 } from "../provider/resources/tunnel/schema";
 import { isNetworkOrBroadcast, parseCidr } from "../provider/resources/common/addresses";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
@@ -20,6 +21,41 @@ export interface ForwardLayout {
    * child resource receives would otherwise not be checked at all.
    */
   interfaces?: Record<string, string | undefined>;
+  /**
+   * Addresses by the field that gives them (`vps.publicAddress`, `existingTunnel.routerAddress`...)
+   * and what they must be: a host's own address (`ipv4`, `ipv6`), a DNAT target (`ipv4Target`,
+   * `ipv6Target`: not loopback or link-local either), a tunnel end with its prefix (`cidr4`, `cidr6`).
+   */
+  addresses?: Array<{ field: string; value: unknown; as: AddressUse }>;
+}
+
+export type AddressUse = "ipv4" | "ipv6" | "ipv4Target" | "ipv6Target" | "cidr4" | "cidr6";
+
+/** Why `value` cannot be used as `as` says; undefined when it can. */
+function addressProblem(value: unknown, as: AddressUse): string | undefined {
+  if (as === "cidr4" || as === "cidr6") {
+    const r = (as === "cidr4" ? tunnelAddress : tunnelAddress6).safeParse(value);
+    if (r.success && as === "cidr4" && (value as string).includes(":")) return `${JSON.stringify(value)} is IPv6: give the IPv4 tunnel address, e.g. 10.10.10.1/24 (the IPv6 one goes in the field ending in 6)`;
+    return r.success ? undefined : r.error.issues[0]!.message;
+  }
+  const six = as === "ipv6" || as === "ipv6Target";
+  const r = (six ? ipv6 : ipv4).safeParse(value);
+  if (!r.success) return `${JSON.stringify(value)} ${r.error.issues[0]!.message}`;
+  const v = value as string;
+  if (as === "ipv4Target") return unicastProblem(v) ?? nonHostProblem(v);
+  if (as === "ipv6Target") return unicastProblem6(v) ?? nonHostProblem(v);
+  return nonHostProblem(v);
+}
+
+/** Port fields as the user wrote them (the DnatRules they end up in would name theirs: ports, toPorts). */
+function portProblems(field: string, f: { ports?: unknown; toPorts?: unknown }): string[] {
+  const out: string[] = [];
+  for (const k of ["ports", "toPorts"] as const) {
+    if (f[k] === undefined && k === "toPorts") continue;
+    const r = parsePortSpec(f[k]);
+    if (typeof r === "string") out.push(`${field}.${k} ${JSON.stringify(f[k])}: ${r}`);
+  }
+  return out;
 }
 
 interface Range { lo: number; hi: number }
@@ -146,6 +182,12 @@ export function forwardLayoutProblems(l: ForwardLayout): string[] {
   }
   // The component's own fields, named as the user wrote them: the children they end up in
   // (routes[1].to of home-routes, toAddress of home-router-0) would report them under their names.
+  for (const a of l.addresses ?? []) {
+    const why = a.value === undefined ? undefined : addressProblem(a.value, a.as);
+    if (why) out.push(`${a.field}: ${why}`);
+  }
+  l.forwards.forEach((f, i) => out.push(...portProblems(`forwards[${i}]`, f)));
+  l.routerForwards.forEach((f, i) => out.push(...portProblems(`routerForwards[${i}]`, f)));
   const subnet = networkCidr.safeParse(l.lanSubnet);
   if (!subnet.success) out.push(`router.lanSubnet ${JSON.stringify(l.lanSubnet)}: ${subnet.error.issues[0]!.message}`);
   out.push(...dualStackProblems(l));

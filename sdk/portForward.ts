@@ -168,6 +168,28 @@ function isPlain(v: unknown): boolean {
   return true;
 }
 
+/** The addresses the component hands to its children, named as the user wrote them. */
+function addressFields(args: PortForwardArgs, vpses: VpsArgs[]): NonNullable<ForwardLayout["addresses"]> {
+  const at = (k: number) => (Array.isArray(args.vps) ? `vps[${k}]` : "vps");
+  const t = args.tunnel;
+  const e = args.existingTunnel;
+  return [
+    ...vpses.flatMap((v, k) => [
+      { field: `${at(k)}.publicAddress`, value: v.publicAddress, as: "ipv4" as const },
+      { field: `${at(k)}.localAddress`, value: v.localAddress, as: "ipv4" as const },
+      { field: `${at(k)}.publicAddress6`, value: v.publicAddress6, as: "ipv6" as const },
+    ]),
+    { field: "tunnel.vpsAddress", value: t?.vpsAddress, as: "cidr4" },
+    { field: "tunnel.routerAddress", value: t?.routerAddress, as: "cidr4" },
+    { field: "tunnel.vpsAddress6", value: t?.vpsAddress6, as: "cidr6" },
+    { field: "tunnel.routerAddress6", value: t?.routerAddress6, as: "cidr6" },
+    { field: "existingTunnel.vpsAddress", value: e?.vpsAddress, as: "ipv4" },
+    { field: "existingTunnel.routerAddress", value: e?.routerAddress, as: "ipv4Target" },
+    { field: "existingTunnel.vpsAddress6", value: e?.vpsAddress6, as: "ipv6" },
+    { field: "existingTunnel.routerAddress6", value: e?.routerAddress6, as: "ipv6Target" },
+  ];
+}
+
 /** Contradictions visible in the component's own arguments, before any child exists. */
 function argumentProblems(args: PortForwardArgs, vpses: VpsArgs[]): string[] {
   const out: string[] = [];
@@ -245,6 +267,7 @@ export class PortForward extends pulumi.ComponentResource {
       routerForwards: args.routerForwards ?? [],
       priority: rp.priority,
       localSourcePriority: rp.localSourcePriority,
+      addresses: addressFields(args, vpses),
       interfaces: {
         "router.lanInterface": args.router.lanInterface,
         "tunnel.interfaceName": args.tunnel?.interfaceName,

@@ -150,13 +150,12 @@ describe("examples: program shape under mocks, checked by the real providers", f
     assert.equal(check.inputs.routerLocal, false, "5000 goes to the LAN host, not the router");
   });
 
-  it("a backwards port range fails at preview on `ports`, saying how to write it", async () => {
-    const { failures } = await preview(server, () => loadProgram(SEED), seedConfig({ [`${PROJECT}:ports`]: "6000-5000" }));
-    assert.deepEqual([...failures.keys()].sort(), ["home-router-0", "home-vps-0"]);
-    for (const f of failures.values()) {
-      assert.deepEqual(f.map((x) => x.property), ["ports"]);
-      assert.match(f[0].reason, /backwards: write 5000-6000/);
-    }
+  it("a backwards port range fails at preview on the component's `forwards[0].ports`, saying how to write it", async () => {
+    // the component's own field, as the program wrote it, not the ports of its two DnatRules
+    await assert.rejects(
+      preview(server, () => loadProgram(SEED), seedConfig({ [`${PROJECT}:ports`]: "6000-5000" })),
+      /^Error: PortForward home:\n {2}forwards\[0\]\.ports "6000-5000": range 6000-5000 is backwards: write 5000-6000$/,
+    );
   });
 
   it("a connection port out of range fails at preview on `connection.port`", async () => {
@@ -179,12 +178,12 @@ describe("examples: program shape under mocks, checked by the real providers", f
     assert.deepEqual(failures.get("bad-tunnel")?.map((f) => f.property), ["listener.connection.port"]);
   });
 
-  it("`pulumi preview` of the bad range fails naming the resource, property and fix", async () => {
+  it("`pulumi preview` of the bad range fails naming the component, its field and the fix", async () => {
     // Preview only: Check and no Create, so nothing dials a host.
     const stack = new Stack({ project: PROJECT, config: seedConfig({ [`${PROJECT}:ports`]: "6000-5000" }), secretKeys: [`${PROJECT}:sshKey`], server });
     await assert.rejects(
       stack.preview(() => loadProgram(SEED)),
-      /"home-router-0": failed its check: ports: range 6000-5000 is backwards: write 5000-6000/,
+      /PortForward home:\n {2}forwards\[0\]\.ports "6000-5000": range 6000-5000 is backwards: write 5000-6000/,
     );
     assert.deepEqual(stack.state, []);
   });

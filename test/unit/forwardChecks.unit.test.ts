@@ -43,7 +43,7 @@ describe("PortForward layout checks (pure)", () => {
     assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: [], priority: 32765 }), []);
   });
 
-  it("names the component's own fields for a bad lanSubnet, lanHost or forwards[].to (issue 11), and leaves port syntax to DnatRule", () => {
+  it("names the component's own fields for a bad lanSubnet, lanHost, forwards[].to or port (issue 11)", () => {
     assert.deepEqual(forwardLayoutProblems({ ...seed, lanSubnet: "10.1.2.3/16" }), ['router.lanSubnet "10.1.2.3/16": has host bits set: write 10.1.0.0/16']);
     assert.match(forwardLayoutProblems({ ...seed, lanSubnet: "nonsense" })[0] ?? "", /^router\.lanSubnet "nonsense": must be an IPv4 network like 192\.168\.1\.0\/24/);
     const host = (lanHost: string) => forwardLayoutProblems({ ...seed, lanHost, forwards: [{ ports: 5000 }] });
@@ -54,7 +54,42 @@ describe("PortForward layout checks (pure)", () => {
     }
     assert.match(host("192.168.1.x")[0] ?? "", /^lanHost: "192\.168\.1\.x" must be an IPv4 address like 192\.168\.1\.10/);
     assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: 5000, to: "192.168.1.255" }] }).map((p) => p.split(":")[0]), ["forwards[0].to"]);
-    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "6000-5000" }] }), [], "port syntax is DnatRule's to name");
+    // the component names its own port fields (the VPS's DnatRule would say "ports")
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "6000-5000" }] }), ['forwards[0].ports "6000-5000": range 6000-5000 is backwards: write 5000-6000']);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: [{ ports: 2222, toPorts: "22;x" }] }), ['routerForwards[0].toPorts "22;x": must be a port 1-65535 or a range like "5000-6000"']);
+  });
+});
+
+describe("PortForward addresses named as the user wrote them (issue 11)", () => {
+  const at = (field: string, value: unknown, as: NonNullable<ForwardLayout["addresses"]>[number]["as"]) => forwardLayoutProblems({ ...seed, addresses: [{ field, value, as }] });
+  it("accepts the seed's and the slots' defaults, and values not given", () => {
+    assert.deepEqual(at("vps.publicAddress", "198.51.100.1", "ipv4"), []);
+    assert.deepEqual(at("vps.publicAddress6", "2001:db8::1", "ipv6"), []);
+    assert.deepEqual(at("tunnel.vpsAddress", "10.10.10.1/24", "cidr4"), []);
+    assert.deepEqual(at("tunnel.vpsAddress6", "fd00:4e47::1/64", "cidr6"), []);
+    assert.deepEqual(at("existingTunnel.routerAddress", "10.10.10.2", "ipv4Target"), []);
+    assert.deepEqual(at("existingTunnel.routerAddress6", "fd00:4e47::2", "ipv6Target"), []);
+    assert.deepEqual(at("vps.localAddress", undefined, "ipv4"), []);
+  });
+  it("refuses, under the component's field, what its children would refuse under theirs", () => {
+    const cases: Array<[string, unknown, NonNullable<ForwardLayout["addresses"]>[number]["as"], RegExp]> = [
+      ["vps.publicAddress", "198.51.100.1; reboot", "ipv4", /^vps\.publicAddress: "198\.51\.100\.1; reboot" must be an IPv4 address like/],
+      ["vps[1].publicAddress", "255.255.255.255", "ipv4", /^vps\[1\]\.publicAddress: .*broadcast/],
+      ["vps.publicAddress", "2001:db8::1", "ipv4", /^vps\.publicAddress: "2001:db8::1" must be an IPv4 address/],
+      ["vps.publicAddress6", "198.51.100.1", "ipv6", /^vps\.publicAddress6: "198\.51\.100\.1" must be an IPv6 address like fd00::1/],
+      ["vps.localAddress", "224.0.0.1", "ipv4", /^vps\.localAddress: .*multicast/],
+      ["tunnel.vpsAddress", "10.10.10.1", "cidr4", /^tunnel\.vpsAddress: .*10\.10\.10\.1\/24/],
+      ["tunnel.routerAddress", "fd00::2/64", "cidr4", /^tunnel\.routerAddress: "fd00::2\/64" is IPv6/],
+      ["tunnel.vpsAddress6", "10.10.10.1/24", "cidr6", /^tunnel\.vpsAddress6: "10\.10\.10\.1\/24" is IPv4/],
+      ["existingTunnel.routerAddress", "127.0.0.1", "ipv4Target", /^existingTunnel\.routerAddress: .*loopback/],
+      ["existingTunnel.vpsAddress", "10.10.10.1/24", "ipv4", /^existingTunnel\.vpsAddress: "10\.10\.10\.1\/24" must be an IPv4 address/],
+      ["existingTunnel.routerAddress6", "fe80::2", "ipv6Target", /^existingTunnel\.routerAddress6: .*link-local/],
+    ];
+    for (const [field, value, as, want] of cases) {
+      const p = at(field, value, as);
+      assert.equal(p.length, 1, `${field} ${String(value)}: ${p.join("; ")}`);
+      assert.match(p[0]!, want);
+    }
   });
 });
 

@@ -109,8 +109,9 @@ const CASES: HostileCase[] = [
   {
     title: 'ports "5000-6000;id"',
     program: (lab) => pf(lab, (a) => ({ ...a, forwards: [{ ports: "5000-6000;id" }] })),
-    // The VPS's rules wait for the router's (dependsOn), so the preview stops at the router's.
-    expect: [{ resource: "home-router-0", property: "ports", reason: /must be a port 1-65535 or a range like "5000-6000"/ }],
+    // the component's own field, before any child is registered
+    expect: [],
+    message: /PortForward home:\n {2}forwards\[0\]\.ports "5000-6000;id": must be a port 1-65535 or a range like "5000-6000"/,
   },
   {
     title: 'the LAN host (toAddress) "10.0.0.1 && reboot"',
@@ -183,10 +184,12 @@ const CASES: HostileCase[] = [
   {
     title: "forwarded ports -1, 0, 65536, 1.5 and toPorts 0",
     program: (lab) => pf(lab, (a) => ({ ...a, forwards: [{ ports: -1 }, { ports: 0 }, { ports: 65536 }, { ports: 1.5 }, { ports: 80, toPorts: 0 }] })),
-    expect: [
-      ...[0, 1, 2, 3].map((i) => ({ resource: `home-router-${i}`, property: "ports", reason: /must be a port 1-65535 or a range like "5000-6000"/ })),
-      { resource: "home-router-4", property: "toPorts", reason: /must be a port 1-65535 or a range like "5000-6000"/ },
-    ],
+    expect: [],
+    message: new RegExp(
+      "PortForward home:\\n" +
+        ["-1", "0", "65536", "1.5"].map((v, i) => ` {2}forwards\\[${i}\\]\\.ports ${v.replace(".", "\\.")}: must be a port 1-65535 or a range like "5000-6000"\\n`).join("") +
+        ' {2}forwards\\[4\\]\\.toPorts 0: must be a port 1-65535 or a range like "5000-6000"',
+    ),
   },
   {
     title: "a listen port 65536, an SSH port 0, a keepalive -1 and an MTU of 100",
@@ -200,15 +203,15 @@ const CASES: HostileCase[] = [
     ],
   },
   {
-    title: 'a public address "198.51.100.1; reboot" (component and a DnatRule)',
-    program: (lab) => () => {
-      pf(lab, (a) => ({ ...a, vps: { ...a.vps, publicAddress: "198.51.100.1; reboot" } }))();
-      rule(lab, { connection: connectionTo(lab, "vps"), inInterface: undefined, destination: "198.51.100.1; reboot" })();
-    },
-    expect: [
-      { resource: "home-tunnel", property: "listener.endpoint", reason: /"198\.51\.100\.1; reboot" is not a hostname or an IP address/ },
-      { resource: "web", property: "destination", reason: /must be an IPv4 address like 10\.10\.10\.2/ },
-    ],
+    title: 'a public address "198.51.100.1; reboot" (component)',
+    program: (lab) => pf(lab, (a) => ({ ...a, vps: { ...a.vps, publicAddress: "198.51.100.1; reboot" } })),
+    expect: [],
+    message: /PortForward home:\n {2}vps\.publicAddress: "198\.51\.100\.1; reboot" must be an IPv4 address like 10\.10\.10\.2/,
+  },
+  {
+    title: 'a destination "198.51.100.1; reboot" (DnatRule)',
+    program: (lab) => rule(lab, { connection: connectionTo(lab, "vps"), inInterface: undefined, destination: "198.51.100.1; reboot" }),
+    expect: [{ resource: "web", property: "destination", reason: /must be an IPv4 address like 10\.10\.10\.2/ }],
   },
   {
     title: "a host key `reboot` and a private key `$(touch /tmp/pwned)`",

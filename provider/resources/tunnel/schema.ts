@@ -43,7 +43,7 @@ function withExample(reason: string, example: string): string {
   return /e\.g\./.test(reason) ? reason : `${reason}: give address/prefix, e.g. ${example}`;
 }
 
-const tunnelAddress = z.string({ error: "must be a string in CIDR form, e.g. 10.10.10.1/24" }).superRefine((v, ctx) => {
+export const tunnelAddress = z.string({ error: "must be a string in CIDR form, e.g. 10.10.10.1/24" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   const c = parseCidr(v);
   if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: withExample(c, "10.10.10.1/24") });
@@ -61,7 +61,7 @@ const NOT_TUNNEL_RANGES6: Record<string, string> = {
 };
 
 /** The second address of a dual-stack tunnel end: always IPv6 (address is the IPv4 one). */
-const tunnelAddress6 = z.string({ error: "must be a string in CIDR form, e.g. fd00:4e47::1/64" }).superRefine((v, ctx) => {
+export const tunnelAddress6 = z.string({ error: "must be a string in CIDR form, e.g. fd00:4e47::1/64" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   const c = parseCidr(v);
   if (typeof c === "string") return void ctx.addIssue({ code: "custom", message: withExample(c.replace("e.g. 10.10.10.1/24", "e.g. fd00:4e47::1/64"), "fd00:4e47::1/64") });
