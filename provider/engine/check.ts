@@ -1,5 +1,5 @@
 import { NatgateError } from "../ssh/errors";
-import { containsUnknown, UNKNOWN } from "./unknown";
+import { containsUnknown, UNKNOWN, unknownPaths } from "./unknown";
 import { failuresOf, invalidInputs, type Failure } from "./failures";
 import type { Kind, Outputs } from "./kind";
 
@@ -24,14 +24,6 @@ export function checkInputs<I>(kind: InputSpec<I>, raw: Outputs): Checked<I> {
   return { inputs: i, failures: judge ? kind.crossCheck(i) : [] };
 }
 
-/** Where in `v` the engine's unknown marker is, as paths the user writes (`connection.host`, `routes[1].via`). */
-function unknownPaths(v: unknown, at: string): string[] {
-  if (v === UNKNOWN) return [at];
-  if (Array.isArray(v)) return v.flatMap((x, k) => unknownPaths(x, `${at}[${k}]`));
-  if (v !== null && typeof v === "object") return Object.entries(v).flatMap(([k, x]) => unknownPaths(x, at === "" ? k : `${at}.${k}`));
-  return [];
-}
-
 /**
  * The inputs in a state object, for an operation that acts on hosts: every problem is an error,
  * and so is a value the engine does not know yet (it would become an address or a host name in a
@@ -42,7 +34,7 @@ export function inputsOf<I>(kind: InputSpec<I>, props: Outputs | undefined): I {
   // The engine sends its marker to check and diff during a preview only, never to create, update,
   // read or delete: here it is text the program wrote (a copied preview value), so it is named
   // before the schema judges it as an address or a host name.
-  const unknown = unknownPaths(raw, "");
+  const unknown = unknownPaths(raw);
   if (unknown.length) {
     throw new NatgateError(
       "config",

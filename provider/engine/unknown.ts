@@ -4,10 +4,15 @@ export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** Whether any string anywhere in `v` is the engine's unknown marker. */
 export function containsUnknown(v: unknown): boolean {
-  if (v === UNKNOWN) return true;
-  if (Array.isArray(v)) return v.some(containsUnknown);
-  if (v !== null && typeof v === "object") return Object.values(v).some(containsUnknown);
-  return false;
+  return unknownPaths(v).length > 0;
+}
+
+/** Where in `v` the engine's unknown marker is, as paths the user writes (`connection.host`, `routes[1].via`). */
+export function unknownPaths(v: unknown, at = ""): string[] {
+  if (v === UNKNOWN) return [at];
+  if (Array.isArray(v)) return v.flatMap((x, k) => unknownPaths(x, `${at}[${k}]`));
+  if (v !== null && typeof v === "object") return Object.entries(v).flatMap(([k, x]) => unknownPaths(x, at === "" ? k : `${at}.${k}`));
+  return [];
 }
 
 /**

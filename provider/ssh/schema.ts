@@ -2,6 +2,7 @@ import { isIP } from "net";
 import { z } from "zod";
 import { parseHostKeyPin } from "./hostkey";
 import { checkPrivateKeyText, type KeyProblem } from "./keyFormat";
+import { nonHostProblem } from "../resources/common/addresses";
 
 // RFC 1123 labels; dots only between labels (one trailing dot allowed, as in DNS).
 const HOSTNAME =
@@ -11,14 +12,10 @@ const KEY_EXAMPLE = 'give the key file\'s contents, e.g. fs.readFileSync("/home/
 
 const HOST_EXAMPLE = "give an address like 198.51.100.1 or a hostname like vps.example.com";
 
-// No host answers at these (ssh to 0.0.0.0 or :: reaches this machine itself); loopback stays allowed.
-function nonHostIp(host: string): boolean {
-  if (isIP(host) === 4) return /^(0\.|255\.255\.255\.255$|22[4-9]\.|2[3-5][0-9]\.)/.test(host);
-  return /^(::|0*:(0*:)*:?0*)$/.test(host) || /^ff/i.test(host);
-}
 
 function hostProblem(host: string): string | undefined {
-  if (isIP(host) !== 0) return nonHostIp(host) ? `${host} is no one host's address (unspecified, broadcast or multicast): ${HOST_EXAMPLE}` : undefined;
+  // No host answers at these (ssh to 0.0.0.0 or :: reaches this machine itself); loopback stays allowed.
+  if (isIP(host) !== 0) return nonHostProblem(host) !== undefined ? `${host} is no one host's address (unspecified, broadcast or multicast): ${HOST_EXAMPLE}` : undefined;
   if (/^\[.*\]$/.test(host)) return "write an IPv6 address without brackets";
   if (/^[0-9.]+$/.test(host)) return `"${host}" is not a valid IPv4 address: ${HOST_EXAMPLE}`;
   if (!HOSTNAME.test(host)) return `"${host}" is not a hostname or an IP address: ${HOST_EXAMPLE}`;

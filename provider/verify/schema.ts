@@ -8,8 +8,8 @@ const ipAddress = (example: string) =>
     .string({ error: typeError(`must be an IP address like ${example}`) })
     .refine((s) => isIP(s) !== 0, { error: `must be an IP address like ${example} (no prefix length, no hostname)` })
     .superRefine((s, ctx) => {
-      const why = nonHostProblem(s);
-      if (why) ctx.addIssue({ code: "custom", message: why.replace(/e\.g\. [^ ]+$/, `e.g. ${example}`) });
+      const why = nonHostProblem(s, example);
+      if (why) ctx.addIssue({ code: "custom", message: why });
     });
 
 export const PathCheckSchema = z.strictObject({

@@ -70,3 +70,22 @@ export function isHostName(text: string): boolean {
 export function formatEndpoint(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * Why an address is no single host's at all (the unspecified address, broadcast, multicast, the
+ * reserved 240.0.0.0/4), for fields that name a host or a gateway: a rule or a probe with it
+ * would match or reach nothing. Loopback and link-local are hosts, so fields that allow them keep them.
+ */
+export function nonHostProblem(address: string, example?: string): string | undefined {
+  const ip = parseIp(address);
+  if (!ip) return undefined; // the format rule reports it
+  const first = Number(ip.address.split(".")[0]);
+  const kind = ip.family === 6
+    ? ({ unspecified: "the unspecified address", multicast: "a multicast address" } as Record<string, string>)[ipaddr.IPv6.parse(ip.address).range()]
+    : ip.address === "255.255.255.255" ? "the broadcast address"
+    : ip.address.startsWith("0.") ? "in 0.0.0.0/8 (\"this network\", never a destination)"
+    : first >= 240 ? "in the reserved 240.0.0.0/4"
+    : first >= 224 ? "a multicast address"
+    : undefined;
+  return kind && `${address} is ${kind}, no one host's address: give a host's own address, e.g. ${example ?? (ip.family === 6 ? "fd00:1::10" : "192.168.1.10")}`;
+}

@@ -2,7 +2,7 @@ import { NatgateError } from "../../ssh/errors";
 import { z } from "zod";
 import { typeError } from "../../ssh/schema";
 import ipaddr from "ipaddr.js";
-import { parseCidr, parseIp, parseSourceCidr } from "./addresses";
+import { nonHostProblem, parseCidr, parseIp, parseSourceCidr } from "./addresses";
 
 /**
  * A resource's own name: it becomes part of an nft table name (natgate_dnat_<name>), an iptables
@@ -80,23 +80,7 @@ export function unicastProblem(address: string): string | undefined {
   return kind && `${address} is ${kind}: give one host's own address, e.g. 192.168.1.10`;
 }
 
-/**
- * Why an address is no single host's at all (the unspecified address, broadcast, multicast, the
- * reserved 240.0.0.0/4), for fields that name a host or a gateway: a rule or a probe with it
- * would match or reach nothing. Loopback and link-local are hosts, so fields that allow them keep them.
- */
-export function nonHostProblem(address: string): string | undefined {
-  const ip = parseIp(address);
-  if (!ip) return undefined; // the format rule reports it
-  const kind = ip.family === 6
-    ? ({ unspecified: "the unspecified address", multicast: "a multicast address" } as Record<string, string>)[ipaddr.IPv6.parse(ip.address).range()]
-    : ip.address === "255.255.255.255" ? "the broadcast address"
-    : ip.address.startsWith("0.") ? "in 0.0.0.0/8 (\"this network\", never a destination)"
-    : Number(ip.address.split(".")[0]) >= 240 ? "in the reserved 240.0.0.0/4"
-    : Number(ip.address.split(".")[0]) >= 224 ? "a multicast address"
-    : undefined;
-  return kind && `${address} is ${kind}, no one host's address: give a host's own address, e.g. ${ip.family === 6 ? "fd00:1::10" : "192.168.1.10"}`;
-}
+export { nonHostProblem };
 
 /** nonHostProblem as a refinement of a string field. */
 export function refuseNonHost(v: string, ctx: z.RefinementCtx): void {

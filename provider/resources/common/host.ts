@@ -124,6 +124,15 @@ export function deadmanToken(owner: string): string {
  * the login fails or the rollback already ran.
  */
 export async function confirmFreshLogin(host: Host, what: string, token: string): Promise<void> {
+  if ((await cancelOverFreshLogin(host, what, token)) === "cancelled") return;
+  throw new NatgateError(
+    "remote",
+    `${what} on ${host.label}: the ip rule/route change cut SSH and was rolled back by natgate's dead-man switch (no fresh login confirmed it within ${DEADMAN_SECONDS} s; the nft tables and sysctls stay). Check what routes the host's own replies (localSource, the table's routes, the mark) and apply again.`,
+  );
+}
+
+/** DEADMAN_CANCEL_SH over a fresh login: whether it cancelled the rollback or found it gone (run). Throws when the login fails. */
+async function cancelOverFreshLogin(host: Host, what: string, token: string): Promise<"cancelled" | "gone"> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ssh = require("../../ssh") as typeof import("../../ssh");
   const undo = DEADMAN_NOTE;
@@ -138,16 +147,11 @@ export async function confirmFreshLogin(host: Host, what: string, token: string)
   } catch (e) {
     throw new ssh.NatgateError("remote", `${what} on ${host.label}: a fresh SSH login failed after the change (${(e as Error).message}). ${undo}`);
   }
-  if (r.code !== 0 || r.stdout.trim() !== "cancelled") {
-    throw new ssh.NatgateError(
-      "remote",
-      `${what} on ${host.label}: the ip rule/route change cut SSH and was rolled back by natgate's dead-man switch (no fresh login confirmed it within ${DEADMAN_SECONDS} s; the nft tables and sysctls stay). Check what routes the host's own replies (localSource, the table's routes, the mark) and apply again.`,
-    );
-  }
+  return r.code === 0 && r.stdout.trim() === "cancelled" ? "cancelled" : "gone";
 }
 
 /** The tokens of the owner's rollbacks still pending (the read script's ip_deadman_pending section). */
-export function pendingRollbacks(stdout: string): string[] {
+function pendingRollbacks(stdout: string): string[] {
   return (splitSections(stdout).get("deadman")?.lines ?? []).filter((l) => l !== "");
 }
 
@@ -158,17 +162,20 @@ export function pendingRollbacks(stdout: string): string[] {
  * the lost confirmation would have: a fresh login cancels it, or, when it already runs, waits for
  * it. Returns whether any rolled back (what was read before is stale then).
  */
-export async function settleRollbacks(host: Host, what: string, tokens: string[]): Promise<boolean> {
+async function settleRollbacks(host: Host, what: string, tokens: string[]): Promise<boolean> {
   let rolledBack = false;
-  for (const token of tokens) {
-    try {
-      await confirmFreshLogin(host, what, token);
-    } catch (e) {
-      if (!(e instanceof Error) || !/rolled back by natgate's dead-man switch/.test(e.message)) throw e;
-      rolledBack = true;
-    }
-  }
+  for (const token of tokens) if ((await cancelOverFreshLogin(host, what, token)) === "gone") rolledBack = true;
   return rolledBack;
+}
+
+/**
+ * A resource's read script (which lists its owner's pending rollbacks, ip_deadman_pending) run as
+ * the step before a change: rollbacks an interrupted apply left are settled first, and the host
+ * read again when one of them had run.
+ */
+export async function readSettled(host: Host, what: string, read: () => Promise<ScriptOutput>): Promise<ScriptOutput> {
+  const out = await read();
+  return (await settleRollbacks(host, what, pendingRollbacks(out.stdout))) ? read() : out;
 }
 
 /** Output split at lines "@@<section> [arg]": section name → its lines (and the arg after the name). */

@@ -11,7 +11,7 @@ import { claimKeys, claimPlan, claimsHeldBy } from "../../backends/claims";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import type { Host } from "../common/host";
-import { bootFirst, confirmFreshLogin, deadmanToken, pendingRollbacks, runGuarded, settleRollbacks, shPrelude } from "../common/host";
+import { bootFirst, confirmFreshLogin, deadmanToken, readSettled, runGuarded, shPrelude } from "../common/host";
 import { hostProvider, inputsFromState, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { isLegacyState } from "../../engine/version";
 import { cmarkBootEntryName, cmarkChainNames, cmarkFamilies, cmarkFirewall, cmarkFirewallLines, cmarkOwner, cmarkRules, cmarkSysctls, cmarkTable, cmarkTableName, renderConnmark } from "./render";
@@ -173,8 +173,7 @@ const showArgs = (i: ConnmarkReturnPathInputs, scope: Scope): ScriptArgs => ({
 /** The host's state; `settle`: first settle rollbacks an interrupted apply left (before a change). */
 async function readLive(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, settle = false): Promise<CmarkLive> {
   const read = () => host.run(`reading ConnmarkReturnPath ${i.name}`, CMARK_READ_SH, encodeArgs(showArgs(i, scope)));
-  let out = await read();
-  if (settle && (await settleRollbacks(host, `ConnmarkReturnPath ${i.name}`, pendingRollbacks(out.stdout)))) out = await read();
+  const out = settle ? await readSettled(host, `ConnmarkReturnPath ${i.name}`, read) : await read();
   return parseCmarkShow(out.stdout, scope, i.name);
 }
 

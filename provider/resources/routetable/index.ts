@@ -2,7 +2,7 @@ import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, r
 import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH, routesArgs } from "../../backends/routesSh";
 import { bootEntryPath, observeBoot } from "../../backends/persist";
 import type { Host } from "../common/host";
-import { bootFirst, confirmFreshLogin, deadmanToken, pendingRollbacks, runGuarded, settleRollbacks } from "../common/host";
+import { bootFirst, confirmFreshLogin, deadmanToken, readSettled, runGuarded } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
 import { NatgateError } from "../../ssh/errors";
 import { isLegacyState } from "../../engine/version";
@@ -87,8 +87,7 @@ function claimDrift(i: PolicyRouteTableInputs, live: RoutesLive): string[] {
 /** The host's state; `settle`: first settle rollbacks an interrupted apply left (before a change). */
 async function readLive(host: Host, i: PolicyRouteTableInputs, settle = false): Promise<RoutesLive> {
   const read = () => host.run(`reading routing table ${i.table}`, ROUTES_READ_SH, routesArgs({ table: i.table, entry: routesBootEntryName(i.table), deadmanOwner: routesDeadmanOwner(i) }));
-  let out = await read();
-  if (settle && (await settleRollbacks(host, `PolicyRouteTable ${i.name}`, pendingRollbacks(out.stdout)))) out = await read();
+  const out = settle ? await readSettled(host, `PolicyRouteTable ${i.name}`, read) : await read();
   return parseRoutesLive(out.stdout);
 }
 

@@ -1,8 +1,8 @@
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh";
-import { isHostName, isNetworkOrBroadcast, parseCidr, parseIp, type Cidr } from "../common/addresses";
-import { interfaceName, nonHostProblem, resourceName } from "../common/fields";
+import { isHostName, isNetworkOrBroadcast, nonHostProblem, parseCidr, parseIp, type Cidr } from "../common/addresses";
+import { interfaceName, resourceName } from "../common/fields";
 import { containsUnknown, UNKNOWN } from "../../engine/unknown";
 import { checkInputs } from "../../engine/check";
 import type { Failure } from "../../engine/failures";
@@ -84,8 +84,8 @@ const allowedIp = z.string({ error: "must be a string in CIDR form, e.g. 192.168
 const endpointHost = z.string({ error: "must be a string (hostname or IP address, without port)" }).superRefine((v, ctx) => {
   if (v === UNKNOWN) return;
   if (parseIp(v)) {
-    const why = nonHostProblem(v);
-    if (why) ctx.addIssue({ code: "custom", message: why.replace(/e\.g\. [^ ]+$/, "e.g. the VPS's public address 198.51.100.1") });
+    const why = nonHostProblem(v, "the VPS's public address 198.51.100.1");
+    if (why) ctx.addIssue({ code: "custom", message: why });
     return;
   }
   if (isHostName(v)) return;
