@@ -12,7 +12,8 @@ import { parseCidr, parseIp } from "../common/addresses";
  * beside the route's other link-local and family rules.
  */
 const address = ipAddress.superRefine((v, ctx) => {
-  if (v.includes(":") && parseIp(v) && ipaddr.IPv6.parse(parseIp(v)!.address).range() === "multicast") return;
+  const ip = parseIp(v);
+  if (ip?.family === 6 && ipaddr.IPv6.parse(ip.address).range() === "multicast") return;
   refuseNonHost(v, ctx);
 });
 
