@@ -258,6 +258,9 @@ function connectOnce(o: ConnectOptions): Promise<{ client: Client; fingerprint: 
     client.on("ready", () => {
       if (settled) return;
       settled = true;
+      // Each script is a few small SSH packets each way (channel open, exec, data, EOF); with
+      // Nagle on, the last waits for the host's delayed ACK: 40-90 ms per script for nothing.
+      client.setNoDelay(true);
       resolve({ client, fingerprint: seen!.fingerprint, narrowed: offer !== undefined });
     });
     client.on("error", (err: Error & { level?: string }) => {
