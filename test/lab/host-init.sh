@@ -1,7 +1,8 @@
 # Turns a fresh mount+UTS namespace into a lab host, then becomes its sshd.
 #   sh host-init.sh NAME HOSTDIR KEYDIR      (run by lab.sh through ip netns exec + unshare)
 # Namespaces share the machine's file system; each host gets a private /run and copy-on-write
-# /etc, /var, /root, /home so hosts never see each other's /etc/wireguard, init scripts or users.
+# /etc, /var, /root, /home so hosts never see each other's /etc/wireguard, init scripts or users
+# (the homes over an empty directory: a fresh host's, not this machine's).
 # Every SSH session inherits this mount namespace from sshd.
 set -eu
 name=$1 dir=$2 keys=$3
@@ -12,7 +13,20 @@ mkdir -p /run/sshd /run/lock
 chmod 755 /run/sshd
 for d in etc var root home; do
   mkdir -p "$dir/fs/$d.upper" "$dir/fs/$d.work"
-  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$dir/fs/$d.upper,workdir=$dir/fs/$d.work" "/$d"
+  lower=/$d
+  # Homes start as a fresh install's, not this machine's: its root's .bashrc (bash sources it for
+  # every command sshd runs) may start version managers that cost 90 ms per command, and its
+  # dotfiles may hold credentials no lab host should see.
+  if [ "$d" = root ] || [ "$d" = home ]; then
+    lower=$dir/fs/$d.lower
+    mkdir -p "$lower"
+  fi
+  mount -t overlay overlay -o "lowerdir=$lower,upperdir=$dir/fs/$d.upper,workdir=$dir/fs/$d.work" "/$d"
+done
+chmod 700 /root
+# What Debian's base-files gives root (skipped where this machine has none: nothing to imitate).
+for f in bashrc profile; do
+  [ ! -f "/usr/share/base-files/dot.$f" ] || [ -e "/root/.$f" ] || install -m 644 "/usr/share/base-files/dot.$f" "/root/.$f"
 done
 
 # sudo warns on every call when the hostname does not resolve.
