@@ -96,6 +96,18 @@ describe("boot persistence (unit)", () => {
     assert.equal(out[8], "", "not unconditionally: whether FORWARD drops is decided when the entry runs");
   });
 
+  it("ng_args takes names of a-z0-9_ only (they are part of an eval), in dash and BusyBox ash", () => {
+    for (const sh of [["dash"], ["busybox", "ash"]]) {
+      const run = (k: string) => spawnSync(sh[0]!, [...sh.slice(1), "-c", `${ARGS_SH}\nng_args "$1=v" && eval "printf %s \\"\\$A_$1\\""`, "_", k], { encoding: "utf8" });
+      for (const k of ["fw4_del", "a1"]) assert.equal(run(k).stdout, "v", `${sh.join(" ")} takes ${k}`);
+      for (const k of ["", "A", "a-b", "a b", "x$(id)", "a*", "é", "a]"]) {
+        const r = run(k);
+        assert.equal(r.status, 2, `${sh.join(" ")} refuses ${JSON.stringify(k)}`);
+        assert.match(r.stderr, /bad script argument/);
+      }
+    }
+  });
+
   it("on an iptables host the entry writes natgate's chains with iptables-restore and no nft table", () => {
     const e = dnatBootEntry(dnat, dnatLive, "iptables");
     const set = e.prefix.split("\n").filter((l) => !l.startsWith("#")).join("\n");
