@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { lineDiff, Stack, Step } from "./stack";
+import { deletionWaves, lineDiff, Stack, Step, type StateResource } from "./stack";
 
 // Every provider call appends "<op> <file>" to the journal, so tests can see what ran in which order.
 const toyLinesProvider: pulumi.dynamic.ResourceProvider = {
@@ -206,5 +206,18 @@ describe("stack engine: preview/up/refresh/destroy over the real dynamic-provide
     assert.deepEqual(steps.map((s) => s.name), ["t-c", "t-a", "t"]);
     assert.deepEqual(stack.state, []);
     assert.deepEqual(fs.readdirSync(dir).sort(), ["journal", "state.json"]);
+  });
+});
+
+describe("deletionWaves: the engine's parallel delete schedule", () => {
+  const res = (name: string, deps: string[] = [], parent?: string): StateResource => ({
+    urn: name, type: "t", name, custom: true, inputs: {}, outputs: {}, dependencies: deps, secretInputs: [], ...(parent ? { parent } : {}),
+  });
+  it("deletes everything nothing else needs at once, then what they needed", () => {
+    const waves = deletionWaves([res("comp"), res("tunnel", [], "comp"), res("dnat", ["tunnel"], "comp"), res("route", [], "comp"), res("other")]);
+    assert.deepEqual(waves.map((w) => w.map((r) => r.name).sort()), [["dnat", "other", "route"], ["tunnel"], ["comp"]]);
+  });
+  it("a dependency outside the set does not hold anything back", () => {
+    assert.deepEqual(deletionWaves([res("a", ["gone"]), res("b")]).map((w) => w.map((r) => r.name).sort()), [["a", "b"]]);
   });
 });

@@ -160,6 +160,23 @@ export function deletionOrder(resources: StateResource[]): StateResource[] {
   return created.reverse();
 }
 
+/**
+ * deletionOrder cut into the engine's antichains (ScheduleDeletes in Pulumi's step generator):
+ * each wave holds the resources no remaining one depends on (or has as parent), deleted in
+ * parallel; the next wave starts when the last one has finished.
+ */
+export function deletionWaves(resources: StateResource[]): StateResource[][] {
+  const left = deletionOrder(resources);
+  const waves: StateResource[][] = [];
+  while (left.length) {
+    const needed = new Set(left.flatMap((r) => [...r.dependencies, ...(r.parent ? [r.parent] : [])]));
+    const wave = left.filter((r) => !needed.has(r.urn));
+    waves.push(wave);
+    for (const r of wave) left.splice(left.indexOf(r), 1);
+  }
+  return waves;
+}
+
 export class StepError extends Error {
   constructor(readonly step: Pick<Step, "urn" | "name" | "op">, message: string) {
     super(message);
@@ -265,11 +282,10 @@ export class Stack {
     return steps.sort((a, b) => order.indexOf(a.urn) - order.indexOf(b.urn));
   }
 
-  /** `pulumi destroy`: Delete every resource, dependents first. */
+  /** `pulumi destroy`: Delete every resource, dependents first, the rest in parallel as the engine does. */
   async destroy(): Promise<Step[]> {
     const steps: Step[] = [];
-    for (const r of deletionOrder(this.state)) steps.push(await this.deleteResource(r));
-    return steps;
+    return this.deleteAll(this.state);
   }
 
   private async provider(): Promise<ProviderServer> {
@@ -301,6 +317,18 @@ export class Stack {
       this.onStep?.({ phase: "failed", step: info, error: (e as Error).message });
       throw e;
     }
+  }
+
+  /** Delete `resources` wave by wave (deletionWaves); a wave that failed anywhere stops there, once all of it has settled. */
+  private async deleteAll(resources: StateResource[]): Promise<Step[]> {
+    const steps: Step[] = [];
+    for (const wave of deletionWaves(resources)) {
+      const done = await Promise.allSettled(wave.map((r) => this.deleteResource(r)));
+      for (const d of done) if (d.status === "fulfilled") steps.push(d.value);
+      const failed = done.find((d): d is PromiseRejectedResult => d.status === "rejected");
+      if (failed) throw failed.reason;
+    }
+    return steps;
   }
 
   private async deleteResource(r: StateResource): Promise<Step> {
@@ -464,9 +492,9 @@ export class Stack {
       }
     }
 
-    const gone = deletionOrder(this.state.filter((r) => !registered.has(r.urn)));
+    const gone = this.state.filter((r) => !registered.has(r.urn));
     if (preview) {
-      for (const r of gone) {
+      for (const r of deletionOrder(gone)) {
         steps.push({
           urn: r.urn,
           type: r.type,
@@ -480,7 +508,7 @@ export class Stack {
         });
       }
     } else {
-      for (const r of gone) steps.push(await this.deleteResource(r));
+      steps.push(...(await this.deleteAll(gone)));
       for (const old of pendingDeletes) {
         const server = await this.provider();
         await this.timed({ urn: old.urn, name: old.name, kind: kindOf(old.inputs[PROVIDER_KEY]), op: "delete" }, () =>
