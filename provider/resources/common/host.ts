@@ -5,6 +5,7 @@ import { PERSIST_REMOVE_SH, bootEntryPath, observeBoot, parseBootShow, persistWr
 import type { Connection } from "../../ssh";
 import { DEFAULT_SCRIPT_TIMEOUT } from "../../ssh/schema";
 import { claimConflict } from "../../backends/claims";
+import { chainScripts, type ScriptPart } from "../../backends/chain";
 
 /** Counts of remote scripts run by this process, so tests and users can see what an operation cost. */
 export const remoteStats = { scripts: 0, writes: 0 };
@@ -66,9 +67,11 @@ export class Host {
 
   /**
    * Run a script (constant text; values only in `args`). A non-zero exit throws an error that
-   * names the host and what was being done, with the script's stderr.
+   * names the host and what was being done, with the script's stderr. `before`: a script run
+   * first in the same exec and the same hold of the host lock (chainScripts); its output comes first.
    */
-  async run(what: string, script: string, args: string[], opts: { writes?: boolean } = {}): Promise<ScriptOutput> {
+  async run(what: string, script: string, args: string[], opts: { writes?: boolean; before?: ScriptPart | undefined } = {}): Promise<ScriptOutput> {
+    if (opts.before) ({ script, args } = chainScripts([opts.before, { script, args }]));
     // Loaded here so that check and diff, which never touch a host, do not load the SSH pool.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const ssh = require("../../ssh") as typeof import("../../ssh");
@@ -200,6 +203,11 @@ export function shPrelude(): string {
   return (require("../../ssh") as typeof import("../../ssh")).SH_PRELUDE;
 }
 
+/** The script that writes `entry` (and the runner, on first use), or removes the entry `entryName` when `entry` is undefined. */
+function bootPart(entryName: string, entry: BootEntry | undefined): ScriptPart {
+  return entry ? { script: persistWriteScript(entry.body), args: persistWriteArgs(entry) } : { script: PERSIST_REMOVE_SH, args: [entryName] };
+}
+
 /**
  * Bring the host's boot entry for a resource in line: write it (and the runner, on first use)
  * when it differs from `entry`, remove it when `entry` is undefined (persist off) and it exists.
@@ -207,20 +215,21 @@ export function shPrelude(): string {
  */
 export async function syncBoot(host: Host, what: string, entryName: string, entry: BootEntry | undefined, status: BootStatus): Promise<BootStatus> {
   if (observeBoot(entryName, entry, status).drift.length === 0) return status;
-  const out = entry
-    ? await host.run(`writing the boot entry of ${what}`, persistWriteScript(entry.body), persistWriteArgs(entry), { writes: true })
-    : await host.run(`removing the boot entry of ${what}`, PERSIST_REMOVE_SH, [entryName], { writes: true });
+  const part = bootPart(entryName, entry);
+  const out = await host.run(`${entry ? "writing" : "removing"} the boot entry of ${what}`, part.script, part.args, { writes: true });
   const boot = splitSections(out.stdout).get("boot");
   if (!boot) throw new NatgateError("unexpected-output", `unexpected output from the boot entry script:\n${out.stdout.slice(0, 500)}`);
   return parseBootShow(boot.lines);
 }
 
 /**
- * The boot entry first, then the apply. A boot runner that opened the resource's old entry waits
- * for the host lock and skips the entry once its file has been replaced (the " (deleted)" check in
- * hoststate.ts); with the entry written after the apply, an old entry run in between would put the
- * previous state back over the new one. When the apply fails and the entry is new, it is taken away
- * again, so a failed create leaves nothing to run at boot.
+ * The boot entry first, then the apply, in one exec under one hold of the host lock (the apply is
+ * handed the entry's script as `before`; its own show of the boot state comes after and is the one
+ * read). A boot runner that opened the resource's old entry waits for the host lock and skips the
+ * entry once its file has been replaced (the " (deleted)" check in hoststate.ts); with the entry
+ * written after the apply, an old entry run in between would put the previous state back over the
+ * new one. When the apply fails and the entry is new, it is taken away again, so a failed create
+ * leaves nothing to run at boot.
  */
 export async function bootFirst<L extends { boot: BootStatus }>(
   host: Host,
@@ -228,16 +237,20 @@ export async function bootFirst<L extends { boot: BootStatus }>(
   entryName: string,
   entry: BootEntry | undefined,
   live: L,
-  apply: (() => Promise<L>) | undefined,
+  apply: ((before: ScriptPart | undefined) => Promise<L>) | undefined,
 ): Promise<L> {
+  if (!apply) return { ...live, boot: await syncBoot(host, what, entryName, entry, live.boot) };
   const had = (live.boot.files.get(bootEntryPath(entryName)) ?? "-") !== "-";
-  const boot = await syncBoot(host, what, entryName, entry, live.boot);
-  if (!apply) return { ...live, boot };
+  const before = observeBoot(entryName, entry, live.boot).drift.length > 0 ? bootPart(entryName, entry) : undefined;
   try {
-    const after = await apply();
-    return after;
+    return await apply(before);
   } catch (e) {
-    if (entry && !had) await syncBoot(host, what, entryName, undefined, boot).catch(() => undefined);
+    // Whether the entry's part ran is unknown here (the apply after it may be what failed): the
+    // removal is idempotent, so it runs regardless.
+    if (entry && !had) {
+      const gone = bootPart(entryName, undefined);
+      await host.run(`removing the boot entry of ${what}`, gone.script, gone.args, { writes: true }).catch(() => undefined);
+    }
     throw e;
   }
 }

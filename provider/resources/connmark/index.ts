@@ -10,6 +10,7 @@ import { sysctlLine, sysctlName, type SysctlSetting } from "../../backends/sysct
 import { claimKeys, claimPlan, claimsHeldBy } from "../../backends/claims";
 import type { Backend, FirewallFacts } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
+import type { ScriptPart } from "../../backends/chain";
 import type { Host } from "../common/host";
 import { bootFirst, confirmFreshLogin, deadmanToken, readSettled, runGuarded, shPrelude } from "../common/host";
 import { hostProvider, inputsFromState, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
@@ -198,7 +199,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
     if (plan.conflict) throw plan.conflict;
     const entry = i.persist ? cmarkBootEntry(i, after.facts, backend) : undefined;
     after = await bootFirst(host, `ConnmarkReturnPath ${i.name}`, cmarkBootEntryName(i.name), entry, after,
-      plan.drift.length > 0 || plan.claimChanges.length > 0 ? () => apply(host, i, scope, plan) : undefined);
+      plan.drift.length > 0 || plan.claimChanges.length > 0 ? (before) => apply(host, i, scope, plan, before) : undefined);
     return observation(i, after, backend);
   },
 
@@ -239,7 +240,7 @@ export const ConnmarkReturnPathKind: ResourceKind<ConnmarkReturnPathInputs> = {
 };
 
 /** Runs the plan (non-empty) behind the dead-man switch; returns the state read back. */
-async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan: Plan): Promise<CmarkLive> {
+async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan: Plan, before?: ScriptPart): Promise<CmarkLive> {
   const token = deadmanToken(cmarkOwner(i.name));
   const args = applyArgs(i, scope, plan, {
     token,
@@ -248,7 +249,7 @@ async function apply(host: Host, i: ConnmarkReturnPathInputs, scope: Scope, plan
     claim_owner: cmarkOwner(i.name),
     claims: plan.claims.join(" "),
   });
-  const out = await runGuarded(plan.batch.length > 0, () => host.run(`applying ConnmarkReturnPath ${i.name}`, CMARK_APPLY_SH, args, { writes: true }));
+  const out = await runGuarded(plan.batch.length > 0, () => host.run(`applying ConnmarkReturnPath ${i.name}`, CMARK_APPLY_SH, args, { writes: true, before }));
   if (plan.batch.length) await confirmFreshLogin(host, `ConnmarkReturnPath ${i.name}`, token);
   return parseCmarkShow(out.stdout, scope, i.name);
 }

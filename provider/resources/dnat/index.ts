@@ -10,6 +10,7 @@ import { nftFamily } from "../../backends/nftFirewall";
 import type { Backend } from "../../plan/firewall";
 import { observedBackend, requireBackend } from "../common/backend";
 import { NatgateError } from "../../ssh/errors";
+import type { ScriptPart } from "../../backends/chain";
 import type { Host } from "../common/host";
 import { bootFirst, shPrelude } from "../common/host";
 import { hostProvider, inputsFromState, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
@@ -236,7 +237,7 @@ export const DnatRuleKind: ResourceKind<DnatRuleInputs> = {
     // locality) is not what the apply changes.
     const entry = i.persist ? dnatBootEntry(i, live, backend) : undefined;
     const after: DnatLive = await bootFirst(host, `DnatRule ${i.name}`, dnatBootEntryName(i.name), entry, live as DnatLive,
-      plan.drift.length > 0 ? async () => ({ ...(await apply(host, i, plan)), locality: live.locality }) : undefined);
+      plan.drift.length > 0 ? async (before) => ({ ...(await apply(host, i, plan, before)), locality: live.locality }) : undefined);
     return observation(i, after, backend);
   },
 
@@ -295,8 +296,8 @@ function previousOfOtherFamily(i: DnatRuleInputs, olds: Record<string, unknown> 
 }
 
 /** Runs the plan (non-empty); returns the state read back (its check is converge's). */
-async function apply(host: Host, i: DnatRuleInputs, plan: DnatPlan): Promise<DnatLive> {
-  const out = await host.run(`applying DnatRule ${i.name}`, DNAT_APPLY_SH, applyArgs(i, plan), { writes: true });
+async function apply(host: Host, i: DnatRuleInputs, plan: DnatPlan, before?: ScriptPart): Promise<DnatLive> {
+  const out = await host.run(`applying DnatRule ${i.name}`, DNAT_APPLY_SH, applyArgs(i, plan), { writes: true, before });
   return parseDnatShow(out.stdout, i.name, dnatFamily(i));
 }
 

@@ -1,6 +1,7 @@
 import { batchDel, batchReplace, DEADMAN_SECONDS, inverseBatch, liveRouteLine, routeIs6, routeKey, routeLine, routeShort, routeSpec, type LiveRoute } from "../../backends/iproute";
 import { ROUTES_APPLY_SH, ROUTES_DELETE_SH, ROUTES_READ_SH, routesArgs } from "../../backends/routesSh";
 import { bootEntryPath, observeBoot } from "../../backends/persist";
+import type { ScriptPart } from "../../backends/chain";
 import type { Host } from "../common/host";
 import { bootFirst, confirmFreshLogin, deadmanToken, readSettled, runGuarded } from "../common/host";
 import { hostProvider, lineDrift, type Observation, type ResourceKind } from "../common/hostKind";
@@ -119,7 +120,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
     }
     const plan = planRoutes(i, after.routes);
     after = await bootFirst(host, `PolicyRouteTable ${i.name}`, routesBootEntryName(i.table), i.persist ? routesBootEntry(i) : undefined, after,
-      plan.drift.length > 0 || claim.changes.length > 0 ? () => apply(host, i, plan) : undefined);
+      plan.drift.length > 0 || claim.changes.length > 0 ? (before) => apply(host, i, plan, before) : undefined);
     return observation(i, after);
   },
 
@@ -148,7 +149,7 @@ export const PolicyRouteTableKind: ResourceKind<PolicyRouteTableInputs> = {
 };
 
 /** Runs the plan behind the dead-man switch (none when only the claim changes); returns the state read back. */
-async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typeof planRoutes>): Promise<RoutesLive> {
+async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typeof planRoutes>, before?: ScriptPart): Promise<RoutesLive> {
   const token = deadmanToken(routesDeadmanOwner(i));
   const armed = plan.batch.length > 0;
   const out = await runGuarded(armed, () =>
@@ -162,7 +163,7 @@ async function apply(host: Host, i: PolicyRouteTableInputs, plan: ReturnType<typ
         claim: routesClaim(i),
         deadman: armed ? { token, seconds: DEADMAN_SECONDS, undo: inverseBatch(plan.batch, plan.replaced) } : undefined,
       }),
-      { writes: true },
+      { writes: true, before },
     ),
   );
   if (armed) await confirmFreshLogin(host, `PolicyRouteTable ${i.name}`, token);
