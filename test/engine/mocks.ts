@@ -252,7 +252,13 @@ export async function runProgram(program: () => unknown, opts: EngineMocksOption
     process.off("unhandledRejection", collect);
     for (const l of previous) process.on("unhandledRejection", l);
   }
-  const followOns = unhandled.map((r) => (r instanceof Error ? r.message : String(r)));
+  // The runtime raises one rejection per output read of a failed resource: the same message many times.
+  const counts = new Map<string, number>();
+  for (const r of unhandled) {
+    const m = r instanceof Error ? r.message : String(r);
+    counts.set(m, (counts.get(m) ?? 0) + 1);
+  }
+  const followOns = [...counts].map(([m, n]) => (n > 1 ? `${m} (×${n})` : m));
   if (engine.errors.length || followOns.length) {
     const lines = [
       "the program's resources failed:",
