@@ -16,10 +16,13 @@ import { BOOT_SH } from "./persist";
 import { SYSCTL_SH } from "./sysctl";
 
 const SHOW_SH = `
-# The whole ruleset when nft works: other firewalls' forward chains matter too.
+# Other firewalls' tables too when nft works: their forward chains matter.
 dnat_show() {
   fw_facts
-  if [ "$NG_NFT" = yes ]; then echo "@@nft"; nft_ruleset || exit 1; fi
+  if [ "$NG_NFT" = yes ]; then
+    echo "@@nft"
+    if [ "$A_family" = 6 ]; then nft_visible ip6 "$A_table" || exit 1; else nft_visible ip "$A_table" || exit 1; fi
+  fi
   iptfw_show
   ipt_show || exit 1
   fw4_show "$A_name" "$A_table"

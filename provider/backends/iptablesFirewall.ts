@@ -334,7 +334,10 @@ iptfw_drop_tables() {
 # fw_facts: "@@fwfacts" then "nft yes|no" (also in NG_NFT) and "iptables <iptables -V>|none"
 fw_facts() {
   echo "@@fwfacts"
-  if command -v nft >/dev/null 2>&1 && nft list tables >/dev/null 2>&1; then NG_NFT=yes; else NG_NFT=no; fi
+  # The tables (with their chains, not their rules) are kept for nft_visible: nft 1.0 fetches
+  # every rule for "list tables" (45 ms with 50 small tables, as much as the whole ruleset) but
+  # not for "list chains" (23 ms).
+  if command -v nft >/dev/null 2>&1 && NG_NFT_TABLES=$(nft list chains 2>/dev/null); then NG_NFT=yes; else NG_NFT=no; NG_NFT_TABLES=; fi
   echo "nft $NG_NFT"
   if command -v "$NG_IPT-restore" >/dev/null 2>&1 && ng_v=$("$NG_IPT" -V 2>/dev/null); then echo "iptables $ng_v"; else echo "iptables none"; fi
 }

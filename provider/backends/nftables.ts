@@ -227,13 +227,22 @@ type NftItem = Record<string, any>;
 
 /** The objects of `nft -j list ...` output; [] for empty output (a table that does not exist). */
 export function parseNftJson(text: string): NftItem[] {
+  const doc = (t: string) => (JSON.parse(t) as { nftables?: NftItem[] }).nftables ?? [];
   const trimmed = text.trim();
   if (trimmed === "") return [];
   try {
-    return (JSON.parse(trimmed) as { nftables?: NftItem[] }).nftables ?? [];
+    return doc(trimmed);
   } catch {
-    throw new NatgateError("unexpected-output", `could not parse the output of nft -j: ${trimmed.slice(0, 200)}`);
+    // One document per line: nft_visible lists table by table, and nft -j prints each on one line.
   }
+  return trimmed.split("\n").flatMap((line) => {
+    if (line.trim() === "") return [];
+    try {
+      return doc(line);
+    } catch {
+      throw new NatgateError("unexpected-output", `could not parse the output of nft -j: ${line.trim().slice(0, 200)}`);
+    }
+  });
 }
 
 function ruleText(r: NftItem): string {
@@ -359,29 +368,5 @@ export function foreignForwardState(
   return { dropChains, owned };
 }
 
-// ---------- remote scripts (POSIX sh; user values only as arguments) ----------
-
-/** Shell functions for the nft part of a resource's scripts. */
-export const NFT_SH = `
-# nft_show FAMILY TABLE: the table as nft -j prints it, nothing when it does not exist
-nft_show() {
-  if ng_out=$(nft -j list table "$1" "$2" 2>&1); then
-    printf '%s\\n' "$ng_out"
-  else
-    case $ng_out in
-      *"No such file or directory"*|*"does not exist"*) ;;
-      *) printf 'natgate: nft list table %s %s failed: %s\\n' "$1" "$2" "$ng_out" >&2; return 1 ;;
-    esac
-  fi
-}
-# nft_ruleset: everything, for resources that also look at other tables' chains
-nft_ruleset() { nft -j list ruleset || { echo "natgate: nft list ruleset failed" >&2; return 1; }; }
-# nft_apply TEXT: one atomic transaction
-nft_apply() {
-  printf '%s\\n' "$1" | nft -f - || { echo "natgate: nft rejected the transaction above" >&2; return 1; }
-}
-# nft_delete FAMILY TABLE: not-found is success
-nft_delete() {
-  printf 'add table %s %s\\ndelete table %s %s\\n' "$1" "$2" "$1" "$2" | nft -f -
-}
-`;
+// The remote scripts live in nftSh.ts.
+export { NFT_SH } from "./nftSh";
