@@ -184,6 +184,11 @@ describe("faults at every step of create, update and delete (lab: SSH cut, comma
     for (const [h, a] of [[vps, "10.77.1.1/24"], [router, "10.77.1.2/24"]] as const) {
       await h.run(`ip link set flt0 addrgenmode none && ip addr add ${a} dev flt0 && ip link set flt0 up`);
     }
+    // The kernel adds flt0's IPv6 multicast route once the link has carrier, a moment after up: a
+    // baseline taken before it differed from every snapshot after (seen under load). Wait for it.
+    for (const h of [vps, router]) {
+      await h.run("i=0; until ip -6 route show table local dev flt0 | grep -q '^multicast ff00::/8' || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done");
+    }
     for (const side of ["vps", "router"] as const) {
       const h = hostOf[side];
       const sysctls: Record<string, string> = {};
