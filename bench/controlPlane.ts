@@ -1,84 +1,128 @@
 // `npm run bench` part 2 (inside a fresh lab): what N DnatRules on one host cost natgate's control
-// plane: create from nothing, an `up` with no change, `refresh`, destroy; the SSH logins the VPS's
-// sshd recorded for each. Baseline in the same run: what a program of one remote command per rule
-// does (`@pulumi/command`'s remote.Command opens an SSH connection per command): the OpenSSH
-// client, one connection per rule, loading and then deleting an nft table of the same shape.
-// NATGATE_BENCH_N (default "1,10,50") picks the sizes; the suite's smoke run uses "1,3".
-import { spawnSync } from "child_process";
+// plane: create from nothing, an `up` with no change, `refresh`, destroy; the SSH logins and the
+// remote scripts the VPS's sshd recorded for each. Baseline in the same run: what a program of one
+// remote command per rule does (`@pulumi/command`'s remote.Command opens an SSH connection per
+// command): the OpenSSH client, one connection per rule, loading and then deleting an nft table
+// of the same shape. Each size runs at every one-way delay of NATGATE_BENCH_DELAY_MS: 0 is the
+// lab's own link, and anything else puts bench/delay.js between the laptop and the VPS's sshd
+// (this kernel has no sch_netem, so `tc netem` cannot).
+// NATGATE_BENCH_N (default "1,10,50") picks the sizes, NATGATE_BENCH_DELAY_MS (default "0,75":
+// 75 ms each way is 150 ms RTT, Asia to Europe) the delays; the suite's smoke run uses small ones.
+import { spawn, spawnSync, type ChildProcess } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
 import { DnatRule } from "natgate";
 import { getLab, type Lab } from "../test/lab";
 import { Stack } from "../test/engine/stack";
 import { PUBLIC } from "../test/engine/seedLab";
-import { connectionTo, sshLogins } from "../test/variants/variantLab";
+import { connectionTo } from "../test/variants/variantLab";
 import { vpsSshOptions } from "./vpsSsh";
 
 const SIZES = (process.env.NATGATE_BENCH_N ?? "1,10,50").split(",").map(Number);
+const DELAYS = (process.env.NATGATE_BENCH_DELAY_MS ?? "0,75").split(",").map(Number);
 const BASE_PORT = 21000;
 const TARGET = "10.10.10.2"; // the router's tunnel address in the seed; nothing needs to answer
 const out = (s = "") => process.stdout.write(s + "\n");
 const s1 = (ms: number) => (ms / 1000).toFixed(1);
 
-function program(lab: Lab, n: number) {
+/** Where the bench's SSH goes: the VPS itself, or the local end of a delay relay in front of it. */
+interface Route {
+  host: string;
+  port: number;
+  relay?: ChildProcess;
+}
+
+async function routeTo(lab: Lab, oneWayMs: number): Promise<Route> {
+  if (oneWayMs === 0) return { host: lab.hosts.vps.addr, port: 22 };
+  const relay = spawn(process.execPath, [path.join(__dirname, "delay.js"), "0", lab.hosts.vps.addr, "22", String(oneWayMs)], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    relay.once("exit", (code) => reject(new Error(`the delay relay exited (${code}) before it listened`)));
+    relay.stdout!.once("data", (d: Buffer) => resolve(Number(/^ready (\d+)/.exec(String(d))?.[1])));
+  });
+  return { host: "127.0.0.1", port, relay };
+}
+
+/** What the VPS's sshd (LogLevel VERBOSE) recorded so far: logins, and sessions (one per remote script). */
+function sshdCounts(lab: Lab): { logins: number; scripts: number } {
+  const log = lab.hosts.vps.sshdLog ? fs.readFileSync(lab.hosts.vps.sshdLog, "utf8") : "";
+  return { logins: log.match(/^.*Accepted \S+ for \S+ from /gm)?.length ?? 0, scripts: log.match(/^.*Starting session: command for /gm)?.length ?? 0 };
+}
+
+function program(lab: Lab, route: Route, n: number) {
   return () => {
+    const connection = { ...connectionTo(lab, "vps"), host: route.host, port: route.port };
     for (let i = 0; i < n; i++) {
-      new DnatRule(`cp-${i}`, { connection: connectionTo(lab, "vps"), destination: PUBLIC, protocol: "tcp", ports: BASE_PORT + i, toAddress: TARGET });
+      new DnatRule(`cp-${i}`, { connection, destination: PUBLIC, protocol: "tcp", ports: BASE_PORT + i, toAddress: TARGET });
     }
   };
 }
 
-async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> {
+interface Cell {
+  ms: number;
+  logins: number;
+  scripts: number;
+}
+
+async function cell(lab: Lab, f: () => Promise<unknown>): Promise<Cell> {
+  const before = sshdCounts(lab);
   const t = Date.now();
-  const value = await f();
-  return { ms: Date.now() - t, value };
+  await f();
+  const ms = Date.now() - t;
+  const after = sshdCounts(lab);
+  return { ms, logins: after.logins - before.logins, scripts: after.scripts - before.scripts };
 }
 
 /** One `ssh` per rule, as remote.Command would run it: load a DNAT table, then (second pass) delete it. */
-function perCommandBaseline(lab: Lab, n: number): { createMs: number; deleteMs: number } {
-  const options = vpsSshOptions(lab, lab.hosts.vps.addr);
+async function perCommandBaseline(lab: Lab, route: Route, n: number): Promise<{ create: Cell; destroy: Cell }> {
+  const options = [...vpsSshOptions(lab, route.port === 22 ? route.host : `[${route.host}]:${route.port}`), "-p", String(route.port)];
   const ssh = (cmd: string, input?: string) => {
-    const r = spawnSync("ssh", [...options, `root@${lab.hosts.vps.addr}`, cmd], { input, encoding: "utf8" });
+    const r = spawnSync("ssh", [...options, `root@${route.host}`, cmd], { input, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`baseline ssh failed: ${r.stderr}`);
   };
   const table = (i: number) =>
     `table ip bench_cp_${i} {\n  chain pre { type nat hook prerouting priority dstnat; policy accept;\n` +
     `    ip daddr ${PUBLIC} tcp dport ${BASE_PORT + i} counter dnat to ${TARGET}\n  }\n}\n`;
-  let t = Date.now();
-  for (let i = 0; i < n; i++) ssh("nft -f -", table(i));
-  const createMs = Date.now() - t;
-  t = Date.now();
-  for (let i = 0; i < n; i++) ssh(`nft delete table ip bench_cp_${i}`);
-  return { createMs, deleteMs: Date.now() - t };
+  const create = await cell(lab, async () => {
+    for (let i = 0; i < n; i++) ssh("nft -f -", table(i));
+  });
+  const destroy = await cell(lab, async () => {
+    for (let i = 0; i < n; i++) ssh(`nft delete table ip bench_cp_${i}`);
+  });
+  return { create, destroy };
 }
 
 async function main(): Promise<void> {
   const lab = getLab();
-  const logins = () => Object.values(sshLogins(lab.hosts.vps)).reduce((a, b) => a + b, 0);
   out(`natgate bench: control plane, N DnatRules on one host (the lab's VPS), natgate vs one SSH connection per command`);
-  out(`  ${"N".padStart(3)}  ${"create".padStart(11)}  ${"no-change up".padStart(12)}  ${"refresh".padStart(11)}  ${"destroy".padStart(11)}  ${"per-cmd create".padStart(14)}  ${"per-cmd delete".padStart(14)}  create ratio`);
-  for (const n of SIZES) {
-    const stack = new Stack({ project: "natgate-bench" });
+  for (const oneWay of DELAYS) {
+    const route = await routeTo(lab, oneWay);
     try {
-      const cell = async (f: () => Promise<unknown>) => {
-        const before = logins();
-        const r = await timed(f);
-        return { ms: r.ms, logins: logins() - before };
-      };
-      const create = await cell(() => stack.up(program(lab, n)));
-      const again = await cell(() => stack.up(program(lab, n)));
-      const refresh = await cell(() => stack.refresh());
-      const destroy = await cell(() => stack.destroy());
-      const base = perCommandBaseline(lab, n);
-      const c = (x: { ms: number; logins: number }) => `${s1(x.ms)} s/${x.logins}`.padStart(11);
-      out(
-        `  ${String(n).padStart(3)}  ${c(create)}  ${c(again).padStart(12)}  ${c(refresh)}  ${c(destroy)}  ` +
-          `${`${s1(base.createMs)} s/${n}`.padStart(14)}  ${`${s1(base.deleteMs)} s/${n}`.padStart(14)}  ×${(base.createMs / create.ms).toFixed(2)}`,
-      );
+      out(oneWay === 0 ? `  the lab's link (RTT ~0)` : `  ${oneWay} ms each way (RTT ${2 * oneWay} ms) through bench/delay.js`);
+      out(`  ${"N".padStart(3)}  ${"create".padStart(13)}  ${"no-change up".padStart(13)}  ${"refresh".padStart(13)}  ${"destroy".padStart(13)}  ${"per-cmd create".padStart(14)}  ${"per-cmd delete".padStart(14)}  create, destroy ratio`);
+      for (const n of SIZES) {
+        const stack = new Stack({ project: "natgate-bench" });
+        try {
+          const create = await cell(lab, () => stack.up(program(lab, route, n)));
+          const again = await cell(lab, () => stack.up(program(lab, route, n)));
+          const refresh = await cell(lab, () => stack.refresh());
+          const destroy = await cell(lab, () => stack.destroy());
+          const base = await perCommandBaseline(lab, route, n);
+          const c = (x: Cell, w = 13) => `${s1(x.ms)} s ${x.logins}/${x.scripts}`.padStart(w);
+          out(
+            `  ${String(n).padStart(3)}  ${c(create)}  ${c(again)}  ${c(refresh)}  ${c(destroy)}  ${c(base.create, 14)}  ${c(base.destroy, 14)}  ` +
+              `×${(base.create.ms / create.ms).toFixed(2)}, ×${(base.destroy.ms / destroy.ms).toFixed(2)}`,
+          );
+        } finally {
+          if (stack.state.length) await stack.destroy().catch(() => undefined);
+          await stack.close();
+        }
+      }
     } finally {
-      if (stack.state.length) await stack.destroy().catch(() => undefined);
-      await stack.close();
+      route.relay?.kill();
     }
   }
-  out(`  (time / SSH logins the VPS's sshd recorded; ratio = per-command create time / natgate's create time)`);
+  out(`  (cells: time, then SSH logins / remote scripts (exec sessions) the VPS's sshd recorded;`);
+  out(`  ratio = the per-command baseline's time / natgate's)`);
 }
 
 main().then(
