@@ -9,10 +9,15 @@
 //   node peer.js connect HOST PORT MS PARALLEL  opens and completes connections for MS milliseconds
 //   node peer.js rr HOST PORT MS                on one connection, 1-byte request, 1-byte answer,
 //                                               one after the other for MS milliseconds
+//   node peer.js udp HOST PORT MS               64-byte datagrams as fast as this process sends them
+//                                               for MS milliseconds, then asks the service (UDP, same
+//                                               port) how many of them arrived
 //
-// Clients print one JSON line: {ms, bytes, saw}, {ms, connections, failed, saw} or {ms, transactions, saw}.
+// Clients print one JSON line: {ms, bytes, saw}, {ms, connections, failed, saw}, {ms, transactions, saw}
+// or {ms, sent, received, saw}.
 "use strict";
 const net = require("net");
+const dgram = require("dgram");
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -44,6 +49,18 @@ function serve(port) {
     sock.on("error", () => sock.destroy());
   });
   server.listen(port, "0.0.0.0");
+  // UDP on the same port: datagrams counted per sender (address and port as they arrive); "?"
+  // answers the sender's count and the address it came from (each measurement sends from a new port).
+  const udp = dgram.createSocket("udp4");
+  /** @type {Map<string, number>} */
+  const counts = new Map();
+  udp.on("message", (msg, from) => {
+    const key = `${from.address}:${from.port}`;
+    if (msg.length === 1 && msg[0] === 63) {
+      udp.send(JSON.stringify({ received: counts.get(key) ?? 0, saw: from.address }), from.port, from.address);
+    } else counts.set(key, (counts.get(key) ?? 0) + 1);
+  });
+  udp.bind(port, "0.0.0.0");
 }
 
 /** @param {string} host @param {number} port @param {number} bytes */
@@ -131,6 +148,47 @@ function rr(host, port, durationMs) {
   sock.on("error", fail);
 }
 
+/**
+ * 64 outstanding sends at a time, each completion sending the next, so the sender runs as fast as
+ * its socket takes datagrams without queueing without bound in this process.
+ * @param {string} host @param {number} port @param {number} durationMs
+ */
+function udp(host, port, durationMs) {
+  const sock = dgram.createSocket("udp4");
+  const payload = Buffer.alloc(64, 120);
+  const started = process.hrtime.bigint();
+  const elapsed = () => Number(process.hrtime.bigint() - started) / 1e6;
+  let sent = 0;
+  let inFlight = 0;
+  let ms = 0;
+  const ask = (tries) => {
+    if (tries === 0) return fail(new Error("the service never answered how many datagrams it got"));
+    sock.send("?");
+    setTimeout(() => ask(tries - 1), 1000);
+  };
+  sock.on("message", (m) => {
+    const r = JSON.parse(m.toString("utf8"));
+    process.stdout.write(JSON.stringify({ ms, sent, received: r.received, saw: r.saw }) + "\n");
+    process.exit(0);
+  });
+  const next = () => {
+    if (elapsed() >= durationMs) {
+      if (--inFlight === 0) {
+        ms = elapsed();
+        // what is still in the tunnel arrives before the question does
+        setTimeout(() => ask(5), 300);
+      }
+      return;
+    }
+    sent++;
+    sock.send(payload, next);
+  };
+  sock.on("error", fail);
+  sock.connect(port, host, () => {
+    for (let i = 0; i < 64; i++, inFlight++) next();
+  });
+}
+
 /** @param {Error} e */
 function fail(e) {
   process.stderr.write(`${mode}: ${e.message}\n`);
@@ -140,5 +198,6 @@ function fail(e) {
 if (mode === "serve") serve(Number(args[0]));
 else if (mode === "bulk") bulk(args[0], Number(args[1]), Number(args[2]));
 else if (mode === "rr") rr(args[0], Number(args[1]), Number(args[2]));
+else if (mode === "udp") udp(args[0], Number(args[1]), Number(args[2]));
 else if (mode === "connect") connect(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
 else fail(new Error(`unknown mode ${mode}; see the comment at the top of bench/peer.js`));

@@ -22,6 +22,7 @@
 // listens on 7001, not 5001: the seed forwards 5000-6000, so the VPS would DNAT 5001 before
 // any relay saw it. Destroys what it applied; the lab wrapper tears the lab down.
 import { execFileSync } from "child_process";
+import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { getLab, Lab, LabHost, LabProcess, shQuote } from "../test/lab";
@@ -53,6 +54,9 @@ const PATHS = ["natgate", "plain", "relay", "sshR", "link", "tunnel"] as const;
 type PathName = (typeof PATHS)[number];
 /** Paths whose bytes do not cross the WireGuard tunnel: no tunnel loss to report. */
 const OFF_TUNNEL: PathName[] = ["sshR", "link"];
+/** ssh -R forwards TCP only. */
+const NO_UDP: PathName[] = ["sshR"];
+const UDP_MS = 2000;
 const perPath = <T>(f: () => T) => Object.fromEntries(PATHS.map((p) => [p, f()])) as Record<PathName, T>;
 interface Route {
   name: PathName;
@@ -72,6 +76,12 @@ interface RrResult {
   transactions: number;
   saw: string;
 }
+interface UdpResult {
+  ms: number;
+  sent: number;
+  received: number;
+  saw: string;
+}
 interface ConnectResult {
   ms: number;
   connections: number;
@@ -88,6 +98,20 @@ async function peer<T>(from: LabHost, args: Array<string | number>): Promise<T> 
 const mbits = (r: BulkResult) => (r.bytes * 8) / (r.ms / 1000) / 1e6;
 const rate = (r: ConnectResult) => r.connections / (r.ms / 1000);
 const tps = (r: RrResult) => r.transactions / (r.ms / 1000);
+const pps = (r: UdpResult) => r.received / (r.ms / 1000);
+
+/**
+ * CPU seconds the whole machine has spent busy so far (/proc/stat: user, nice, system, irq,
+ * softirq, steal). Every lab host is a namespace of this one kernel, so a host's share of the
+ * kernel's work (softirq forwarding, conntrack, NAT) cannot be told apart: the figure is all of
+ * them together, the client and the service included, the same on every path.
+ */
+function busyCpuSeconds(): number {
+  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLK_TCK;
+}
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const RR_MS = 2000;
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -169,7 +193,7 @@ function linkProgram(lab: Lab): () => unknown {
       ...baseArgs(lab),
       slot: 1,
       existingTunnel: { interfaceName: LINK.router, vpsInterfaceName: LINK.vps, vpsAddress: LINK.vpsAddress, routerAddress: LINK.routerAddress },
-      forwards: [{ protocol: "tcp", ports: LINK_PORT, toPorts: SERVICE_PORT }],
+      forwards: [{ protocol: "both", ports: LINK_PORT, toPorts: SERVICE_PORT }],
     });
     return {};
   };
@@ -202,6 +226,8 @@ async function main(): Promise<void> {
     // -t 5: after one side's EOF socat keeps the other direction open 0.5 s by default, less than
     // the service may need to drain what is still in flight before it answers.
     procs.push(await h.vps.start(`socat -t 5 TCP-LISTEN:${RELAY_PORT},fork,reuseaddr TCP:${routerTunnel}:${SERVICE_PORT}`, { waitForTcpPort: RELAY_PORT }));
+    // and for UDP: a child per client flow, as a UDP relay (frp's, rathole's) keeps one per peer
+    procs.push(await h.vps.start(`socat -T 10 UDP4-LISTEN:${RELAY_PORT},fork,reuseaddr UDP4:${routerTunnel}:${SERVICE_PORT}`, { waitForUdpPort: RELAY_PORT }));
     const plain = await plainRouting(lab, dev, routerTunnel);
     undo.push(plain.undo);
     procs.push(await sshReverse(lab));
@@ -225,11 +251,15 @@ async function main(): Promise<void> {
     const bytes = Math.max(16, Math.round((((mbits(probe) * 1e6) / 8) * (BULK_TARGET_MS / 1000)) / (1 << 20))) << 20;
     for (const r of routes) await peer<BulkResult>(r.from, ["bulk", r.host, r.port, 8 << 20]);
     out(`  bulk transfer: ${bytes >> 20} MiB per measurement; setup rate: ${CONNECT_MS / 1000} s of connections, ${PARALLEL} in flight;`);
-    out(`  request/response: ${RR_MS / 1000} s of 1-byte requests, each answered before the next, on one connection`);
+    out(`  request/response: ${RR_MS / 1000} s of 1-byte requests, each answered before the next, on one connection;`);
+    out(`  UDP: ${UDP_MS / 1000} s of 64-byte datagrams, as fast as one sender sends them; CPU: the machine's busy seconds per GB of the bulk transfers`);
 
     const bulk = perPath<number[]>(() => []);
     const conns = perPath<number[]>(() => []);
     const rrs = perPath<number[]>(() => []);
+    const udps = perPath<number[]>(() => []);
+    const udpLoss = perPath<number[]>(() => []);
+    const cpu = perPath<number[]>(() => []);
     const saw = perPath(() => "");
     const lost = perPath(() => ({ sent: 0, lost: 0 }));
     let failedConnections = 0;
@@ -239,7 +269,9 @@ async function main(): Promise<void> {
       const cells: string[] = [];
       for (const r of order) {
         const before = await tunnelPackets(h.vps, h.router, dev);
+        const cpu0 = busyCpuSeconds();
         const b = await peer<BulkResult>(r.from, ["bulk", r.host, r.port, bytes]);
+        cpu[r.name].push((busyCpuSeconds() - cpu0) / (b.bytes / 1e9));
         const after = await tunnelPackets(h.vps, h.router, dev);
         lost[r.name].sent += after.sent - before.sent;
         lost[r.name].lost += after.sent - before.sent - (after.received - before.received);
@@ -252,17 +284,28 @@ async function main(): Promise<void> {
         const q = await peer<RrResult>(r.from, ["rr", r.host, r.port, RR_MS]);
         checkSaw(r, q.saw, expectedSaw[r.name]);
         rrs[r.name].push(tps(q));
+        let udpCell = "";
+        if (!NO_UDP.includes(r.name)) {
+          const u = await peer<UdpResult>(r.from, ["udp", r.host, r.port, UDP_MS]);
+          checkSaw(r, u.saw, expectedSaw[r.name]);
+          udps[r.name].push(pps(u));
+          udpLoss[r.name].push((100 * (u.sent - u.received)) / Math.max(1, u.sent));
+          udpCell = ` ${f0(pps(u))} pps`;
+        }
         saw[r.name] = b.saw;
-        cells.push(`${r.name} ${f0(mbits(b))} Mbit/s ${f0(rate(c))} conn/s ${f0(tps(q))} rr/s`);
+        cells.push(`${r.name} ${f0(mbits(b))} Mbit/s ${f0(rate(c))} conn/s ${f0(tps(q))} rr/s${udpCell} ${cpu[r.name].at(-1)!.toFixed(1)} CPU s/GB`);
       }
       out(`  round ${round + 1}: ${cells.join(" | ")}`);
     }
 
     out();
-    out(`  ${"path".padEnd(8)} ${"Mbit/s".padStart(8)} ${"conn/s".padStart(8)} ${"rr/s".padStart(8)}  ${"tunnel loss".padStart(11)}  the LAN service saw  route`);
+    out(`  ${"path".padEnd(8)} ${"Mbit/s".padStart(8)} ${"conn/s".padStart(8)} ${"rr/s".padStart(8)} ${"UDP pps".padStart(8)} ${"UDP lost".padStart(8)} ${"CPU s/GB".padStart(8)}  ${"tunnel loss".padStart(11)}  the LAN service saw  route`);
     for (const r of routes) {
       const loss = OFF_TUNNEL.includes(r.name) ? "-" : `${((100 * lost[r.name].lost) / Math.max(1, lost[r.name].sent)).toFixed(1)} %`;
-      out(`  ${r.name.padEnd(8)} ${f0(median(bulk[r.name])).padStart(8)} ${f0(median(conns[r.name])).padStart(8)} ${f0(median(rrs[r.name])).padStart(8)}  ${loss.padStart(11)}  ${saw[r.name].padEnd(18)}  ${r.what}`);
+      const u = NO_UDP.includes(r.name) ? ["-", "-"] : [f0(median(udps[r.name])), `${median(udpLoss[r.name]).toFixed(0)} %`];
+      out(
+        `  ${r.name.padEnd(8)} ${f0(median(bulk[r.name])).padStart(8)} ${f0(median(conns[r.name])).padStart(8)} ${f0(median(rrs[r.name])).padStart(8)} ${u[0]!.padStart(8)} ${u[1]!.padStart(8)} ${median(cpu[r.name]).toFixed(1).padStart(8)}  ${loss.padStart(11)}  ${saw[r.name].padEnd(18)}  ${r.what}`,
+      );
     }
     // Ratio of the medians, and the spread of the same ratio round by round (natgate and the relay
     // run back to back within a round, so each pair saw about the same machine load).
@@ -271,13 +314,15 @@ async function main(): Promise<void> {
       return `×${(median(xs.natgate) / median(xs[other])).toFixed(2)} (rounds ${paired[0].toFixed(2)}–${paired[paired.length - 1].toFixed(2)})`;
     };
     out(`  (medians over ${ROUNDS} rounds; tunnel loss: packets the VPS sent into ${dev} that the router never got, during`);
-    out(`  the bulk transfers; the tunnel's service runs on the router, so it saw the VPS's tunnel address too)`);
+    out(`  the bulk transfers; UDP lost: datagrams sent that the service never counted; CPU s/GB: all lab hosts together, one`);
+    out(`  kernel, client and service included; ssh -R carries no UDP; the tunnel's service runs on the router, so it saw the VPS's`);
+    out(`  tunnel address too)`);
     out();
-    out(`  natgate / plain: throughput ${ratio(bulk, "plain")}, connection setup rate ${ratio(conns, "plain")}, 1-byte request/response ${ratio(rrs, "plain")}`);
-    out(`  natgate / relay: throughput ${ratio(bulk)}, connection setup rate ${ratio(conns)}, 1-byte request/response ${ratio(rrs)}`);
-    out(`  natgate / ssh -R: throughput ${ratio(bulk, "sshR")}, connection setup rate ${ratio(conns, "sshR")}, 1-byte request/response ${ratio(rrs, "sshR")}`);
+    out(`  natgate / plain: throughput ${ratio(bulk, "plain")}, connection setup rate ${ratio(conns, "plain")}, 1-byte request/response ${ratio(rrs, "plain")}, UDP pps ${ratio(udps, "plain")}, CPU s/GB ${ratio(cpu, "plain")}`);
+    out(`  natgate / relay: throughput ${ratio(bulk)}, connection setup rate ${ratio(conns)}, 1-byte request/response ${ratio(rrs)}, UDP pps ${ratio(udps)}, CPU s/GB ${ratio(cpu)}`);
+    out(`  natgate / ssh -R: throughput ${ratio(bulk, "sshR")}, connection setup rate ${ratio(conns, "sshR")}, 1-byte request/response ${ratio(rrs, "sshR")}, CPU s/GB ${ratio(cpu, "sshR")}`);
     const linkRatio = (xs: Record<PathName, number[]>) => `×${(median(xs.link) / median(xs.sshR)).toFixed(2)}`;
-    out(`  natgate over the veth link / ssh -R: throughput ${linkRatio(bulk)}, connection setup rate ${linkRatio(conns)}, 1-byte request/response ${linkRatio(rrs)}`);
+    out(`  natgate over the veth link / ssh -R: throughput ${linkRatio(bulk)}, connection setup rate ${linkRatio(conns)}, 1-byte request/response ${linkRatio(rrs)}, CPU s/GB ${linkRatio(cpu)}`);
     out(`  natgate's service sees the client (${saw.natgate}); behind the relay it sees only the VPS (${saw.relay}), behind ssh -R only ${saw.sshR}.`);
     if (failedConnections) out(`  ${failedConnections} connections failed during the setup-rate measurements`);
     if (backends.some((b) => b !== "kernel")) {

@@ -29,6 +29,9 @@ describe("benchmarks: smoke run", function () {
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /natgate \/ relay: throughput ×\d+\.\d\d .*connection setup rate ×\d+\.\d\d/);
     assert.match(r.out, /natgate's service sees the client \(203\.0\.113\.10\)/);
+    // UDP through natgate's path arrives (a count, not a speed): the row's UDP pps is above 0
+    const row = /^  natgate +\d+ +\d+ +\d+ +(\d+) +\d+ % +\d+\.\d /m.exec(r.out);
+    assert.ok(row && Number(row[1]) > 0, r.out);
   });
 
   it("the control-plane bench (N = 1, 3; direct and through the delay relay) prints a row per size with the per-command baseline", async () => {
