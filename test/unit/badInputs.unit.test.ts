@@ -289,6 +289,8 @@ const portForwardRows: Row[] = [
   pf({ "forwards[0].allowFrom": ["2001:db8::/32"] }, "forwards[0].allowFrom[0]"),
   pf({ "forwards[0].allowFrom": ["203.0.113.0/24"], "forwards[0].refuse": "deny" }, "forwards[0].refuse"),
   pf({ "forwards[0].refuse": "drop" }, "forwards[0].refuse"),
+  pf({ forwards: [{ ports: "5000-5009", toPorts: "80-81" }] }, "forwards[0].toPorts"),
+  pf({ routerForwards: [{ ports: "2222-2223", toPorts: 22 }] }, "routerForwards[0].toPorts"),
   pf({ routerForwards: [{ ports: 2222, toPorts: 22, allowFrom: ["x"] }] }, "routerForwards[0].allowFrom[0]"),
   ...["all", "-h", "br lan", "br/lan", "br-lan0123456789", "br-lan;reboot"].map((v) => pf({ "router.lanInterface": v }, "router.lanInterface")),
   pf({ "tunnel.interfaceName": "lo" }, "tunnel.interfaceName"),

@@ -57,6 +57,12 @@ describe("PortForward layout checks (pure)", () => {
     // the component names its own port fields (the VPS's DnatRule would say "ports")
     assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "6000-5000" }] }), ['forwards[0].ports "6000-5000": range 6000-5000 is backwards: write 5000-6000']);
     assert.deepEqual(forwardLayoutProblems({ ...seed, routerForwards: [{ ports: 2222, toPorts: "22;x" }] }), ['routerForwards[0].toPorts "22;x": must be a port 1-65535 or a range like "5000-6000"']);
+    // a toPorts of another size than ports, named as the component's field, not the child DnatRule's
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "5000-5009", toPorts: "80-81" }] }), [
+      'forwards[0].toPorts "80-81": maps 10 ports (forwards[0].ports "5000-5009") to 2: give a range of the same size, one port for one port, or omit toPorts to keep the port numbers',
+    ]);
+    assert.match(forwardLayoutProblems({ ...seed, forwards: [{ ports: "1000-3000", toPorts: "11000-13000" }] })[0]!, /^forwards\[0\]\.toPorts "11000-13000": remapping 2001 ports .* at most 1024/);
+    assert.deepEqual(forwardLayoutProblems({ ...seed, forwards: [{ ports: "5000-5009", toPorts: "6000-6009" }] }), [], "same size is fine");
   });
 });
 
