@@ -2,7 +2,7 @@ import * as ipaddr from "ipaddr.js";
 import { interfaceNameProblem, ipv4, ipv6, networkCidr, networkCidr6, nonHostProblem, parsePortSpec, sourceNetwork, unicastProblem, unicastProblem6 } from "../provider/resources/common/fields";
 import { tunnelAddress, tunnelAddress6 } from "../provider/resources/tunnel/schema";
 import { isNetworkOrBroadcast, parseCidr } from "../provider/resources/common/addresses";
-import { MAX_SHIFTED_PORTS } from "../provider/resources/dnat/schema";
+import { toPortsProblem } from "../provider/resources/dnat/schema";
 
 /** The parts of a PortForward's description that can contradict each other, resolved. */
 export interface ForwardLayout {
@@ -59,14 +59,8 @@ function portProblems(field: string, f: { ports?: unknown; toPorts?: unknown }):
   const from = parsePortSpec(f.ports);
   const to = f.toPorts === undefined ? undefined : parsePortSpec(f.toPorts);
   if (typeof from === "object" && typeof to === "object") {
-    const n = from.hi - from.lo + 1;
-    const m = to.hi - to.lo + 1;
-    const at = `${field}.toPorts ${JSON.stringify(f.toPorts)}`;
-    if (n !== m) {
-      out.push(`${at}: maps ${n} port${n === 1 ? "" : "s"} (${field}.ports ${JSON.stringify(f.ports)}) to ${m}: give a range of the same size, one port for one port, or omit toPorts to keep the port numbers`);
-    } else if (n > MAX_SHIFTED_PORTS && from.lo !== to.lo) {
-      out.push(`${at}: remapping ${n} ports to other numbers needs one nft map element per port; at most ${MAX_SHIFTED_PORTS} are supported: keep the numbers (omit toPorts) or split the forward`);
-    }
+    const reason = toPortsProblem(from, to, { ports: `${field}.ports ${JSON.stringify(f.ports)}`, toPorts: "", unit: "forward" });
+    if (reason) out.push(`${field}.toPorts ${JSON.stringify(f.toPorts)}: ${reason}`);
   }
   return out;
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ConnectionSchema } from "../../ssh/schema";
 import { backendChoice } from "../common/backend";
-import { addressFamily, hostAddress, interfaceName, ipAddress, portRangeOf, portSpec, refuseNonHost, resourceName, sourceNetwork } from "../common/fields";
+import { addressFamily, hostAddress, interfaceName, ipAddress, portRangeOf, portSpec, refuseNonHost, resourceName, sourceNetwork, type PortRange } from "../common/fields";
 import type { Failure } from "../../engine/failures";
 
 /**
@@ -73,21 +73,25 @@ export function dnatCrossCheck(i: DnatRuleInputs): Failure[] {
     out.push({ property: "refuse", reason: "is only used with allowFrom (which sources to admit): give allowFrom too, or remove refuse" });
   }
   if (i.toPorts !== undefined) {
-    const from = portRangeOf(i.ports);
-    const to = portRangeOf(i.toPorts);
-    const n = from.hi - from.lo + 1;
-    const m = to.hi - to.lo + 1;
-    if (n !== m) {
-      out.push({
-        property: "toPorts",
-        reason: `maps ${n} port${n === 1 ? "" : "s"} (${i.ports}) to ${m} (${i.toPorts}): give a range of the same size, one port for one port, or omit toPorts to keep the port numbers`,
-      });
-    } else if (n > 1 && from.lo !== to.lo && n > MAX_SHIFTED_PORTS) {
-      out.push({
-        property: "toPorts",
-        reason: `remapping ${n} ports to other numbers needs one nft map element per port; at most ${MAX_SHIFTED_PORTS} are supported: keep the numbers (omit toPorts) or split the rule`,
-      });
-    }
+    const reason = toPortsProblem(portRangeOf(i.ports), portRangeOf(i.toPorts), { ports: String(i.ports), toPorts: ` (${i.toPorts})`, unit: "rule" });
+    if (reason) out.push({ property: "toPorts", reason });
   }
   return out;
+}
+
+/**
+ * Why toPorts `to` cannot stand for ports `from`, or undefined: one rule for the DnatRule and for
+ * the PortForward that makes it, each naming its fields as its user wrote them (`said`: how the
+ * ports are shown, what follows the toPorts count, and what to split).
+ */
+export function toPortsProblem(from: PortRange, to: PortRange, said: { ports: string; toPorts: string; unit: string }): string | undefined {
+  const n = from.hi - from.lo + 1;
+  const m = to.hi - to.lo + 1;
+  if (n !== m) {
+    return `maps ${n} port${n === 1 ? "" : "s"} (${said.ports}) to ${m}${said.toPorts}: give a range of the same size, one port for one port, or omit toPorts to keep the port numbers`;
+  }
+  if (n > MAX_SHIFTED_PORTS && from.lo !== to.lo) {
+    return `remapping ${n} ports to other numbers needs one nft map element per port; at most ${MAX_SHIFTED_PORTS} are supported: keep the numbers (omit toPorts) or split the ${said.unit}`;
+  }
+  return undefined;
 }
