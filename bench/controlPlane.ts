@@ -9,13 +9,12 @@
 // NATGATE_BENCH_N (default "1,10,50") picks the sizes, NATGATE_BENCH_DELAY_MS (default "0,75":
 // 75 ms each way is 150 ms RTT, Asia to Europe) the delays; the suite's smoke run uses small ones.
 import { spawn, spawnSync, type ChildProcess } from "child_process";
-import * as fs from "fs";
 import * as path from "path";
 import { DnatRule } from "natgate";
 import { getLab, type Lab } from "../test/lab";
 import { Stack } from "../test/engine/stack";
 import { PUBLIC } from "../test/engine/seedLab";
-import { connectionTo } from "../test/variants/variantLab";
+import { connectionTo, sshLogins, sshSessions } from "../test/variants/variantLab";
 import { vpsSshOptions } from "./vpsSsh";
 
 const SIZES = (process.env.NATGATE_BENCH_N ?? "1,10,50").split(",").map(Number);
@@ -42,10 +41,10 @@ async function routeTo(lab: Lab, oneWayMs: number): Promise<Route> {
   return { host: "127.0.0.1", port, relay };
 }
 
-/** What the VPS's sshd (LogLevel VERBOSE) recorded so far: logins, and sessions (one per remote script). */
+/** What the VPS's sshd recorded so far: logins, and sessions (one per remote script). */
 function sshdCounts(lab: Lab): { logins: number; scripts: number } {
-  const log = lab.hosts.vps.sshdLog ? fs.readFileSync(lab.hosts.vps.sshdLog, "utf8") : "";
-  return { logins: log.match(/^.*Accepted \S+ for \S+ from /gm)?.length ?? 0, scripts: log.match(/^.*Starting session: command for /gm)?.length ?? 0 };
+  const vps = lab.hosts.vps;
+  return { logins: Object.values(sshLogins(vps)).reduce((a, b) => a + b, 0), scripts: sshSessions(vps) };
 }
 
 function program(lab: Lab, route: Route, n: number) {

@@ -17,7 +17,7 @@ nft_show() {
 # natgate table on the host made every read list (and the provider parse) all the others.
 nft_visible() {
   nft_show "$1" "$2" || return 1
-  printf '%s\n' "$NG_NFT_TABLES" | while read -r ng_kw ng_f ng_t ng_rest; do
+  printf '%s\\n' "$NG_NFT_TABLES" | while read -r ng_kw ng_f ng_t ng_rest; do
     [ "$ng_kw" = table ] || continue
     case $ng_f in "$1" | inet) ;; *) continue ;; esac
     case $ng_t in natgate_*) continue ;; esac

@@ -215,6 +215,12 @@ export function sshLogins(h: LabHost): Record<string, number> {
   return out;
 }
 
+/** Remote commands (sessions) sshd has started so far on a host: LogLevel VERBOSE logs "Starting session: command for ..." for each. */
+export function sshSessions(h: LabHost): number {
+  if (!h.sshdLog) return 0;
+  return fs.readFileSync(h.sshdLog, "utf8").match(/^.*Starting session: command for /gm)?.length ?? 0;
+}
+
 /** A scratch directory of this test run inside the lab's temp dir (removed with the lab). */
 export function scratchDir(lab: Lab, name: string): string {
   const d = path.join(lab.dir, "variants", name);
