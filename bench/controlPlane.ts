@@ -18,6 +18,7 @@ import { Stack } from "../test/engine/stack";
 import { PUBLIC } from "../test/engine/seedLab";
 import { connectionTo, sshLogins, sshSessions } from "../test/variants/variantLab";
 import { vpsSshOptions } from "./vpsSsh";
+import { busyCpuSeconds } from "./cpu";
 
 const SIZES = (process.env.NATGATE_BENCH_N ?? "1,10,50").split(",").map(Number);
 const DELAYS = (process.env.NATGATE_BENCH_DELAY_MS ?? "0,75").split(",").map(Number);
@@ -95,15 +96,19 @@ interface Cell {
   ms: number;
   logins: number;
   scripts: number;
+  /** the machine's busy CPU seconds meanwhile: every lab host, sshd, the remote shells, the bench */
+  cpu: number;
 }
 
 async function cell(lab: Lab, f: () => Promise<unknown>): Promise<Cell> {
   const before = sshdCounts(lab);
+  const cpu0 = busyCpuSeconds();
   const t = Date.now();
   await f();
   const ms = Date.now() - t;
+  const cpu = busyCpuSeconds() - cpu0;
   const after = sshdCounts(lab);
-  return { ms, logins: after.logins - before.logins, scripts: after.scripts - before.scripts };
+  return { ms, logins: after.logins - before.logins, scripts: after.scripts - before.scripts, cpu };
 }
 
 /** A failed `ssh` that never reached its command (sshd's MaxStartups refused it, the connection reset): remote.Command dials again. */
@@ -180,6 +185,11 @@ async function main(): Promise<void> {
               `${c(parallel.create, 15)}  ${c(parallel.destroy, 15)}  ${ratio(serial.create, create)}, ${ratio(serial.destroy, destroy)}, ` +
               `${ratio(parallel.create, create)}, ${ratio(parallel.destroy, destroy)}` +
               (parallel.redials ? `  (${parallel.redials} parallel dials refused by sshd, dialled again)` : ""),
+          );
+          const cpu = (x: Cell) => `${x.cpu.toFixed(1)} s`;
+          out(
+            `       CPU busy (the machine): create ${cpu(create)}, refresh ${cpu(refresh)}, destroy ${cpu(destroy)}; ` +
+              `1-by-1 create ${cpu(serial.create)}, delete ${cpu(serial.destroy)}; parallel create ${cpu(parallel.create)}, delete ${cpu(parallel.destroy)}`,
           );
         } finally {
           if (stack.state.length) await stack.destroy().catch(() => undefined);

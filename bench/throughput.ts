@@ -22,7 +22,6 @@
 // listens on 7001, not 5001: the seed forwards 5000-6000, so the VPS would DNAT 5001 before
 // any relay saw it. Destroys what it applied; the lab wrapper tears the lab down.
 import { execFileSync } from "child_process";
-import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { getLab, Lab, LabHost, LabProcess, shQuote } from "../test/lab";
@@ -30,6 +29,7 @@ import { Stack } from "../test/engine/stack";
 import { PUBLIC, seedProgram, seedStack, stopAll } from "../test/engine/seedLab";
 import { baseArgs } from "../test/variants/variantLab";
 import { vpsSshOptions } from "./vpsSsh";
+import { busyCpuSeconds } from "./cpu";
 import { PortForward } from "natgate";
 
 const ROUNDS = Number(process.env.NATGATE_BENCH_ROUNDS ?? 5);
@@ -100,18 +100,6 @@ const rate = (r: ConnectResult) => r.connections / (r.ms / 1000);
 const tps = (r: RrResult) => r.transactions / (r.ms / 1000);
 const pps = (r: UdpResult) => r.received / (r.ms / 1000);
 
-/**
- * CPU seconds the whole machine has spent busy so far (/proc/stat: user, nice, system, irq,
- * softirq, steal). Every lab host is a namespace of this one kernel, so a host's share of the
- * kernel's work (softirq forwarding, conntrack, NAT) cannot be told apart: the figure is all of
- * them together, the client and the service included, the same on every path.
- */
-function busyCpuSeconds(): number {
-  const f = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, , , irq, softirq, steal] = f;
-  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLK_TCK;
-}
-const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 const RR_MS = 2000;
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
