@@ -8,6 +8,7 @@ import type { PathCheck } from "./pathCheck";
 import { forwardLayoutProblems, type ForwardLayout } from "./forwardChecks";
 import type { Backend } from "./hostResource";
 import { SLOTS, slotProblem } from "../provider/plan/slots";
+import { slotFor } from "./slotChoice";
 import { redact } from "../provider/engine/redact";
 import { buildPath, type ForwardPath } from "./forwardPath";
 
@@ -131,12 +132,16 @@ export interface PortForwardArgs {
     routerAddress6?: pulumi.Input<string>;
   };
   /**
-   * This path's slot on the router, 0-7 (default 0). Two PortForwards on one router need different
-   * slots: the slot picks the defaults they must not share: tunnel interface (`wg0`, `wg1`...),
-   * tunnel subnet (10.10.10.0/24, 10.10.11.0/24...), listen port (51820, 51821...), mark (one bit
-   * of 0xFF000000 each), routing table (8764, 8765...) and rule priorities (950/951, 952/953...).
-   * Fields given in `tunnel` and `returnPath` still win. natgate records on each host which
-   * resource holds each of these, so a collision is refused before anything is changed.
+   * This path's slot on the router, 0-7. The slot picks the defaults two paths on one router must
+   * not share: tunnel interface (`wg0`, `wg1`...), tunnel subnet (10.10.10.0/24, 10.10.11.0/24...),
+   * listen port (51820, 51821...), mark (one bit of 0xFF000000 each), routing table (8764,
+   * 8765...) and rule priorities (950/951, 952/953...). Default: the lowest slot free among the
+   * PortForwards this program has built before this one on the same router, or on the same VPS when
+   * the slot picks the tunnel's numbers there (a connection's host and port), so the first takes 0,
+   * the next 1 (or the one after the first's VPSes); give it to keep
+   * a path's numbers when components are added or reordered. Fields given in `tunnel` and
+   * `returnPath` still win. natgate records on each host which resource holds each number, so a
+   * collision with another stack's path is refused before anything is changed.
    */
   slot?: number;
   /** Mark, mask, routing table and rule priorities of the return path (defaults: from `slot`; they avoid mwan3 and pbr). */
@@ -288,8 +293,14 @@ export class PortForward extends pulumi.ComponentResource {
     const afterCheck = <T>(v: pulumi.Input<T>) => pulumi.all([layoutOk, v]).apply(([, x]) => x);
     const routerConn = afterCheck(args.router.connection);
 
+    // The VPSes count when the slot picks numbers there (a tunnel natgate creates, its interface,
+    // listen port or address not given): two routers behind one VPS then take different slots.
+    // Given all three, as a stack from before slots had to, a router's own numbers stay slot 0's.
+    const t = args.tunnel;
+    const vpsSide = !args.existingTunnel && (t?.interfaceName === undefined || t.listenPort === undefined || t.vpsAddress === undefined);
+    const slot = slotFor(name, [args.router.connection, ...(vpsSide ? vpses.map((v) => v.connection) : [])], args.slot, vpses.length);
     this.paths = vpses.map((vps, k) =>
-      buildPath(this, k === 0 ? name : `${name}-vps${k}`, args, vps, (args.slot ?? 0) + k, afterCheck(vps.connection), routerConn, vpses.length > 1),
+      buildPath(this, k === 0 ? name : `${name}-vps${k}`, args, vps, slot + k, afterCheck(vps.connection), routerConn, vpses.length > 1),
     );
     const first = this.paths[0]!;
     this.tunnel = first.tunnel;

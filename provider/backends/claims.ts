@@ -132,5 +132,6 @@ function conflictError(key: string, holder: string, where: string): NatgateError
 
 /** The fix a PortForward user makes: one number picks every default a path holds. */
 export const SLOT_FIX =
-  "Two natgate paths on one router need their own numbers: on a PortForward give `slot: 1` (2, 3...) to the second one, " +
+  "Two natgate paths on one router need their own numbers: the PortForwards of one program pick free slots by themselves, but not " +
+  "around another stack's, so give this one a slot the other path does not hold (`slot: 1`, 2, 3...), " +
   "which picks its tunnel interface, tunnel subnet, listen port, mark, routing table and rule priorities; on the resources themselves, give other values.";

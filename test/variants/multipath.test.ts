@@ -1,9 +1,10 @@
-// Several natgate paths on one router (issue 12): one PortForward with two VPSes (the lab's VPS
-// with a second public address stands in for the second VPS: its own tunnel wg1 on port 51821,
-// its own DNAT rules) and a second PortForward with `slot: 2` for other ports, traffic through
-// all three paths at once, each showing the client's real address; a third PortForward left on
-// slot 0 is refused on the router before anything there changes; destroy leaves both hosts as
-// they were.
+// Several natgate paths on one router (issue 12), as a program writes them, no slot given: one
+// PortForward with two VPSes (the lab's VPS with a second public address stands in for the second
+// VPS: its own tunnel wg1 on port 51821, its own DNAT rules) and a second PortForward for other
+// ports, which takes the next free slot (2); traffic through all three paths at once, each showing
+// the client's real address; another stack's PortForward on the same router, which this program's
+// choice cannot see, is refused on the router before anything there changes; destroy leaves both
+// hosts as they were.
 // Run: node_modules/.bin/tsx test/lab/cli.ts run -- node_modules/.bin/mocha test/variants/multipath.test.ts
 import { strict as assert } from "assert";
 import { PortForward, type PortForwardArgs } from "natgate";
@@ -48,7 +49,8 @@ function twoVpses(lab: Lab): PortForwardArgs {
   };
 }
 
-const games = (lab: Lab): PortForwardArgs => ({ ...baseArgs(lab), slot: 2, forwards: [{ protocol: "both", ports: 7000 }] });
+// No slot: the one after home's two.
+const games = (lab: Lab): PortForwardArgs => ({ ...baseArgs(lab), forwards: [{ protocol: "both", ports: 7000 }] });
 
 describe("variants: several paths on one router", function () {
   this.timeout(300_000);
@@ -56,11 +58,9 @@ describe("variants: several paths on one router", function () {
   let stack: Stack | undefined;
   let services: LabProcess[] = [];
   let initial: Awaited<ReturnType<typeof snapshotAll>>;
-  const program = (withClash = false) => () => {
+  const program = () => () => {
     const home = new PortForward("home", twoVpses(lab));
     const g = new PortForward("games", games(lab));
-    // Slot 0 again: the router's wg0, table 8764 and priority 950 are home's.
-    if (withClash) new PortForward("clash", { ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 7100 }] });
     return { home: home.paths.map((p) => p.slot), games: g.paths.map((p) => p.slot) };
   };
 
@@ -80,7 +80,8 @@ describe("variants: several paths on one router", function () {
   });
 
   it("up: each path has its own tunnel, table, priorities and mark on the router", async () => {
-    await timedUp("two VPSes + a second component", stack!, program());
+    const up = await timedUp("two VPSes + a second component", stack!, program());
+    assert.deepEqual(up.exports, { home: [0, 1], games: [2] }, "games, given no slot, takes the one after home's two");
     const r = lab.hosts.router;
     const rules = (await r.run("ip rule show")).split("\n").filter((l) => /^9[5-6]\d:/.test(l)).map((l) => l.replace(/\s+/g, " ").trim());
     assert.deepEqual(rules, [
@@ -114,12 +115,17 @@ describe("variants: several paths on one router", function () {
     assert.deepEqual(await driftAfterRefresh(stack!), []);
   });
 
-  it("a third PortForward left on slot 0 is refused before anything on the router changes", async () => {
+  it("another stack's PortForward on the router (slot 0 in its own program) is refused before anything on the router changes", async () => {
     const before = await snapshotAll(lab);
-    await assert.rejects(stack!.up(program(true)), (e: Error) => {
-      assert.match(e.message, /WireGuard interface wg0 on the (dialer|listener) .* is already used by another natgate resource \(Tunnel home_tunnel; .*nothing was changed\. .*`slot: 1`/s);
-      return true;
-    });
+    const other = variantStack();
+    try {
+      await assert.rejects(other.up(() => void new PortForward("clash", { ...baseArgs(lab), forwards: [{ protocol: "tcp", ports: 7100 }] })), (e: Error) => {
+        assert.match(e.message, /WireGuard interface wg0 on the (dialer|listener) .* is already used by another natgate resource \(Tunnel home_tunnel; .*nothing was changed\. .*`slot: 1`/s);
+        return true;
+      });
+    } finally {
+      await cleanup(other);
+    }
     await assertHostsAsBefore(lab, before, "the refused up");
     // The paths that were there still carry traffic.
     assert.equal(await ask(lab, "tcp", SECOND, 5000), `tcp/5000 saw ${CLIENT}`);
