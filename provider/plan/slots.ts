@@ -28,7 +28,7 @@ export interface SlotDefaults {
 
 export function slotProblem(slot: unknown): string | undefined {
   if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0 || slot >= SLOTS) {
-    return `must be a whole number 0-${SLOTS - 1} (the second PortForward on a router: 1), got ${JSON.stringify(slot)}`;
+    return `must be a whole number 0-${SLOTS - 1}, or left out for the lowest free one, got ${JSON.stringify(slot)}`;
   }
   return undefined;
 }

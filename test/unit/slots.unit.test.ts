@@ -41,7 +41,7 @@ describe("slots: one number per path on a router", () => {
   });
 
   it("refuses a slot outside 0-7, saying what a valid one is", () => {
-    for (const bad of [-1, 8, 1.5, "1", NaN]) assert.match(slotProblem(bad) ?? "", /must be a whole number 0-7 \(the second PortForward on a router: 1\)/);
+    for (const bad of [-1, 8, 1.5, "1", NaN]) assert.match(slotProblem(bad) ?? "", /must be a whole number 0-7, or left out for the lowest free one, got /);
     assert.equal(slotProblem(7), undefined);
   });
 });
