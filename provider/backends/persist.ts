@@ -23,7 +23,7 @@ import { NatgateError } from "../ssh/errors";
 import { HOSTSTATE_SH } from "./hoststate";
 
 import { BOOT_DIR, MADE_DIRS, NATGATE_DIR, bootEntryText, type BootEntry, type InitSystem } from "./bootPaths";
-import { runnerFiles, RUNNER_PATHS, SYSTEMD_UNIT_PATH } from "./bootRunner";
+import { runnerFiles, RUNNER_PATHS, SYSTEMD_UNIT_PATH, type BootFile } from "./bootRunner";
 import { expectedFileState } from "./bootObserve";
 
 export * from "./bootPaths";
@@ -52,13 +52,28 @@ boot_state() {
     if [ -x "$1" ]; then echo "$ng_m+x"; else echo "$ng_m"; fi
   else echo -; fi
 }
+# boot_states PATH...: "STATE PATH" for each PATH, STATE as boot_state prints it, in one md5sum for
+# all the files: boot_show lists ${RUNNER_PATHS.length + 1} paths in every read and apply, and a
+# subshell and an md5sum per path were ~30 processes of each. (A file md5sum cannot read gets no line, as it
+# got no state before.)
+boot_states() {
+  ng_n=$#
+  for ng_f in "$@"; do
+    if [ -L "$ng_f" ]; then printf '@%s %s\\n' "$(readlink "$ng_f")" "$ng_f"
+    elif [ -f "$ng_f" ]; then set -- "$@" "$ng_f"
+    else printf '%s %s\\n' - "$ng_f"; fi
+  done
+  shift "$ng_n"
+  [ $# -gt 0 ] || return 0
+  md5sum -- "$@" 2>/dev/null | while read -r ng_m ng_f; do
+    if [ -x "$ng_f" ]; then printf '%s+x %s\\n' "$ng_m" "$ng_f"; else printf '%s %s\\n' "$ng_m" "$ng_f"; fi
+  done
+}
 # boot_show ENTRY: the init system, then "STATE PATH" for the entry, the runner and every hook
 boot_show() {
   echo "@@boot"
   echo "init $(boot_init)"
-  for ng_f in "${BOOT_DIR}/$1" ${RUNNER_PATHS.join(" ")}; do
-    printf '%s %s\\n' "$(boot_state "$ng_f")" "$ng_f"
-  done
+  boot_states "${BOOT_DIR}/$1" ${RUNNER_PATHS.join(" ")}
 }
 # boot_remove ENTRY: the entry, and with the last one the runner, its hooks, the directories made
 # for them and /etc/natgate when empty. Needs ng_lock.
@@ -106,18 +121,34 @@ function installLines(init: InitSystem): string {
     .join("");
 }
 
+/** What boot_states prints for the runner of `init` when every file is as natgate writes it: the symlinks first, then the files by one md5sum, each in list order. */
+function runnerCurrent(init: InitSystem): string {
+  const files = runnerFiles(init);
+  const line = (f: BootFile) => `${expectedFileState(f)} ${f.path}`;
+  const lines = [...files.filter((f) => f.target !== undefined), ...files.filter((f) => f.target === undefined)].map(line);
+  if (lines.some((l) => !/^[@0-9a-f+/.\w-]+ [/\w.@-]+$/.test(l))) throw new NatgateError("internal", `runner state for ${init} does not fit in a quoted shell word`);
+  return lines.join("\n");
+}
+
 const RUNNER_TEXTS = TEXT_PATHS.map((path, k) => {
   const f = INITS.flatMap((init) => runnerFiles(init)).find((x) => x.path === path)!;
   return heredoc(`boot_file_${k}`, f.content!);
 }).join("");
 
-const WRITE_FUNCTIONS = `
+export const WRITE_FUNCTIONS = `
 # boot_put PATH MODE: stdin becomes PATH unless PATH already has that content and mode
 boot_put() {
   ng_tmp="$1.natgate-tmp"
   cat > "$ng_tmp" && chmod "$2" "$ng_tmp" || { rm -f "$ng_tmp"; return 1; }
-  if [ ! -L "$1" ] && [ "$(boot_state "$1")" = "$(boot_state "$ng_tmp")" ]; then rm -f "$ng_tmp"; return 0; fi
+  if boot_same "$1" "$ng_tmp"; then rm -f "$ng_tmp"; return 0; fi
   mv -f "$ng_tmp" "$1"
+}
+# boot_same A B: regular files A (not a symlink) and B have the same content and execute bit, by one
+# md5sum of both (boot_put runs for every runner file at every entry written)
+boot_same() {
+  [ -f "$1" ] && [ ! -L "$1" ] || return 1
+  { [ -x "$1" ] && [ -x "$2" ]; } || { [ ! -x "$1" ] && [ ! -x "$2" ]; } || return 1
+  md5sum -- "$1" "$2" 2>/dev/null | { read -r ng_a ng_r; read -r ng_b ng_r; [ -n "$ng_a" ] && [ "$ng_a" = "$ng_b" ]; }
 }
 # boot_link PATH TARGET
 boot_link() {
@@ -135,6 +166,13 @@ $ng_new"; ng_d=\${ng_d%/*}; done
   case $1 in ${NATGATE_DIR}|${NATGATE_DIR}/*) return 0 ;; esac
   printf '%s' "$ng_new" >> ${MADE_DIRS}
 }
+# boot_runner_current INIT: the runner and INIT's hooks are each what natgate writes (one md5sum for
+# all): boot_install has nothing to do then, and its ~40 processes for every entry written are spared
+boot_runner_current() {
+  case $1 in
+${INITS.map((init) => `  ${init}) [ "$(boot_states ${runnerFiles(init).map((f) => f.path).join(" ")})" = '${runnerCurrent(init)}' ] ;;
+`).join("")}  esac
+}
 # boot_install INIT: the runner and INIT's hooks, each written only when it differs
 boot_install() {
   case $1 in
@@ -143,7 +181,7 @@ ${INITS.map((init) => `  ${init})\n${installLines(init)}  ;;\n`).join("")}  esac
 }
 # boot_systemd_state: what systemd reads of natgate's (its unit and drop-ins), to know when to daemon-reload
 boot_systemd_state() {
-  for ng_f in ${SYSTEMD_FILES.join(" ")}; do boot_state "$ng_f"; done
+  boot_states ${SYSTEMD_FILES.join(" ")}
 }
 # boot_write ENTRY PREFIX SUFFIX MD5: the entry is PREFIX, boot_body's text and SUFFIX
 boot_write() {
@@ -159,7 +197,7 @@ boot_write() {
   umask 022
   ng_init=$(boot_init)
   ng_changed=
-  boot_install "$ng_init" || return 1
+  boot_runner_current "$ng_init" || boot_install "$ng_init" || return 1
   [ "$ng_before" = "$(boot_systemd_state)" ] || ng_changed=1
   if [ "$ng_init" = systemd ] && [ -n "$ng_changed" ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload >/dev/null 2>&1 || echo "natgate: systemctl daemon-reload failed (natgate.service is written and enabled for the next boot)" >&2

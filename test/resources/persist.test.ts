@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import { getLab, privateLib, type LabHost, type LabProcess } from "../lab";
 import { providers } from "../../provider";
+import { BOOT_SH, WRITE_FUNCTIONS } from "../../provider/backends/persist";
 import { closeAll } from "../../provider/ssh";
 import { askTcp, askUdp, snapshotDiff, snapshotHost, startLanServices, stopAll } from "../engine/seedLab";
 
@@ -270,6 +271,22 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     assert.deepEqual(await traffic(), WORKS);
   });
 
+  // What spares each entry written the runner's ~40 processes: boot_runner_current finds the
+  // runner as natgate writes it, and only then.
+  const runnerCurrent = async (h: LabHost) =>
+    (await h.run("sh", { input: `${BOOT_SH}${WRITE_FUNCTIONS}\nboot_runner_current "$(boot_init)" && echo current || echo stale\n` })).trim();
+
+  it("the runner as natgate wrote it is current (the next entry written skips its install); a file changed by hand is not", async () => {
+    assert.equal(await runnerCurrent(router), "current");
+    await router.run("cp -p /etc/natgate/boot.sh /root/boot.sh.keep && echo '# by hand' >> /etc/natgate/boot.sh");
+    try {
+      assert.equal(await runnerCurrent(router), "stale");
+    } finally {
+      await router.run("cp -p /root/boot.sh.keep /etc/natgate/boot.sh && rm /root/boot.sh.keep");
+    }
+    assert.equal(await runnerCurrent(router), "current");
+  });
+
   it("boot.sh runs one at a time under the host lock: three started together, and one finding a dead holder's lock", async () => {
     const logger = await fakeLogger(router);
     try {
@@ -347,6 +364,7 @@ describe("boot persistence (lab: the seed over WireGuard survives a simulated re
     }
     assert.match(unit, /^After=network-online\.target/m);
     assert.equal((await vps.run("readlink /etc/systemd/system/multi-user.target.wants/natgate.service")).trim(), "/etc/systemd/system/natgate.service");
+    assert.equal(await runnerCurrent(vps), "current", "systemd's runner as written is current");
     // One runner per host: the other VPS resources read it as theirs too.
     assert.deepEqual((await refresh(res.vpsSsh!)).props.drift, []);
     assert.equal(res.vpsSsh!.outs.boot, "systemd");
