@@ -138,10 +138,10 @@ export interface PortForwardArgs {
    * 8765...) and rule priorities (950/951, 952/953...). Default: the lowest slot free among the
    * PortForwards this program has built before this one on the same router, or on the same VPS when
    * the slot picks the tunnel's numbers there (a connection's host and port), so the first takes 0,
-   * the next 1 (or the one after the first's VPSes); give it to keep
-   * a path's numbers when components are added or reordered. Fields given in `tunnel` and
-   * `returnPath` still win. natgate records on each host which resource holds each number, so a
-   * collision with another stack's path is refused before anything is changed.
+   * the next 1 (or the one after the first's VPSes); give it to keep a path's numbers when
+   * components are added or reordered. Fields given in `tunnel` and `returnPath` still win.
+   * natgate records on each host which resource holds each number, so a collision with another
+   * stack's path is refused before anything is changed.
    */
   slot?: number;
   /** Mark, mask, routing table and rule priorities of the return path (defaults: from `slot`; they avoid mwan3 and pbr). */

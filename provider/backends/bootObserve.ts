@@ -8,7 +8,7 @@ import { runnerFiles, type BootFile } from "./bootRunner";
 
 export interface BootStatus {
   init: InitSystem;
-  /** path → state as boot_state prints it. */
+  /** path → state as boot_states prints it. */
   files: Map<string, string>;
 }
 

@@ -43,19 +43,10 @@ boot_init() {
   elif [ -f /etc/openwrt_release ] || [ -x /sbin/procd ]; then echo procd
   else echo none; fi
 }
-# boot_state PATH: "-" (absent), "@TARGET" (a symlink), "MD5" or "MD5+x" (a file)
-boot_state() {
-  if [ -L "$1" ]; then printf '@%s\\n' "$(readlink "$1")"
-  elif [ -f "$1" ]; then
-    ng_m=$(md5sum < "$1") || return 1
-    ng_m=\${ng_m%% *}
-    if [ -x "$1" ]; then echo "$ng_m+x"; else echo "$ng_m"; fi
-  else echo -; fi
-}
-# boot_states PATH...: "STATE PATH" for each PATH, STATE as boot_state prints it, in one md5sum for
-# all the files: boot_show lists ${RUNNER_PATHS.length + 1} paths in every read and apply, and a
-# subshell and an md5sum per path were ~30 processes of each. (A file md5sum cannot read gets no line, as it
-# got no state before.)
+# boot_states PATH...: "STATE PATH" for each PATH, STATE "-" (absent), "@TARGET" (a symlink), "MD5"
+# or "MD5+x" (a file), with one md5sum for all the files: boot_show lists ${RUNNER_PATHS.length + 1} paths in every
+# read and apply, and a subshell and an md5sum per path were ~30 processes of each. A file md5sum
+# cannot read gets no line.
 boot_states() {
   ng_n=$#
   for ng_f in "$@"; do
@@ -189,7 +180,8 @@ boot_write() {
   boot_mkdir ${BOOT_DIR} || return 1
   ng_before=$(boot_systemd_state)
   { printf '%s' "$2"; boot_body; printf '%s' "$3"; } | boot_put "${BOOT_DIR}/$1" 600 || return 1
-  ng_got=$(boot_state "${BOOT_DIR}/$1")
+  ng_got=$(boot_states "${BOOT_DIR}/$1")
+  ng_got=\${ng_got%% *}
   if [ "$ng_got" != "$4" ]; then
     echo "natgate: ${BOOT_DIR}/$1 came out different from what natgate computed (md5 $ng_got, expected $4); it was not removed: check the disk, then apply again" >&2
     return 1
