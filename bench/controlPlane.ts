@@ -4,9 +4,9 @@
 // remote command per rule does (`@pulumi/command`'s remote.Command opens an SSH connection per
 // command): the OpenSSH client, one connection per rule, loading and then deleting an nft table
 // of the same shape, one rule after the other (--parallel 1) and all at once (the engine's
-// default, which runs independent resources in parallel). Each size runs at every one-way delay of NATGATE_BENCH_DELAY_MS: 0 is the
-// lab's own link, and anything else puts bench/delay.js between the laptop and the VPS's sshd
-// (this kernel has no sch_netem, so `tc netem` cannot).
+// default, which runs independent resources in parallel). Each size runs at every one-way delay
+// of NATGATE_BENCH_DELAY_MS: 0 is the lab's own link, and anything else puts bench/delay.js
+// between the laptop and the VPS's sshd (this kernel has no sch_netem, so `tc netem` cannot).
 // NATGATE_BENCH_N (default "1,10,50") picks the sizes, NATGATE_BENCH_DELAY_MS (default "0,75":
 // 75 ms each way is 150 ms RTT, Asia to Europe) the delays; the suite's smoke run uses small ones.
 // NATGATE_BENCH_LOSS_PCT (default 1) drops that share of packets on a delayed path (lossOn).
